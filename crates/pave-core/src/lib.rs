@@ -17,6 +17,7 @@ pub use state::{RunState, TaskState};
 
 // Per-run scheduling decisions (trigger rules, skips, mapping, setup/teardown, run state).
 pub mod decide;
+pub mod mapping;
 pub mod run;
 pub mod trigger;
 // Retry policy: what an attempt's end means for its task instance.

@@ -308,7 +308,9 @@ pub enum Mapping {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MapSource {
-    Literal { values: Vec<Value> },
+    Literal {
+        values: Vec<Value>,
+    },
     /// The XCom of an upstream task; if that task is itself mapped, each of its
     /// instances contributes one element (in map-index order).
     Xcom(XcomRef),

@@ -61,7 +61,10 @@ pub struct RunView<'a> {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
     /// The task instance's dependencies are met: move it to `scheduled`.
-    Schedule { task_id: TaskId, map_index: MapIndex },
+    Schedule {
+        task_id: TaskId,
+        map_index: MapIndex,
+    },
     /// Move a task instance to a finished state without running it
     /// (skipped, upstream_failed, removed) or fail it (a bad mapping source,
     /// a run timeout); `reason` says why, for logs and the UI.
@@ -87,8 +90,13 @@ pub enum AttemptOutcome {
     /// The task skipped itself (AirflowSkipException, a command's skip exit code).
     Skipped,
     /// The attempt failed; `retryable: false` is AirflowFailException.
-    Failed { retryable: bool, reason: String },
+    Failed {
+        retryable: bool,
+        reason: String,
+    },
     /// The attempt was killed by something outside the task (node loss,
     /// preemption, eviction); retried without spending a retry.
-    Disrupted { reason: String },
+    Disrupted {
+        reason: String,
+    },
 }

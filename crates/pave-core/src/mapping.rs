@@ -1,0 +1,223 @@
+//! The arguments of one instance of a mapped task (Airflow's
+//! `expand_input.resolve`), from the mapping and the XComs of its sources.
+//!
+//! `decide` works out how many instances a mapped task gets; this module
+//! works out what instance `i` receives, with the same reading of the
+//! sources: a literal list; the XCom list (or dict, as `[key, value]`
+//! pairs) of an unmapped upstream; or one element per instance of a mapped
+//! upstream, in map-index order. `.expand(a=.., b=..)` is a cartesian
+//! product in which the last argument (by name) varies fastest, as Airflow
+//! iterates it.
+
+use crate::ids::{MapIndex, TaskId};
+use crate::model::{MapSource, Mapping, Task};
+use crate::run::XcomMap;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Why an instance's arguments cannot be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    #[error("mapped task `{task}`: {detail}")]
+    Source { task: TaskId, detail: String },
+    #[error("mapped task `{task}` has no instance {index}: it expands to {len} instances")]
+    OutOfRange {
+        task: TaskId,
+        index: i32,
+        len: usize,
+    },
+}
+
+/// The values one mapping source supplies, in order.
+pub fn source_values(
+    task: &Task,
+    source: &MapSource,
+    source_is_mapped: bool,
+    xcoms: &XcomMap,
+) -> Result<Vec<Value>, MappingError> {
+    match source {
+        MapSource::Literal { values } => Ok(values.clone()),
+        MapSource::Xcom(r) if source_is_mapped => Ok(xcoms
+            .iter()
+            .filter(|((t, mi, k), _)| t == &r.task_id && k == &r.key && !mi.is_unmapped())
+            .filter(|(_, v)| !v.is_null())
+            .map(|(_, v)| v.clone())
+            .collect()),
+        MapSource::Xcom(r) => {
+            let key = (r.task_id.clone(), MapIndex::UNMAPPED, r.key.clone());
+            match xcoms.get(&key) {
+                Some(Value::Array(items)) => Ok(items.clone()),
+                Some(Value::Object(map)) => Ok(map
+                    .iter()
+                    .map(|(k, v)| Value::Array(vec![Value::String(k.clone()), v.clone()]))
+                    .collect()),
+                Some(other) => Err(MappingError::Source {
+                    task: task.task_id.clone(),
+                    detail: format!(
+                        "the XCom `{}` of `{}` is not a list or dict: {other}",
+                        r.key, r.task_id
+                    ),
+                }),
+                None => Err(MappingError::Source {
+                    task: task.task_id.clone(),
+                    detail: format!("the XCom `{}` of `{}` is missing", r.key, r.task_id),
+                }),
+            }
+        }
+    }
+}
+
+/// The mapped arguments of instance `map_index` of `task`.
+/// `is_mapped(task_id)` tells whether a source task is itself mapped.
+pub fn instance_args(
+    task: &Task,
+    map_index: MapIndex,
+    xcoms: &XcomMap,
+    is_mapped: &dyn Fn(&TaskId) -> bool,
+) -> Result<BTreeMap<String, Value>, MappingError> {
+    let Some(mapping) = &task.mapping else {
+        return Ok(BTreeMap::new());
+    };
+    let index = usize::try_from(map_index.0).map_err(|_| MappingError::OutOfRange {
+        task: task.task_id.clone(),
+        index: map_index.0,
+        len: 0,
+    })?;
+    let source_mapped = |s: &MapSource| match s {
+        MapSource::Xcom(r) => is_mapped(&r.task_id),
+        MapSource::Literal { .. } => false,
+    };
+    match mapping {
+        Mapping::Expand { args } => {
+            let mut columns = Vec::with_capacity(args.len());
+            for (name, source) in args {
+                let values = source_values(task, source, source_mapped(source), xcoms)?;
+                columns.push((name, values));
+            }
+            let len: usize = columns.iter().map(|(_, v)| v.len()).product();
+            if index >= len {
+                return Err(MappingError::OutOfRange {
+                    task: task.task_id.clone(),
+                    index: map_index.0,
+                    len,
+                });
+            }
+            // Mixed-radix decomposition, last column fastest.
+            let mut rest = index;
+            let mut out = BTreeMap::new();
+            for (name, values) in columns.iter().rev() {
+                let n = values.len();
+                out.insert((*name).clone(), values[rest % n].clone());
+                rest /= n;
+            }
+            Ok(out)
+        }
+        Mapping::ExpandKwargs { source } => {
+            let values = source_values(task, source, source_mapped(source), xcoms)?;
+            let len = values.len();
+            match values.into_iter().nth(index) {
+                Some(Value::Object(map)) => Ok(map.into_iter().collect()),
+                Some(other) => Err(MappingError::Source {
+                    task: task.task_id.clone(),
+                    detail: format!("expand_kwargs needs a list of dicts, got element {other}"),
+                }),
+                None => Err(MappingError::OutOfRange {
+                    task: task.task_id.clone(),
+                    index: map_index.0,
+                    len,
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{TaskKind, XcomRef};
+    use serde_json::json;
+
+    fn mapped(mapping: Mapping) -> Task {
+        let mut t = Task::new("m", TaskKind::Empty);
+        t.mapping = Some(mapping);
+        t
+    }
+
+    fn lit(v: Value) -> MapSource {
+        MapSource::Literal {
+            values: v.as_array().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn cartesian_product_last_argument_fastest() {
+        let t = mapped(Mapping::Expand {
+            args: BTreeMap::from([
+                ("a".into(), lit(json!([1, 2]))),
+                ("b".into(), lit(json!(["x", "y", "z"]))),
+            ]),
+        });
+        let none = XcomMap::new();
+        let got: Vec<_> = (0..6)
+            .map(|i| {
+                instance_args(&t, MapIndex(i), &none, &|_| false)
+                    .map(|m| (m["a"].clone(), m["b"].clone()))
+            })
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        assert_eq!(
+            got,
+            vec![
+                (json!(1), json!("x")),
+                (json!(1), json!("y")),
+                (json!(1), json!("z")),
+                (json!(2), json!("x")),
+                (json!(2), json!("y")),
+                (json!(2), json!("z")),
+            ]
+        );
+        assert!(instance_args(&t, MapIndex(6), &none, &|_| false).is_err());
+    }
+
+    #[test]
+    fn xcom_of_unmapped_and_mapped_sources() {
+        let src = XcomRef {
+            task_id: "src".into(),
+            key: "return_value".into(),
+        };
+        let t = mapped(Mapping::Expand {
+            args: BTreeMap::from([("x".into(), MapSource::Xcom(src))]),
+        });
+        let mut x = XcomMap::new();
+        x.insert(
+            ("src".into(), MapIndex(-1), "return_value".into()),
+            json!([10, 20]),
+        );
+        let got = instance_args(&t, MapIndex(1), &x, &|_| false).expect("resolves");
+        assert_eq!(got["x"], json!(20));
+
+        let mut y = XcomMap::new();
+        y.insert(
+            ("src".into(), MapIndex(1), "return_value".into()),
+            json!("b"),
+        );
+        y.insert(
+            ("src".into(), MapIndex(0), "return_value".into()),
+            json!("a"),
+        );
+        let got = instance_args(&t, MapIndex(1), &y, &|_| true).expect("resolves");
+        assert_eq!(got["x"], json!("b"));
+    }
+
+    #[test]
+    fn expand_kwargs_gives_each_dict() {
+        let t = mapped(Mapping::ExpandKwargs {
+            source: lit(json!([{"a": 1}, {"a": 2, "b": 3}])),
+        });
+        let got = instance_args(&t, MapIndex(1), &XcomMap::new(), &|_| false).expect("resolves");
+        assert_eq!(
+            got,
+            BTreeMap::from([("a".into(), json!(2)), ("b".into(), json!(3))])
+        );
+    }
+}
