@@ -5,7 +5,6 @@
 //! follow on that line; short-circuit tasks proceed when it is truthy.
 
 use pave_core::model::{Flow, OutputFormat};
-use pave_core::run::FlowResult;
 use serde_json::Value;
 
 /// Why a result could not be turned into an XCom value.
@@ -52,70 +51,47 @@ pub fn command_result(
     }
     match format {
         OutputFormat::Text => Ok(Some(Value::String(line.to_owned()))),
-        OutputFormat::Json => serde_json::from_str(line)
-            .map(Some)
-            .map_err(|e| ResultError::NotJson {
-                task_id: task_id.to_owned(),
-                line: truncate(line, 200),
-                error: e.to_string(),
-            }),
-    }
-}
-
-/// What a branch or short-circuit task decided, from its result value.
-pub fn flow_result(flow: &Flow, value: Option<&Value>) -> Option<FlowResult> {
-    match flow {
-        Flow::Normal => None,
-        Flow::Branch => Some(FlowResult::Branch {
-            follow: branch_ids(value),
-        }),
-        Flow::ShortCircuit { .. } => Some(FlowResult::ShortCircuit {
-            proceed: truthy(value),
-        }),
-    }
-}
-
-/// Task ids named by a branch result: a JSON list of strings, one string,
-/// or a text line of ids separated by commas or whitespace.
-fn branch_ids(value: Option<&Value>) -> Vec<String> {
-    match value {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        Some(Value::String(s)) => {
-            let s = s.trim();
-            if s.starts_with('[')
-                && let Ok(Value::Array(items)) = serde_json::from_str::<Value>(s)
-            {
-                return items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect();
-            }
-            s.split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect()
+        OutputFormat::Json => {
+            serde_json::from_str(line)
+                .map(Some)
+                .map_err(|e| ResultError::NotJson {
+                    task_id: task_id.to_owned(),
+                    line: truncate(line, 200),
+                    error: e.to_string(),
+                })
         }
-        Some(other) => vec![other.to_string()],
     }
 }
 
-/// Python's truthiness, extended to the text a command prints: an empty
-/// line, `0`, `false`, `False`, `none`, `None` and `null` are falsy.
-pub fn truthy(value: Option<&Value>) -> bool {
-    match value {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-        Some(Value::String(s)) => !matches!(
-            s.trim(),
-            "" | "0" | "false" | "False" | "FALSE" | "none" | "None" | "null"
-        ),
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Object(o)) => !o.is_empty(),
+/// The value a command's result line stands for when a branch or
+/// short-circuit task reads it: a branch's line names task ids (a JSON list,
+/// or ids separated by commas or spaces); a short circuit's line is read as
+/// JSON when it is JSON (`false`, `0`, `null`, `[]` are falsy) and as text
+/// otherwise (only an empty line is falsy), following Python's truthiness.
+pub fn flow_value(flow: &Flow, result: Option<&Value>) -> Value {
+    let text = match result {
+        Some(Value::String(s)) => s.trim(),
+        Some(other) => return other.clone(),
+        None => return Value::Null,
+    };
+    match flow {
+        Flow::Branch => {
+            if text.starts_with('[')
+                && let Ok(v @ Value::Array(_)) = serde_json::from_str::<Value>(text)
+            {
+                return v;
+            }
+            Value::Array(
+                text.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Value::String(p.to_owned()))
+                    .collect(),
+            )
+        }
+        Flow::ShortCircuit { .. } => {
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+        }
+        Flow::Normal => Value::String(text.to_owned()),
     }
 }
 
@@ -149,10 +125,13 @@ mod tests {
 
     #[test]
     fn bad_json_names_task_and_fix() {
-        let err = command_result("extract", Some("oops"), OutputFormat::Json, 100)
-            .expect_err("not json");
+        let err =
+            command_result("extract", Some("oops"), OutputFormat::Json, 100).expect_err("not json");
         let msg = err.to_string();
-        assert!(msg.contains("`extract`") && msg.contains("output: text"), "{msg}");
+        assert!(
+            msg.contains("`extract`") && msg.contains("output: text"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -160,24 +139,33 @@ mod tests {
         let line = "x".repeat(101);
         let err = command_result("big", Some(&line), OutputFormat::Text, 100).expect_err("cap");
         let msg = err.to_string();
-        assert!(msg.contains("101 bytes") && msg.contains("object storage"), "{msg}");
+        assert!(
+            msg.contains("101 bytes") && msg.contains("object storage"),
+            "{msg}"
+        );
     }
 
     #[test]
-    fn branch_ids_forms() {
-        assert_eq!(branch_ids(Some(&json!("a, b"))), vec!["a", "b"]);
-        assert_eq!(branch_ids(Some(&json!("[\"a\",\"b\"]"))), vec!["a", "b"]);
-        assert_eq!(branch_ids(Some(&json!(["x"]))), vec!["x"]);
-        assert!(branch_ids(None).is_empty());
+    fn branch_lines_name_task_ids() {
+        assert_eq!(
+            flow_value(&Flow::Branch, Some(&json!("a, b"))),
+            json!(["a", "b"])
+        );
+        assert_eq!(
+            flow_value(&Flow::Branch, Some(&json!("[\"a\"]"))),
+            json!(["a"])
+        );
+        assert_eq!(flow_value(&Flow::Branch, Some(&json!(""))), json!([]));
+        assert_eq!(flow_value(&Flow::Branch, None), Value::Null);
     }
 
     #[test]
-    fn truthiness() {
-        for falsy in [json!(""), json!("0"), json!("False"), json!(0), json!([]), json!(null)] {
-            assert!(!truthy(Some(&falsy)), "{falsy} should be falsy");
-        }
-        for t in [json!("yes"), json!("1"), json!(1), json!([0]), json!(true)] {
-            assert!(truthy(Some(&t)), "{t} should be truthy");
-        }
+    fn short_circuit_lines_read_as_json_when_they_are() {
+        let sc = Flow::ShortCircuit {
+            ignore_downstream_trigger_rules: true,
+        };
+        assert_eq!(flow_value(&sc, Some(&json!("false"))), json!(false));
+        assert_eq!(flow_value(&sc, Some(&json!("0"))), json!(0));
+        assert_eq!(flow_value(&sc, Some(&json!("yes"))), json!("yes"));
     }
 }

@@ -1,0 +1,292 @@
+//! Preparing one attempt for an executor: resolving its arguments (XComs,
+//! mapped values), rendering its templates, and building the request.
+
+use crate::config::SchedulerConfig;
+use crate::paths;
+use crate::runs::iso;
+use chrono::{DateTime, Utc};
+use pave_core::mapping;
+use pave_core::model::{Arg, Dag, MapSource, Mapping, Task, TaskKind};
+use pave_core::run::XcomMap;
+use pave_core::template::{self, TemplateContext};
+use pave_core::{MapIndex, TaskId, TryNumber};
+use pave_executor::{AttemptKey, AttemptResult, CommandLine, Exit, StartRequest};
+use pave_store::{RunRecord, TiRecord};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// An attempt ready to start, or why it cannot start.
+#[derive(Debug)]
+pub enum Prepared {
+    Ready(Box<StartRequest>),
+    Failed {
+        key: AttemptKey,
+        log_path: PathBuf,
+        error: String,
+    },
+}
+
+impl Prepared {
+    pub fn log_path(&self) -> &Path {
+        match self {
+            Prepared::Ready(r) => &r.log_path,
+            Prepared::Failed { log_path, .. } => log_path,
+        }
+    }
+}
+
+/// Tasks whose XComs the given task reads through mapping.
+pub fn xcom_sources(task: &Task) -> Vec<TaskId> {
+    let mut out = Vec::new();
+    match &task.mapping {
+        Some(Mapping::Expand { args }) => {
+            for s in args.values() {
+                if let MapSource::Xcom(r) = s {
+                    out.push(r.task_id.clone());
+                }
+            }
+        }
+        Some(Mapping::ExpandKwargs {
+            source: MapSource::Xcom(r),
+        }) => out.push(r.task_id.clone()),
+        _ => {}
+    }
+    out
+}
+
+/// Whether preparing the task needs the run's XComs.
+pub fn needs_xcoms(task: &Task) -> bool {
+    let templates_pull = match &task.kind {
+        TaskKind::Command { command, .. } => command.contains("xcom_pull"),
+        _ => false,
+    } || task.env.values().any(|v| v.contains("xcom_pull"));
+    templates_pull
+        || !xcom_sources(task).is_empty()
+        || task.args.values().any(|a| matches!(a, Arg::Xcom(_)))
+}
+
+/// Builds the start request of try `try_number` of a task instance.
+pub fn prepare(
+    cfg: &SchedulerConfig,
+    dag: &Dag,
+    task: &Task,
+    run: &RunRecord,
+    ti: &TiRecord,
+    try_number: u32,
+    xcoms: &XcomMap,
+) -> Prepared {
+    let key = AttemptKey {
+        dag_id: dag.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: task.task_id.clone(),
+        map_index: ti.key.map_index,
+        try_number: TryNumber(try_number),
+    };
+    let log_path = paths::log_path(
+        &cfg.logs_dir,
+        &key.dag_id,
+        &key.run_id,
+        &key.task_id,
+        key.map_index,
+        try_number,
+    );
+    let result_path = paths::result_path(
+        &cfg.logs_dir,
+        &key.dag_id,
+        &key.run_id,
+        &key.task_id,
+        key.map_index,
+        try_number,
+    );
+    match build(dag, task, run, ti, try_number, xcoms) {
+        Ok((command, cwd, env)) => Prepared::Ready(Box::new(StartRequest {
+            key,
+            command,
+            env,
+            cwd,
+            execution_timeout: task.execution_timeout,
+            resources: task.resources.clone(),
+            log_path,
+            result_path,
+        })),
+        Err(error) => Prepared::Failed {
+            key,
+            log_path,
+            error,
+        },
+    }
+}
+
+type Built = (CommandLine, Option<PathBuf>, BTreeMap<String, String>);
+
+fn build(
+    dag: &Dag,
+    task: &Task,
+    run: &RunRecord,
+    ti: &TiRecord,
+    try_number: u32,
+    xcoms: &XcomMap,
+) -> Result<Built, String> {
+    let (command, cwd) = match &task.kind {
+        TaskKind::Command { command, cwd, .. } => (command, cwd),
+        TaskKind::Python { callable } => {
+            return Err(format!(
+                "task `{}` runs the Python callable `{callable}`, but Python tasks need pave's Python SDK, \
+                 which this build does not have yet; use a command task",
+                task.task_id
+            ));
+        }
+        TaskKind::Empty => return Err("empty tasks are not sent to executors".into()),
+    };
+    let ctx = context(dag, task, run, ti.key.map_index, try_number, xcoms)?;
+    let script = template::render(command, &ctx)
+        .map_err(|e| format!("task `{}`, field `command`: {e}", task.task_id))?;
+    let cwd = cwd
+        .as_ref()
+        .map(|c| template::render(c, &ctx).map(PathBuf::from))
+        .transpose()
+        .map_err(|e| format!("task `{}`, field `cwd`: {e}", task.task_id))?;
+    let mut env = BTreeMap::new();
+    for (k, v) in &task.env {
+        let value = template::render(v, &ctx)
+            .map_err(|e| format!("task `{}`, field `env.{k}`: {e}", task.task_id))?;
+        env.insert(k.clone(), value);
+    }
+    let context_vars = [
+        ("DAG_ID", dag.dag_id.to_string()),
+        ("TASK_ID", task.task_id.to_string()),
+        ("RUN_ID", run.run_id.to_string()),
+        ("TRY_NUMBER", try_number.to_string()),
+        ("MAP_INDEX", ti.key.map_index.0.to_string()),
+        (
+            "LOGICAL_DATE",
+            run.logical_date.map(iso).unwrap_or_default(),
+        ),
+    ];
+    for (name, value) in context_vars {
+        env.insert(format!("PAVE_{name}"), value.clone());
+        // What Airflow sets for BashOperator, so scripts written for it work.
+        if name != "MAP_INDEX" {
+            env.insert(format!("AIRFLOW_CTX_{name}"), value);
+        }
+    }
+    Ok((CommandLine::Shell { script }, cwd, env))
+}
+
+/// The template context of one attempt.
+pub fn context(
+    dag: &Dag,
+    task: &Task,
+    run: &RunRecord,
+    map_index: MapIndex,
+    try_number: u32,
+    xcoms: &XcomMap,
+) -> Result<TemplateContext, String> {
+    let mut ctx =
+        TemplateContext::new(dag.dag_id.clone(), task.task_id.clone(), run.run_id.clone());
+    ctx.map_index = map_index;
+    ctx.try_number = try_number;
+    ctx.logical_date = run.logical_date;
+    ctx.data_interval = run
+        .data_interval
+        .map(|d| pave_core::schedule::DataInterval {
+            start: d.start,
+            end: d.end,
+        });
+    ctx.run_after = Some(run.run_after);
+    if let Value::Object(conf) = &run.conf {
+        ctx.conf = conf.clone();
+    }
+    // Params: declared defaults, overridden by the run's conf (Airflow's
+    // `dag_run_conf_overrides_params`, on by default).
+    for (name, p) in &dag.params {
+        let v = ctx
+            .conf
+            .get(name)
+            .cloned()
+            .or_else(|| p.default.clone())
+            .unwrap_or(Value::Null);
+        ctx.params.insert(name.clone(), v);
+    }
+    ctx.args = resolve_args(dag, task, map_index, xcoms)?;
+    ctx.xcoms = xcoms.clone();
+    Ok(ctx)
+}
+
+/// The task's arguments: literals, upstream XComs, and this instance's mapped values.
+pub fn resolve_args(
+    dag: &Dag,
+    task: &Task,
+    map_index: MapIndex,
+    xcoms: &XcomMap,
+) -> Result<BTreeMap<String, Value>, String> {
+    let is_mapped = |id: &TaskId| dag.task(id.as_str()).is_some_and(|t| t.mapping.is_some());
+    let mut args = BTreeMap::new();
+    for (name, arg) in &task.args {
+        let v = match arg {
+            Arg::Literal { value } => value.clone(),
+            Arg::Xcom(r) if is_mapped(&r.task_id) => Value::Array(
+                xcoms
+                    .iter()
+                    .filter(|((t, mi, k), _)| t == &r.task_id && k == &r.key && !mi.is_unmapped())
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+            ),
+            Arg::Xcom(r) => xcoms
+                .get(&(r.task_id.clone(), MapIndex::UNMAPPED, r.key.clone()))
+                .cloned()
+                .unwrap_or(Value::Null),
+        };
+        args.insert(name.clone(), v);
+    }
+    if task.mapping.is_some() && !map_index.is_unmapped() {
+        let mapped = mapping::instance_args(task, map_index, xcoms, &is_mapped)
+            .map_err(|e| e.to_string())?;
+        args.extend(mapped);
+    }
+    Ok(args)
+}
+
+/// The log file of an attempt (to append scheduler-side notes to it).
+pub fn log_of(cfg: &SchedulerConfig, key: &AttemptKey) -> PathBuf {
+    paths::log_path(
+        &cfg.logs_dir,
+        &key.dag_id,
+        &key.run_id,
+        &key.task_id,
+        key.map_index,
+        key.try_number.0,
+    )
+}
+
+/// Appends one line from pave itself to an attempt's log.
+pub fn write_log_line(path: &Path, line: &str) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "[pave] {line}");
+    }
+}
+
+/// The result of an attempt that never got to run its command.
+pub fn not_started(now: DateTime<Utc>, error: String) -> AttemptResult {
+    AttemptResult {
+        exit: Exit::NotRun,
+        timed_out: false,
+        cancelled: false,
+        started_at: now,
+        ended_at: now,
+        duration_ms: 0,
+        peak_rss_kib: 0,
+        last_line: None,
+        error: Some(error),
+        notes: Vec::new(),
+    }
+}

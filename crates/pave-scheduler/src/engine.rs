@@ -1,0 +1,1051 @@
+//! The scheduling driver: a thin async shell around pave-core's pure decisions.
+//!
+//! One `step` does, in order: (every `poll_interval`) create runs that
+//! schedules made due and start queued runs; `decide` every dirty run and
+//! apply the commands in one transaction per run; admit scheduled task
+//! instances under pools, priorities and resources; record them as queued
+//! (one transaction) and only then start them on the executor. Executor
+//! events mark their run dirty, so a finished task makes its downstream
+//! tasks runnable in the next step, without waiting for a poll.
+
+use crate::attempt::{self, Prepared};
+use crate::clock::Clock;
+use crate::config::SchedulerConfig;
+use crate::dags::{DagCache, LoadedDag};
+use crate::error::SchedulerError;
+use crate::result::{command_result, flow_value};
+use crate::runs::{self, TriggerRequest};
+use chrono::{DateTime, Utc};
+use pave_core::admit::{self, Candidate, PoolSlots};
+use pave_core::decide::flow_result_from_return;
+use pave_core::model::{OutputFormat, TaskKind};
+use pave_core::run::{AttemptOutcome, Command, RunView, TiView, XcomMap};
+use pave_core::{DagId, MapIndex, RunState, TaskState, TryNumber};
+use pave_executor::{
+    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Executor, ExecutorEvent,
+};
+use pave_store::{
+    ChangeBatch, NewXcom, RunChange, RunFilter, RunKey, RunRecord, Store, StoreError,
+    TaskSelection, TiChange, TiKey, TiRecord, TryRecord,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// An attempt this scheduler watches.
+#[derive(Clone, Debug)]
+struct Inflight {
+    ti: TiKey,
+    handle: AttemptHandle,
+}
+
+/// What one `step` did, for tests and logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StepReport {
+    pub runs_created: usize,
+    pub runs_decided: usize,
+    pub started: usize,
+    pub finished_runs: Vec<RunKey>,
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    executor: Arc<dyn Executor>,
+    events: mpsc::UnboundedReceiver<ExecutorEvent>,
+    clock: Arc<dyn Clock>,
+    cfg: SchedulerConfig,
+    dags: DagCache,
+    runs: HashMap<RunKey, RunRecord>,
+    inflight: HashMap<AttemptKey, Inflight>,
+    dirty: BTreeSet<RunKey>,
+    /// Earliest retry or run timeout seen while deciding: wake up then.
+    next_wake: Option<DateTime<Utc>>,
+    last_poll: Option<tokio::time::Instant>,
+    /// Wait reasons already written, so a waiting task is not rewritten every step.
+    wait_reasons: HashMap<TiKey, String>,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Arc<dyn Store>,
+        executor: Arc<dyn Executor>,
+        events: mpsc::UnboundedReceiver<ExecutorEvent>,
+        clock: Arc<dyn Clock>,
+        cfg: SchedulerConfig,
+    ) -> Self {
+        Scheduler {
+            store,
+            executor,
+            events,
+            clock,
+            cfg,
+            dags: DagCache::default(),
+            runs: HashMap::new(),
+            inflight: HashMap::new(),
+            dirty: BTreeSet::new(),
+            next_wake: None,
+            last_poll: None,
+            wait_reasons: HashMap::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.cfg
+    }
+
+    /// No active run, nothing running and nothing left to decide.
+    pub fn is_idle(&self) -> bool {
+        self.runs.is_empty() && self.inflight.is_empty() && self.dirty.is_empty()
+    }
+
+    /// Attempts this scheduler is watching now.
+    pub fn inflight_count(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Creates a manual run of `dag_id`; it is picked up by the next step.
+    pub async fn trigger(
+        &mut self,
+        dag_id: &DagId,
+        req: TriggerRequest,
+    ) -> Result<RunRecord, SchedulerError> {
+        let now = self.clock.now();
+        let run = runs::trigger(
+            self.store.as_ref(),
+            &mut self.dags,
+            dag_id,
+            req,
+            now,
+            &self.cfg.schedule_policy,
+        )
+        .await?;
+        self.runs.insert(run.key, run.clone());
+        self.last_poll = None;
+        Ok(run)
+    }
+
+    /// After a restart: find every attempt the store says is queued or
+    /// running and adopt it (still running), complete it (its result file is
+    /// there) or fail it by policy (its supervisor died without a result).
+    /// Queued attempts that never got a process go back to scheduled, as
+    /// Airflow resets orphaned queued task instances.
+    pub async fn reconcile(&mut self) -> Result<(), SchedulerError> {
+        let tis = self
+            .store
+            .active_run_tis(&[TaskState::Queued, TaskState::Running])
+            .await?;
+        for ti in tis {
+            let handle = ti
+                .executor_handle
+                .clone()
+                .and_then(|h| serde_json::from_value::<AttemptHandle>(h).ok());
+            match (ti.state, handle) {
+                (_, Some(handle)) => match self.executor.adopt(&handle).await {
+                    Ok(AdoptStatus::Running) => {
+                        tracing::info!(attempt = %handle.key, "adopted a running attempt");
+                        self.inflight.insert(
+                            handle.key.clone(),
+                            Inflight {
+                                ti: ti.key.clone(),
+                                handle,
+                            },
+                        );
+                    }
+                    Ok(AdoptStatus::Finished(result)) => {
+                        let key = handle.key.clone();
+                        self.inflight.insert(
+                            key.clone(),
+                            Inflight {
+                                ti: ti.key.clone(),
+                                handle,
+                            },
+                        );
+                        self.on_event(ExecutorEvent::Finished { key, result })
+                            .await?;
+                    }
+                    Ok(AdoptStatus::Lost { reason }) => {
+                        let key = handle.key.clone();
+                        self.inflight.insert(
+                            key.clone(),
+                            Inflight {
+                                ti: ti.key.clone(),
+                                handle,
+                            },
+                        );
+                        self.on_event(ExecutorEvent::Lost { key, reason }).await?;
+                    }
+                    Err(e) => tracing::warn!(ti = %ti.key, "cannot adopt attempt: {e}"),
+                },
+                (TaskState::Queued, None) => {
+                    let back = TiChange::new(ti.key.clone(), TaskState::Scheduled)
+                        .expect_attempt(TaskState::Queued, ti.try_number)
+                        .try_number(TryNumber(ti.try_number.0.saturating_sub(1)))
+                        .reason("reset: the scheduler stopped before this attempt got a process");
+                    self.apply(ChangeBatch::one(self.clock.now(), back)).await?;
+                }
+                (_, None) => {
+                    let res_fail = TiChange::new(ti.key.clone(), TaskState::Failed)
+                        .expect(ti.state)
+                        .end_date(self.clock.now())
+                        .reason("the attempt has no executor handle to adopt");
+                    self.apply(ChangeBatch::one(self.clock.now(), res_fail))
+                        .await?;
+                }
+            }
+            self.dirty.insert(ti.key.run);
+        }
+        Ok(())
+    }
+
+    /// Runs steps until `done` says so, sleeping until an executor event,
+    /// a timer or the next poll.
+    pub async fn run_until(
+        &mut self,
+        mut done: impl FnMut(&StepReport, &Scheduler) -> bool,
+    ) -> Result<(), SchedulerError> {
+        loop {
+            let report = self.step().await?;
+            if done(&report, self) {
+                return Ok(());
+            }
+            self.wait().await?;
+        }
+    }
+
+    /// Runs until the given run has finished; returns its final record.
+    pub async fn run_to_completion(&mut self, run: RunKey) -> Result<RunRecord, SchedulerError> {
+        self.dirty.insert(run);
+        let mut finished = false;
+        self.run_until(|r, _| {
+            finished |= r.finished_runs.contains(&run);
+            finished
+        })
+        .await?;
+        Ok(self.store.get_run(run).await?)
+    }
+
+    /// Waits for something to do: an executor event (then drains every
+    /// event already waiting), the earliest timer, or the next poll.
+    pub async fn wait(&mut self) -> Result<(), SchedulerError> {
+        let mut sleep_for = self.cfg.poll_interval;
+        if let Some(at) = self.next_wake {
+            let until = (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+            sleep_for = sleep_for.min(until);
+        }
+        if let Some(last) = self.last_poll {
+            sleep_for = sleep_for.min(self.cfg.poll_interval.saturating_sub(last.elapsed()));
+        }
+        tokio::select! {
+            ev = self.events.recv() => {
+                if let Some(ev) = ev {
+                    self.on_event(ev).await?;
+                }
+            }
+            _ = tokio::time::sleep(sleep_for) => {}
+        }
+        self.drain_events().await
+    }
+
+    /// Handles every executor event that is already waiting.
+    pub async fn drain_events(&mut self) -> Result<(), SchedulerError> {
+        while let Ok(ev) = self.events.try_recv() {
+            self.on_event(ev).await?;
+        }
+        Ok(())
+    }
+
+    /// One pass of the loop (see the module docs).
+    pub async fn step(&mut self) -> Result<StepReport, SchedulerError> {
+        let mut report = StepReport::default();
+        let now = self.clock.now();
+        if self.next_wake.is_some_and(|t| t <= now) {
+            self.next_wake = None;
+            self.dirty.extend(self.runs.keys().copied());
+        }
+        if self
+            .last_poll
+            .is_none_or(|t| t.elapsed() >= self.cfg.poll_interval)
+        {
+            self.last_poll = Some(tokio::time::Instant::now());
+            report.runs_created = self.poll(now).await?;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        for run in dirty {
+            report.runs_decided += 1;
+            if let Some(state) = self.decide_run(run, now).await?
+                && state.is_finished()
+            {
+                report.finished_runs.push(run);
+            }
+        }
+        report.started = self.admit_and_start(now).await?;
+        Ok(report)
+    }
+
+    /// Looks at the store for what other processes changed: new runs
+    /// (triggered from the CLI), runs due by schedule, queued runs to start.
+    async fn poll(&mut self, now: DateTime<Utc>) -> Result<usize, SchedulerError> {
+        let mut created = 0;
+        if self.cfg.create_scheduled_runs {
+            created = runs::create_due_runs(
+                self.store.as_ref(),
+                &mut self.dags,
+                now,
+                &self.cfg.schedule_policy,
+                8,
+            )
+            .await?
+            .len();
+        }
+        let active = self.store.list_runs(&RunFilter::active()).await?;
+        self.runs = active.into_iter().map(|r| (r.key, r)).collect();
+        self.start_queued_runs(now).await?;
+        let running: Vec<RunKey> = self
+            .runs
+            .values()
+            .filter(|r| r.state == RunState::Running)
+            .map(|r| r.key)
+            .collect();
+        self.dirty.extend(running);
+        Ok(created)
+    }
+
+    /// Queued runs become running, oldest first, up to each DAG's max_active_runs.
+    async fn start_queued_runs(&mut self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
+        let mut running_per_dag: HashMap<DagId, u32> = HashMap::new();
+        for r in self.runs.values().filter(|r| r.state == RunState::Running) {
+            *running_per_dag.entry(r.dag_id.clone()).or_default() += 1;
+        }
+        let mut queued: Vec<RunRecord> = self
+            .runs
+            .values()
+            .filter(|r| r.state == RunState::Queued)
+            .cloned()
+            .collect();
+        queued.sort_by_key(|r| (r.logical_date.unwrap_or(r.run_after), r.key));
+        let mut batch = ChangeBatch::new(now);
+        let mut started = Vec::new();
+        for r in queued {
+            let loaded = self.dags.get(self.store.as_ref(), r.dag_version_id).await?;
+            let limit = loaded
+                .dag
+                .max_active_runs
+                .unwrap_or(self.cfg.default_max_active_runs);
+            let n = running_per_dag.entry(r.dag_id.clone()).or_default();
+            if *n >= limit {
+                continue;
+            }
+            *n += 1;
+            batch.push(RunChange::new(r.key, RunState::Running).expect(RunState::Queued));
+            started.push(r.key);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.apply(batch).await?;
+        for key in started {
+            if let Some(r) = self.runs.get_mut(&key) {
+                r.state = RunState::Running;
+                r.start_date.get_or_insert(now);
+            }
+            self.dirty.insert(key);
+        }
+        Ok(())
+    }
+
+    /// Asks pave-core what to do with one run and applies it. Returns the
+    /// run's state afterwards.
+    async fn decide_run(
+        &mut self,
+        run: RunKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunState>, SchedulerError> {
+        let record = match self.runs.get(&run) {
+            Some(r) => r.clone(),
+            None => {
+                let r = self.store.get_run(run).await?;
+                if !r.state.is_finished() {
+                    self.runs.insert(run, r.clone());
+                }
+                r
+            }
+        };
+        if record.state != RunState::Running {
+            return Ok(Some(record.state));
+        }
+        let loaded = self
+            .dags
+            .get(self.store.as_ref(), record.dag_version_id)
+            .await?;
+        let records = self.store.run_tis(run).await?;
+        let mut tis: Vec<TiView> = records.iter().map(ti_view).collect();
+        let xcoms = self.mapping_xcoms(&loaded, run, &tis).await?;
+
+        let mut batch = ChangeBatch::new(now);
+        let mut to_kill = Vec::new();
+        let mut final_state = None;
+        // Apply decisions to the in-memory view and decide again until
+        // nothing changes: a skip can make its downstream decidable at once.
+        for _ in 0..64 {
+            let view = RunView {
+                dag: &loaded.dag,
+                run_state: RunState::Running,
+                tis: &tis,
+                xcoms: &xcoms,
+                start_date: record.start_date,
+                max_map_length: self.cfg.max_map_length,
+            };
+            let commands = pave_core::decide::decide(&view, now);
+            if commands.is_empty() {
+                break;
+            }
+            let mut changed = false;
+            for cmd in commands {
+                changed |= self.command_to_changes(
+                    &loaded,
+                    run,
+                    cmd,
+                    &mut tis,
+                    &mut batch,
+                    &mut to_kill,
+                    &mut final_state,
+                    now,
+                );
+            }
+            if !changed || final_state.is_some() {
+                break;
+            }
+        }
+        for ti in &tis {
+            if ti.state == TaskState::UpForRetry
+                && let Some(at) = ti.next_retry_at
+            {
+                self.next_wake = Some(self.next_wake.map_or(at, |w| w.min(at)));
+            }
+        }
+        if let (Some(timeout), Some(start)) = (loaded.dag.dagrun_timeout, record.start_date)
+            && final_state.is_none()
+            && let Ok(d) = chrono::Duration::from_std(timeout)
+        {
+            let at = start + d;
+            self.next_wake = Some(self.next_wake.map_or(at, |w| w.min(at)));
+        }
+        if batch.is_empty() {
+            return Ok(Some(RunState::Running));
+        }
+        match self.store.apply(batch).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { what }) => {
+                // Someone else changed the run meanwhile (a CLI clear): look again.
+                tracing::debug!(%run, "decision conflicted ({what}); deciding again");
+                self.dirty.insert(run);
+                return Ok(Some(RunState::Running));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for ti in to_kill {
+            if let Some((k, f)) = self
+                .inflight
+                .iter()
+                .find(|(_, f)| f.ti == ti)
+                .map(|(k, f)| (k.clone(), f.clone()))
+            {
+                let _ = self.executor.kill(&f.handle).await;
+                tracing::info!(attempt = %k, "killed: the run timed out");
+            }
+        }
+        if let Some(state) = final_state {
+            self.runs.remove(&run);
+            tracing::info!(%run, dag_id = %record.dag_id, run_id = %record.run_id, "run finished: {state}");
+            return Ok(Some(state));
+        }
+        Ok(Some(RunState::Running))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn command_to_changes(
+        &self,
+        loaded: &LoadedDag,
+        run: RunKey,
+        cmd: Command,
+        tis: &mut Vec<TiView>,
+        batch: &mut ChangeBatch,
+        to_kill: &mut Vec<TiKey>,
+        final_state: &mut Option<RunState>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        match cmd {
+            Command::Schedule { task_id, map_index } => {
+                let Some(ti) = tis
+                    .iter_mut()
+                    .find(|t| t.task_id == task_id && t.map_index == map_index)
+                else {
+                    return false;
+                };
+                if ti.state == TaskState::Scheduled {
+                    return false;
+                }
+                let key = TiKey::new(run, task_id.clone(), map_index);
+                let is_empty = loaded
+                    .dag
+                    .task(task_id.as_str())
+                    .is_some_and(|t| matches!(t.kind, TaskKind::Empty));
+                if is_empty {
+                    // Like Airflow's EmptyOperator: done by the scheduler, no executor.
+                    batch.push(
+                        TiChange::new(key, TaskState::Success)
+                            .expect(ti.state)
+                            .start_date(now)
+                            .end_date(now)
+                            .reason("empty task: marked success by the scheduler"),
+                    );
+                    ti.state = TaskState::Success;
+                } else {
+                    batch.push(
+                        TiChange::new(key, TaskState::Scheduled)
+                            .expect(ti.state)
+                            .reason("dependencies met"),
+                    );
+                    ti.state = TaskState::Scheduled;
+                }
+                true
+            }
+            Command::SetState {
+                task_id,
+                map_index,
+                state,
+                reason,
+            } => {
+                let Some(ti) = tis
+                    .iter_mut()
+                    .find(|t| t.task_id == task_id && t.map_index == map_index)
+                else {
+                    return false;
+                };
+                if ti.state == state {
+                    return false;
+                }
+                let key = TiKey::new(run, task_id, map_index);
+                if ti.state.is_active() {
+                    to_kill.push(key.clone());
+                }
+                batch.push(
+                    TiChange::new(key, state)
+                        .expect(ti.state)
+                        .end_date(now)
+                        .reason(reason),
+                );
+                ti.state = state;
+                true
+            }
+            Command::Expand { task_id, count } => {
+                let Some(pos) = tis
+                    .iter()
+                    .position(|t| t.task_id == task_id && t.map_index.is_unmapped())
+                else {
+                    return false;
+                };
+                let placeholder = tis.remove(pos);
+                for i in 0..count {
+                    tis.push(TiView {
+                        map_index: MapIndex(i32::try_from(i).unwrap_or(i32::MAX)),
+                        ..placeholder.clone()
+                    });
+                }
+                batch.push(pave_store::Change::ExpandMapped {
+                    run,
+                    task_id,
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                });
+                true
+            }
+            Command::FinishRun { state, reason } => {
+                batch.push(
+                    RunChange::new(run, state)
+                        .expect(RunState::Running)
+                        .note(reason),
+                );
+                *final_state = Some(state);
+                true
+            }
+        }
+    }
+
+    /// The XComs `decide` needs: those of the sources of mapped tasks that
+    /// are not expanded yet.
+    async fn mapping_xcoms(
+        &self,
+        loaded: &LoadedDag,
+        run: RunKey,
+        tis: &[TiView],
+    ) -> Result<XcomMap, SchedulerError> {
+        let mut sources = BTreeSet::new();
+        for ti in tis
+            .iter()
+            .filter(|t| t.map_index.is_unmapped() && t.state == TaskState::NoStatus)
+        {
+            if let Some(task) = loaded.dag.task(ti.task_id.as_str()) {
+                sources.extend(attempt::xcom_sources(task));
+            }
+        }
+        if sources.is_empty() {
+            return Ok(XcomMap::new());
+        }
+        let records = self
+            .store
+            .list_xcoms(run, &TaskSelection::Only(sources.into_iter().collect()))
+            .await?;
+        Ok(records
+            .into_iter()
+            .map(|x| ((x.ti.task_id, x.ti.map_index, x.key), x.value))
+            .collect())
+    }
+
+    /// Admits scheduled task instances and starts them.
+    async fn admit_and_start(&mut self, now: DateTime<Utc>) -> Result<usize, SchedulerError> {
+        let scheduled = self.store.active_run_tis(&[TaskState::Scheduled]).await?;
+        if scheduled.is_empty() {
+            return Ok(0);
+        }
+        let capacity = self.capacity().await?;
+        let mut candidates = Vec::with_capacity(scheduled.len());
+        let mut by_key: HashMap<admit::TiKey, (TiRecord, Arc<LoadedDag>, RunRecord)> =
+            HashMap::new();
+        for ti in scheduled {
+            let Some(run) = self.run_record(ti.key.run).await? else {
+                continue;
+            };
+            let loaded = self
+                .dags
+                .get(self.store.as_ref(), run.dag_version_id)
+                .await?;
+            let Some(task) = loaded.dag.task(ti.key.task_id.as_str()) else {
+                continue;
+            };
+            let key = admit::TiKey {
+                dag_id: ti.dag_id.clone(),
+                run_id: ti.run_id.clone(),
+                task_id: ti.key.task_id.clone(),
+                map_index: ti.key.map_index,
+            };
+            candidates.push(Candidate {
+                key: key.clone(),
+                priority_weight: ti.priority_weight,
+                run_date: run.logical_date.or(Some(run.run_after)),
+                pool: ti.pool.clone(),
+                pool_slots: ti.pool_slots,
+                max_active_tis_per_dag: task.max_active_tis_per_dag,
+                dag_max_active_tasks: loaded
+                    .dag
+                    .max_active_tasks
+                    .unwrap_or(self.cfg.default_max_active_tasks),
+                resources: task.resources.clone(),
+            });
+            by_key.insert(key, (ti, loaded.clone(), run));
+        }
+        let admission = admit::admit(&candidates, &capacity);
+
+        let mut batch = ChangeBatch::new(now);
+        for (key, reason) in &admission.impossible {
+            if let Some((ti, _, _)) = by_key.get(key) {
+                batch.push(
+                    TiChange::new(ti.key.clone(), TaskState::Failed)
+                        .expect(TaskState::Scheduled)
+                        .end_date(now)
+                        .reason(reason.clone()),
+                );
+                self.dirty.insert(ti.key.run);
+            }
+        }
+        for (key, reason) in &admission.wait {
+            if let Some((ti, _, _)) = by_key.get(key) {
+                let text = reason.to_string();
+                if self.wait_reasons.get(&ti.key) != Some(&text) {
+                    self.wait_reasons.insert(ti.key.clone(), text.clone());
+                    batch.push(
+                        TiChange::new(ti.key.clone(), TaskState::Scheduled)
+                            .expect(TaskState::Scheduled)
+                            .reason(text),
+                    );
+                }
+            }
+        }
+
+        // Prepare every admitted attempt: render templates, resolve arguments.
+        let mut xcom_cache: HashMap<RunKey, XcomMap> = HashMap::new();
+        let mut prepared = Vec::new();
+        for key in &admission.queue {
+            let Some((ti, loaded, run)) = by_key.remove(key) else {
+                continue;
+            };
+            self.wait_reasons.remove(&ti.key);
+            let Some(task) = loaded.dag.task(ti.key.task_id.as_str()) else {
+                continue;
+            };
+            let try_number = ti.try_number.0 + 1;
+            let xcoms = if attempt::needs_xcoms(task) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = xcom_cache.entry(run.key) {
+                    let all = self.store.list_xcoms(run.key, &TaskSelection::All).await?;
+                    slot.insert(
+                        all.into_iter()
+                            .map(|x| ((x.ti.task_id, x.ti.map_index, x.key), x.value))
+                            .collect(),
+                    );
+                }
+                xcom_cache.get(&run.key)
+            } else {
+                None
+            };
+            let empty = XcomMap::new();
+            let prep = attempt::prepare(
+                &self.cfg,
+                &loaded.dag,
+                task,
+                &run,
+                &ti,
+                try_number,
+                xcoms.unwrap_or(&empty),
+            );
+            batch.push(
+                TiChange::new(ti.key.clone(), TaskState::Queued)
+                    .expect(TaskState::Scheduled)
+                    .try_number(TryNumber(try_number))
+                    .queued_at(now)
+                    .reason("queued"),
+            );
+            let mut tr = TryRecord::new(ti.key.clone(), TryNumber(try_number), TaskState::Queued);
+            tr.log_path = Some(prep.log_path().display().to_string());
+            tr.hostname = Some(self.cfg.hostname.clone());
+            batch.push(tr);
+            prepared.push((ti, loaded, prep, try_number));
+        }
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        if let Err(e) = self.apply_strict(batch).await {
+            if matches!(e, SchedulerError::Store(StoreError::Conflict { .. })) {
+                tracing::debug!("admission conflicted; will retry: {e}");
+                return Ok(0);
+            }
+            return Err(e);
+        }
+
+        // Committed as queued: now start them. Failures to start end the attempt.
+        let mut started = 0;
+        let mut batch = ChangeBatch::new(now);
+        let mut ended: Vec<(AttemptKey, TiKey, AttemptResult)> = Vec::new();
+        for (ti, _loaded, prep, try_number) in prepared {
+            match prep {
+                Prepared::Ready(req) => {
+                    let akey = req.key.clone();
+                    match self.executor.start(*req).await {
+                        Ok(handle) => {
+                            started += 1;
+                            let handle_json = serde_json::to_value(&handle).unwrap_or_default();
+                            batch.push(
+                                TiChange::new(ti.key.clone(), TaskState::Running)
+                                    .expect_attempt(TaskState::Queued, TryNumber(try_number))
+                                    .start_date(handle.started_at)
+                                    .executor_handle(handle_json.clone())
+                                    .hostname(self.cfg.hostname.clone())
+                                    .reason("running"),
+                            );
+                            let mut tr = TryRecord::new(
+                                ti.key.clone(),
+                                TryNumber(try_number),
+                                TaskState::Running,
+                            );
+                            tr.start_date = Some(handle.started_at);
+                            tr.executor_handle = Some(handle_json);
+                            batch.push(tr);
+                            self.inflight.insert(
+                                akey,
+                                Inflight {
+                                    ti: ti.key.clone(),
+                                    handle,
+                                },
+                            );
+                        }
+                        Err(e) => {
+                            ended.push((
+                                akey,
+                                ti.key.clone(),
+                                attempt::not_started(now, format!("could not start: {e}")),
+                            ));
+                        }
+                    }
+                }
+                Prepared::Failed {
+                    key,
+                    log_path,
+                    error,
+                } => {
+                    attempt::write_log_line(&log_path, &error);
+                    ended.push((key, ti.key.clone(), attempt::not_started(now, error)));
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.apply(batch).await?;
+        }
+        for (akey, ti, result) in ended {
+            // Queued but never running: finish the attempt from the queued state.
+            self.finish_attempt(akey, ti, result, TaskState::Queued)
+                .await?;
+        }
+        Ok(started)
+    }
+
+    async fn run_record(&mut self, key: RunKey) -> Result<Option<RunRecord>, SchedulerError> {
+        if let Some(r) = self.runs.get(&key) {
+            return Ok(Some(r.clone()));
+        }
+        match self.store.get_run(key).await {
+            Ok(r) => {
+                if !r.state.is_finished() {
+                    self.runs.insert(key, r.clone());
+                }
+                Ok(Some(r))
+            }
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// What admission may hand out now.
+    async fn capacity(&self) -> Result<admit::Capacity, SchedulerError> {
+        let exec = self.executor.capacity();
+        let occupancy = self.store.occupancy().await?;
+        let pools = self.store.list_pools().await?;
+        let mut cap = admit::Capacity {
+            executor_slots_free: u32::try_from(
+                exec.parallelism.saturating_sub(self.inflight.len()),
+            )
+            .unwrap_or(u32::MAX),
+            ..Default::default()
+        };
+        for p in pools {
+            let used = occupancy
+                .pools
+                .get(&p.name)
+                .map_or(0, |u| u.occupied(p.include_deferred));
+            cap.pools.insert(
+                p.name.clone(),
+                PoolSlots {
+                    total: p.slots,
+                    free: u32::try_from(u64::from(p.slots).saturating_sub(used)).unwrap_or(0),
+                },
+            );
+        }
+        cap.active_per_dag = occupancy.dags.into_iter().collect();
+        cap.active_per_task = occupancy.tasks.into_iter().collect();
+        let (mut cpu, mut mem, mut gpu) = (0u64, 0u64, 0u64);
+        for f in self.inflight.values() {
+            cpu += f.handle.resources.cpu_millis;
+            mem += f.handle.resources.memory_bytes;
+            gpu += u64::from(f.handle.resources.gpu);
+        }
+        cap.cpu_millis = Some(admit::Amount {
+            total: exec.cpu_millis,
+            free: exec.cpu_millis.saturating_sub(cpu),
+        });
+        cap.memory_bytes = Some(admit::Amount {
+            total: exec.memory_bytes,
+            free: exec.memory_bytes.saturating_sub(mem),
+        });
+        let gpus = u64::from(exec.gpu_count());
+        cap.gpu = Some(admit::Amount {
+            total: gpus,
+            free: gpus.saturating_sub(gpu),
+        });
+        Ok(cap)
+    }
+
+    /// Handles one executor event.
+    pub async fn on_event(&mut self, ev: ExecutorEvent) -> Result<(), SchedulerError> {
+        let (key, result) = match ev {
+            ExecutorEvent::Finished { key, result } => (key, result),
+            ExecutorEvent::Lost { key, reason } => {
+                let now = self.clock.now();
+                (
+                    key,
+                    attempt::not_started(now, format!("the attempt was lost: {reason}")),
+                )
+            }
+        };
+        let Some(inflight) = self.inflight.remove(&key) else {
+            tracing::debug!(attempt = %key, "event for an attempt this scheduler does not watch; ignored");
+            return Ok(());
+        };
+        self.finish_attempt(key, inflight.ti, result, TaskState::Running)
+            .await
+    }
+
+    /// Ends one attempt: decides the task instance's new state by the retry
+    /// policy, stores its result as XCom, completes its try record. The
+    /// change is conditional on the attempt still being current, so a second
+    /// report of the same attempt changes nothing.
+    async fn finish_attempt(
+        &mut self,
+        key: AttemptKey,
+        ti: TiKey,
+        result: AttemptResult,
+        expected: TaskState,
+    ) -> Result<(), SchedulerError> {
+        let now = self.clock.now();
+        let Some(run) = self.run_record(ti.run).await? else {
+            return Ok(());
+        };
+        let loaded = self
+            .dags
+            .get(self.store.as_ref(), run.dag_version_id)
+            .await?;
+        let Some(task) = loaded.dag.task(ti.task_id.as_str()) else {
+            return Ok(());
+        };
+        let (skip_code, format) = match &task.kind {
+            TaskKind::Command {
+                skip_exit_code,
+                output,
+                ..
+            } => (*skip_exit_code, *output),
+            _ => (None, OutputFormat::Text),
+        };
+        let mut outcome = result.outcome(skip_code);
+        let mut xcom = None;
+        let mut flow = None;
+        if outcome == AttemptOutcome::Success {
+            match command_result(
+                ti.task_id.as_str(),
+                result.last_line.as_deref(),
+                format,
+                self.cfg.xcom_max_bytes,
+            ) {
+                Ok(value) => {
+                    let flow_input = flow_value(&task.flow, value.as_ref());
+                    match flow_result_from_return(&loaded.dag, task, &flow_input) {
+                        Ok(f) => flow = f,
+                        Err(e) => {
+                            outcome = AttemptOutcome::Failed {
+                                retryable: true,
+                                reason: e.to_string(),
+                            }
+                        }
+                    }
+                    if ti.map_index.is_unmapped()
+                        && let Err(reason) = pave_core::decide::check_mapping_source_push(
+                            &loaded.dag,
+                            task,
+                            value.as_ref(),
+                            self.cfg.max_map_length,
+                        )
+                    {
+                        outcome = AttemptOutcome::Failed {
+                            retryable: true,
+                            reason,
+                        };
+                    }
+                    if task.do_xcom_push {
+                        xcom = value;
+                    }
+                }
+                Err(e) => {
+                    outcome = AttemptOutcome::Failed {
+                        retryable: true,
+                        reason: e.to_string(),
+                    }
+                }
+            }
+            if let (AttemptOutcome::Failed { reason, .. }, Some(log)) =
+                (&outcome, Some(attempt::log_of(&self.cfg, &key)))
+            {
+                attempt::write_log_line(&log, reason);
+            }
+        }
+        let res = pave_core::retry::on_attempt_end(task, key.try_number.0, &outcome, now);
+        let mut change = TiChange::new(ti.clone(), res.state)
+            .expect_attempt(expected, key.try_number)
+            .end_date(now)
+            .reason(res.reason.clone());
+        if let Some(at) = res.next_retry_at {
+            change = change.next_retry_at(at);
+        }
+        if let Some(f) = flow {
+            change = change.flow_result(f);
+        }
+        let mut batch = ChangeBatch::new(now);
+        batch.push(change);
+        let mut tr = TryRecord::new(
+            ti.clone(),
+            key.try_number,
+            if res.state == TaskState::UpForRetry {
+                TaskState::Failed
+            } else {
+                res.state
+            },
+        );
+        tr.end_date = Some(result.ended_at);
+        tr.start_date = Some(result.started_at);
+        tr.exit_code = match result.exit {
+            pave_executor::Exit::Code { code } => Some(code),
+            _ => None,
+        };
+        tr.peak_rss_kb = Some(result.peak_rss_kib);
+        tr.reason = Some(res.reason);
+        batch.push(tr);
+        if let Some(value) = xcom {
+            batch.push(NewXcom {
+                ti: ti.clone(),
+                key: "return_value".into(),
+                value,
+            });
+        }
+        match self.store.apply(batch).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { what }) => {
+                tracing::warn!(attempt = %key, "attempt report ignored: {what}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.dirty.insert(ti.run);
+        Ok(())
+    }
+
+    async fn apply(&self, batch: ChangeBatch) -> Result<(), SchedulerError> {
+        match self.store.apply(batch).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict { what }) => {
+                tracing::debug!("change skipped, state moved on: {what}");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn apply_strict(&self, batch: ChangeBatch) -> Result<(), SchedulerError> {
+        self.store
+            .apply(batch)
+            .await
+            .map(|_| ())
+            .map_err(Into::into)
+    }
+}
+
+fn ti_view(r: &TiRecord) -> TiView {
+    TiView {
+        task_id: r.key.task_id.clone(),
+        map_index: r.key.map_index,
+        state: r.state,
+        try_number: r.try_number.0,
+        next_retry_at: r.next_retry_at,
+        flow_result: r.flow_result.clone(),
+    }
+}
+
+/// Keeps `BTreeMap` in scope for callers building conf objects.
+pub type Conf = BTreeMap<String, serde_json::Value>;
