@@ -1,1 +1,34 @@
-//! placeholder
+//! pave-executor: where task attempts actually run.
+//!
+//! The scheduler sees one narrow trait, [`Executor`]: `capacity`, `start`,
+//! `kill` and `adopt`, with completions arriving as [`ExecutorEvent`]s on a
+//! channel given at construction. Implementations:
+//! - [`LocalExecutor`]: each attempt is a local process tree under a
+//!   supervisor process ([`supervise`]) that outlives the scheduler, so a
+//!   `kill -9` of pave loses no result and never runs an attempt twice;
+//! - [`NoopExecutor`]: completes every attempt at once, for benchmarks and
+//!   scheduler tests.
+//!
+//! Architecture invariant: the supervisor side ([`supervise`]) uses no async
+//! runtime and no logging framework; it is started once per task and must
+//! start fast.
+
+mod attempt;
+mod error;
+mod executor;
+mod host;
+mod local;
+mod noop;
+mod slots;
+pub mod supervise;
+
+pub use attempt::{
+    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, CommandLine,
+    DEFAULT_SKIP_EXIT_CODE, ExecutorEvent, Exit, GpuInfo, LocalProcess, ProcessRef, StartRequest,
+};
+pub use error::ExecutorError;
+pub use executor::Executor;
+pub use host::{detect_cpu_millis, detect_gpus, detect_memory_bytes};
+pub use local::{DEFAULT_PARALLELISM, LocalExecutor, LocalExecutorConfig};
+pub use noop::{NoopExecutor, NoopOutcome};
+pub use supervise::{SuperviseArgs, SuperviseArgsError, supervise_cli, supervise_main};

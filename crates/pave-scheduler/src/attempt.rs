@@ -277,16 +277,8 @@ pub fn write_log_line(path: &Path, line: &str) {
 
 /// The result of an attempt that never got to run its command.
 pub fn not_started(now: DateTime<Utc>, error: String) -> AttemptResult {
-    AttemptResult {
-        exit: Exit::NotRun,
-        timed_out: false,
-        cancelled: false,
-        started_at: now,
-        ended_at: now,
-        duration_ms: 0,
-        peak_rss_kib: 0,
-        last_line: None,
-        error: Some(error),
-        notes: Vec::new(),
-    }
+    let mut result = AttemptResult::exited_at(now, 0, None);
+    result.exit = Exit::NotRun;
+    result.error = Some(error);
+    result
 }

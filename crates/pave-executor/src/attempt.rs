@@ -1,0 +1,405 @@
+//! The data that crosses the executor boundary: what to start
+//! ([`StartRequest`]), how to find it again ([`AttemptHandle`]), how it ended
+//! ([`AttemptResult`]) and what the executor reports ([`ExecutorEvent`]).
+//!
+//! Everything here is plain serde data so that the scheduler can store a
+//! handle with the task instance and adopt the attempt after a restart, and
+//! so that the supervisor process can hand its result to the executor through
+//! a JSON file.
+
+use chrono::{DateTime, Utc};
+use pave_core::run::AttemptOutcome;
+use pave_core::{DagId, MapIndex, Resources, RunId, TaskId, TryNumber};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Identifies one attempt of one task instance: the unit an executor runs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AttemptKey {
+    pub dag_id: DagId,
+    pub run_id: RunId,
+    pub task_id: TaskId,
+    pub map_index: MapIndex,
+    pub try_number: TryNumber,
+}
+
+impl fmt::Display for AttemptKey {
+    /// `dag/run/task[map_index]#try`, with `[..]` only for mapped instances.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.dag_id, self.run_id, self.task_id)?;
+        if !self.map_index.is_unmapped() {
+            write!(f, "[{}]", self.map_index)?;
+        }
+        write!(f, "#{}", self.try_number)
+    }
+}
+
+/// What to execute. Templates have already been rendered by the caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CommandLine {
+    /// A shell script, run as `bash -c SCRIPT` (Airflow's BashOperator).
+    Shell { script: String },
+    /// A program and its arguments, executed directly (no shell).
+    Argv { argv: Vec<String> },
+}
+
+impl CommandLine {
+    /// The argv the supervisor executes.
+    pub fn to_argv(&self) -> Vec<String> {
+        match self {
+            CommandLine::Shell { script } => {
+                vec!["bash".to_owned(), "-c".to_owned(), script.clone()]
+            }
+            CommandLine::Argv { argv } => argv.clone(),
+        }
+    }
+}
+
+/// Everything an executor needs to start one attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StartRequest {
+    pub key: AttemptKey,
+    pub command: CommandLine,
+    /// Variables set for the task on top of the executor's own environment
+    /// (including the `PAVE_*` variables the task runtime needs).
+    pub env: BTreeMap<String, String>,
+    /// Working directory; `None` keeps the executor's.
+    pub cwd: Option<PathBuf>,
+    /// Airflow's `execution_timeout`: the process group is killed after it.
+    pub execution_timeout: Option<Duration>,
+    pub resources: Resources,
+    /// Where stdout and stderr of the task go (appended; parents are created).
+    pub log_path: PathBuf,
+    /// Where the supervisor writes the [`AttemptResult`] as JSON (atomically).
+    pub result_path: PathBuf,
+}
+
+/// What an executor needs to find a started attempt again, also from another
+/// process after a restart. Store it with the task instance (serde JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptHandle {
+    pub key: AttemptKey,
+    pub started_at: DateTime<Utc>,
+    /// The resources reserved for the attempt (released when it ends).
+    pub resources: Resources,
+    /// GPU ids handed to the attempt through `CUDA_VISIBLE_DEVICES`.
+    pub gpu_ids: Vec<u32>,
+    pub log_path: PathBuf,
+    pub result_path: PathBuf,
+    /// Which executor started it, and its own way of finding it.
+    pub process: ProcessRef,
+}
+
+/// The executor-specific part of an [`AttemptHandle`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "executor", rename_all = "snake_case")]
+pub enum ProcessRef {
+    /// An attempt of [`crate::LocalExecutor`]: a supervisor process that owns
+    /// the task's process group.
+    Local(LocalProcess),
+    /// An attempt of [`crate::NoopExecutor`]: nothing runs.
+    Noop,
+}
+
+/// The processes behind a local attempt.
+///
+/// The supervisor leads its own session, and every process of the task runs
+/// in that session (session id = `supervisor_pid`), so the whole tree can be
+/// found and killed even after the supervisor died, including processes that
+/// moved to a process group of their own (GNU `timeout` does). The task's own
+/// pid is not known when `start` returns (waiting for it would double the
+/// cost of a start); the result records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalProcess {
+    pub supervisor_pid: u32,
+    /// The supervisor's start time in clock ticks since boot
+    /// (`/proc/PID/stat` field 22), so a reused pid is not mistaken for it.
+    pub supervisor_start_ticks: Option<u64>,
+}
+
+/// How the task's main process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Exit {
+    Code {
+        code: i32,
+    },
+    Signal {
+        signal: i32,
+    },
+    /// The process never ran; [`AttemptResult::error`] says why.
+    NotRun,
+}
+
+/// How one attempt ended, as written by the supervisor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptResult {
+    pub exit: Exit,
+    /// The task's main process (also its process group id), if it started.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// The execution timeout expired and the process group was killed.
+    pub timed_out: bool,
+    /// The attempt was killed on request ([`crate::Executor::kill`]).
+    pub cancelled: bool,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// The largest resident set of the task's processes, in KiB
+    /// (`ru_maxrss` of the supervisor's reaped children).
+    pub peak_rss_kib: u64,
+    /// The last non-empty line of stdout, right-trimmed: the command's result
+    /// (Airflow BashOperator's XCom).
+    pub last_line: Option<String>,
+    /// Why the process could not run at all (bad cwd, program not found).
+    pub error: Option<String>,
+    /// Things worth knowing that did not stop the attempt (a log write
+    /// failed, a stray process kept stdout open).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// Airflow's default exit code for "skip this task" in command tasks.
+pub const DEFAULT_SKIP_EXIT_CODE: i32 = 99;
+
+impl AttemptResult {
+    /// A successful, instantaneous result (for fakes and tests).
+    pub fn success_at(now: DateTime<Utc>, last_line: Option<String>) -> AttemptResult {
+        AttemptResult::exited_at(now, 0, last_line)
+    }
+
+    /// An instantaneous result with the given exit code (for fakes and tests).
+    pub fn exited_at(now: DateTime<Utc>, code: i32, last_line: Option<String>) -> AttemptResult {
+        AttemptResult {
+            exit: Exit::Code { code },
+            pid: None,
+            timed_out: false,
+            cancelled: false,
+            started_at: now,
+            ended_at: now,
+            duration_ms: 0,
+            peak_rss_kib: 0,
+            last_line,
+            error: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Exit code 0, no timeout, no cancellation, no error.
+    pub fn is_success(&self) -> bool {
+        self.exit == Exit::Code { code: 0 }
+            && !self.timed_out
+            && !self.cancelled
+            && self.error.is_none()
+    }
+
+    /// What the attempt means for its task instance, with Airflow's rules for
+    /// command tasks: exit 0 succeeds, `skip_exit_code` (default 99) skips,
+    /// anything else (a timeout included) fails and may be retried. A kill on
+    /// request fails without retry: whoever asked for it decided the outcome.
+    pub fn outcome(&self, skip_exit_code: Option<i32>) -> AttemptOutcome {
+        let skip = skip_exit_code.unwrap_or(DEFAULT_SKIP_EXIT_CODE);
+        if let Some(error) = &self.error {
+            return AttemptOutcome::Failed {
+                retryable: true,
+                reason: error.clone(),
+            };
+        }
+        if self.cancelled {
+            return AttemptOutcome::Failed {
+                retryable: false,
+                reason: "killed on request".to_owned(),
+            };
+        }
+        if self.timed_out {
+            let secs = self.duration_ms as f64 / 1000.0;
+            return AttemptOutcome::Failed {
+                retryable: true,
+                reason: format!("execution_timeout exceeded: killed after {secs:.1}s"),
+            };
+        }
+        match self.exit {
+            Exit::Code { code: 0 } => AttemptOutcome::Success,
+            Exit::Code { code } if code == skip => AttemptOutcome::Skipped,
+            Exit::Code { code } => AttemptOutcome::Failed {
+                retryable: true,
+                reason: format!("command exited with code {code}"),
+            },
+            Exit::Signal { signal } => AttemptOutcome::Failed {
+                retryable: true,
+                reason: format!(
+                    "command was killed by {} (peak memory {} MiB)",
+                    signal_name(signal),
+                    self.peak_rss_kib / 1024
+                ),
+            },
+            Exit::NotRun => AttemptOutcome::Failed {
+                retryable: true,
+                reason: "command did not run".to_owned(),
+            },
+        }
+    }
+}
+
+/// `SIGKILL (9)` for 9, `signal 64` for one nix does not know.
+pub(crate) fn signal_name(signal: i32) -> String {
+    match nix::sys::signal::Signal::try_from(signal) {
+        Ok(s) => format!("{} ({signal})", s.as_str()),
+        Err(_) => format!("signal {signal}"),
+    }
+}
+
+/// What an executor tells the scheduler, on the channel given at construction.
+/// Every started (or adopted-as-running) attempt produces exactly one event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExecutorEvent {
+    /// The attempt ended and its supervisor recorded how.
+    Finished {
+        key: AttemptKey,
+        result: AttemptResult,
+    },
+    /// The attempt's supervisor died without recording a result (killed -9,
+    /// out of memory). Its processes have been killed; fail the attempt and
+    /// retry it by policy.
+    Lost { key: AttemptKey, reason: String },
+}
+
+impl ExecutorEvent {
+    pub fn key(&self) -> &AttemptKey {
+        match self {
+            ExecutorEvent::Finished { key, .. } | ExecutorEvent::Lost { key, .. } => key,
+        }
+    }
+}
+
+/// What [`crate::Executor::adopt`] found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AdoptStatus {
+    /// Still running; the executor watches it again and sends one
+    /// [`ExecutorEvent`] when it ends.
+    Running,
+    /// It ended while nobody was watching; no event follows.
+    Finished(AttemptResult),
+    /// Its supervisor is gone and left no result; no event follows. Any of
+    /// its processes that were still alive have been killed.
+    Lost { reason: String },
+}
+
+/// What an executor can run at once, for the scheduler's admission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Attempts that may run at the same time.
+    pub parallelism: usize,
+    /// Total CPU in millicores.
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub gpus: Vec<GpuInfo>,
+}
+
+impl Capacity {
+    pub fn gpu_count(&self) -> u32 {
+        u32::try_from(self.gpus.len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// One GPU an executor can hand out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuInfo {
+    /// The id put in `CUDA_VISIBLE_DEVICES` (nvidia-smi's index; the executor
+    /// also sets `CUDA_DEVICE_ORDER=PCI_BUS_ID` so CUDA numbers them the same).
+    pub id: u32,
+    pub uuid: Option<String>,
+    pub name: Option<String>,
+    pub memory_bytes: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(map_index: i32) -> AttemptKey {
+        AttemptKey {
+            dag_id: "etl".into(),
+            run_id: "manual__1".into(),
+            task_id: "g.load".into(),
+            map_index: MapIndex(map_index),
+            try_number: TryNumber(2),
+        }
+    }
+
+    #[test]
+    fn key_display_names_map_index_only_when_mapped() {
+        assert_eq!(key(-1).to_string(), "etl/manual__1/g.load#2");
+        assert_eq!(key(3).to_string(), "etl/manual__1/g.load[3]#2");
+    }
+
+    #[test]
+    fn outcome_follows_airflow_bash_rules() {
+        let now = Utc::now();
+        let ok = AttemptResult::success_at(now, None);
+        assert_eq!(ok.outcome(None), AttemptOutcome::Success);
+        assert_eq!(
+            AttemptResult::exited_at(now, 99, None).outcome(None),
+            AttemptOutcome::Skipped
+        );
+        assert_eq!(
+            AttemptResult::exited_at(now, 7, None).outcome(Some(7)),
+            AttemptOutcome::Skipped
+        );
+        let failed = AttemptResult::exited_at(now, 99, None).outcome(Some(7));
+        assert!(
+            matches!(failed, AttemptOutcome::Failed { retryable: true, ref reason } if reason.contains("99"))
+        );
+        let mut timed_out = AttemptResult::exited_at(now, 0, None);
+        timed_out.exit = Exit::Signal { signal: 15 };
+        timed_out.timed_out = true;
+        assert!(
+            matches!(timed_out.outcome(None), AttemptOutcome::Failed { retryable: true, ref reason } if reason.contains("execution_timeout"))
+        );
+        let mut killed = timed_out.clone();
+        killed.timed_out = false;
+        killed.cancelled = true;
+        assert!(matches!(
+            killed.outcome(None),
+            AttemptOutcome::Failed {
+                retryable: false,
+                ..
+            }
+        ));
+        let mut signalled = ok.clone();
+        signalled.exit = Exit::Signal { signal: 9 };
+        assert!(
+            matches!(signalled.outcome(None), AttemptOutcome::Failed { ref reason, .. } if reason.contains("SIGKILL (9)"))
+        );
+    }
+
+    #[test]
+    fn handle_round_trips_through_json() {
+        let handle = AttemptHandle {
+            key: key(0),
+            started_at: Utc::now(),
+            resources: Resources {
+                cpu_millis: 500,
+                memory_bytes: 1 << 20,
+                gpu: 1,
+            },
+            gpu_ids: vec![1],
+            log_path: "/tmp/a.log".into(),
+            result_path: "/tmp/a.json".into(),
+            process: ProcessRef::Local(LocalProcess {
+                supervisor_pid: 10,
+                supervisor_start_ticks: Some(1234),
+            }),
+        };
+        let json = serde_json::to_string(&handle).expect("serialize");
+        assert!(json.contains(r#""executor":"local""#), "{json}");
+        let back: AttemptHandle = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, handle);
+    }
+}

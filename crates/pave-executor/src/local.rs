@@ -1,0 +1,604 @@
+//! The local executor: every attempt runs on this machine under its own
+//! supervisor process (see [`crate::supervise`]), within slots of
+//! parallelism, CPU, memory and GPUs.
+//!
+//! One watcher task per attempt waits for the supervisor to exit, reads the
+//! result file, frees the slots and sends the event. Adopted attempts are
+//! not our children: their watcher polls the supervisor's liveness and the
+//! result file instead.
+
+use crate::attempt::{
+    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, ExecutorEvent, Exit, GpuInfo,
+    LocalProcess, ProcessRef, StartRequest,
+};
+use crate::error::ExecutorError;
+use crate::executor::Executor;
+use crate::host;
+use crate::slots::Slots;
+use crate::supervise::SuperviseArgs;
+use async_trait::async_trait;
+use chrono::Utc;
+use nix::sys::signal::{Signal, kill};
+use pave_core::Resources;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::AbortHandle;
+
+/// Airflow's default `parallelism`.
+pub const DEFAULT_PARALLELISM: usize = 32;
+
+/// How the local executor runs attempts.
+#[derive(Clone, Debug)]
+pub struct LocalExecutorConfig {
+    /// The supervisor program and its leading arguments; the executor appends
+    /// [`SuperviseArgs::to_args`]. Default: this executable + `supervise`.
+    pub supervisor: Vec<String>,
+    /// Attempts that may run at once.
+    pub parallelism: usize,
+    /// Total CPU in millicores; `None`: the machine's cores × 1000.
+    pub cpu_millis: Option<u64>,
+    /// Total memory; `None`: `MemTotal` from `/proc/meminfo`.
+    pub memory_bytes: Option<u64>,
+    /// `Some(n)`: exactly GPUs `0..n` (like `PAVE_GPUS=n`), no detection.
+    /// `None`: the GPUs `nvidia-smi` lists, or none without it.
+    pub gpu_count: Option<u32>,
+    /// Time between SIGTERM and SIGKILL on a timeout or a kill.
+    pub kill_grace: Duration,
+    /// How often an adopted attempt (not our child) is checked.
+    pub adopt_poll_interval: Duration,
+}
+
+impl Default for LocalExecutorConfig {
+    fn default() -> Self {
+        let exe = std::env::current_exe()
+            .map_or_else(|_| "pave".to_owned(), |p| p.to_string_lossy().into_owned());
+        LocalExecutorConfig {
+            supervisor: vec![exe, "supervise".to_owned()],
+            parallelism: DEFAULT_PARALLELISM,
+            cpu_millis: None,
+            memory_bytes: None,
+            gpu_count: None,
+            kill_grace: crate::supervise::DEFAULT_GRACE,
+            adopt_poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Runs attempts as local processes, each under a supervisor. Dropping the
+/// executor stops watching (like a crash of the scheduler) but leaves the
+/// attempts running; a new executor can [`Executor::adopt`] them.
+pub struct LocalExecutor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: LocalExecutorConfig,
+    events: UnboundedSender<ExecutorEvent>,
+    state: Mutex<State>,
+}
+
+struct State {
+    slots: Slots,
+    attempts: HashMap<AttemptKey, Tracked>,
+}
+
+/// An attempt that holds slots: from reservation in `start` (or `adopt`)
+/// until its event is sent.
+struct Tracked {
+    /// `kill` was called: a supervisor that dies without a result was
+    /// stopped on request, not lost.
+    kill_requested: bool,
+    resources: Resources,
+    gpu_ids: Vec<u32>,
+    handle: Option<AttemptHandle>,
+    watcher: Option<AbortHandle>,
+}
+
+/// Extra time the executor gives a supervisor beyond its own grace before
+/// killing the attempt itself.
+const BACKSTOP_SLACK: Duration = Duration::from_secs(2);
+
+impl LocalExecutor {
+    /// Detects the machine's capacity (unless configured) and sends the
+    /// attempts' events on `events`. The channel is unbounded on purpose:
+    /// each attempt sends exactly one event, so it holds at most as many as
+    /// attempts were started, and a watcher never waits on a slow scheduler.
+    pub fn new(
+        config: LocalExecutorConfig,
+        events: UnboundedSender<ExecutorEvent>,
+    ) -> Result<Self, ExecutorError> {
+        if config.supervisor.first().is_none_or(|p| p.is_empty()) {
+            return Err(ExecutorError::Config {
+                reason: "`supervisor` must name a program".to_owned(),
+            });
+        }
+        if config.parallelism == 0 {
+            return Err(ExecutorError::Config {
+                reason: "`parallelism` must be at least 1".to_owned(),
+            });
+        }
+        let gpus = match config.gpu_count {
+            Some(n) => (0..n)
+                .map(|id| GpuInfo {
+                    id,
+                    uuid: None,
+                    name: None,
+                    memory_bytes: None,
+                })
+                .collect(),
+            None => host::detect_gpus(),
+        };
+        let capacity = Capacity {
+            parallelism: config.parallelism,
+            cpu_millis: config.cpu_millis.unwrap_or_else(host::detect_cpu_millis),
+            memory_bytes: config
+                .memory_bytes
+                .or_else(host::detect_memory_bytes)
+                .unwrap_or(u64::MAX),
+            gpus,
+        };
+        Ok(LocalExecutor {
+            inner: Arc::new(Inner {
+                config,
+                events,
+                state: Mutex::new(State {
+                    slots: Slots::new(capacity),
+                    attempts: HashMap::new(),
+                }),
+            }),
+        })
+    }
+
+    /// Kills every attempt this executor watches (for a shutdown that must
+    /// not leave work behind, such as `pave dags test` on Ctrl-C).
+    pub async fn kill_all(&self) {
+        let handles: Vec<AttemptHandle> = self
+            .inner
+            .lock()
+            .attempts
+            .values()
+            .filter_map(|t| t.handle.clone())
+            .collect();
+        for handle in handles {
+            let _ = self.kill(&handle).await;
+        }
+    }
+
+    /// Number of attempts holding slots right now.
+    pub fn running(&self) -> usize {
+        self.inner.lock().attempts.len()
+    }
+}
+
+impl Drop for LocalExecutor {
+    fn drop(&mut self) {
+        for tracked in self.inner.lock().attempts.values() {
+            if let Some(w) = &tracked.watcher {
+                w.abort();
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Executor for LocalExecutor {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn capacity(&self) -> Capacity {
+        self.inner.lock().slots.capacity().clone()
+    }
+
+    async fn start(&self, mut req: StartRequest) -> Result<AttemptHandle, ExecutorError> {
+        let key = req.key.clone();
+        // The handle must still point at the files after a restart from
+        // another working directory.
+        for path in [&mut req.log_path, &mut req.result_path] {
+            if let Ok(abs) = std::path::absolute(&*path) {
+                *path = abs;
+            }
+        }
+        let argv = req.command.to_argv();
+        if argv.first().is_none_or(|p| p.is_empty()) {
+            return Err(ExecutorError::InvalidRequest {
+                key,
+                reason: "the command is empty".to_owned(),
+            });
+        }
+        if req.log_path.as_os_str().is_empty() || req.result_path.as_os_str().is_empty() {
+            return Err(ExecutorError::InvalidRequest {
+                key,
+                reason: "log and result paths are required".to_owned(),
+            });
+        }
+        // A result means the attempt already ran: starting it again would run it twice.
+        if req.result_path.exists() {
+            return Err(ExecutorError::AlreadyFinished {
+                key,
+                path: req.result_path,
+            });
+        }
+
+        let gpu_ids = self.inner.reserve(&key, &req.resources)?;
+        // Run the rest as its own task so that a caller dropping this future
+        // cannot leave a supervisor running without a watcher and slots held.
+        let inner = Arc::clone(&self.inner);
+        let started = tokio::spawn(async move {
+            match inner.spawn(&req, argv, &gpu_ids).await {
+                Ok((handle, child)) => {
+                    inner.watch(handle.clone(), Watch::Child(child));
+                    Ok(handle)
+                }
+                Err(e) => {
+                    inner.forget(&req.key);
+                    Err(e)
+                }
+            }
+        });
+        started.await.map_err(|e| ExecutorError::Io {
+            context: format!("starting attempt {key} panicked"),
+            source: std::io::Error::other(e.to_string()),
+        })?
+    }
+
+    async fn kill(&self, handle: &AttemptHandle) -> Result<(), ExecutorError> {
+        let process = local_process(handle)?;
+        let (sup, ticks) = (process.supervisor_pid, process.supervisor_start_ticks);
+        if let Some(t) = self.inner.lock().attempts.get_mut(&handle.key) {
+            t.kill_requested = true;
+        }
+        if !host::is_alive(sup, ticks) {
+            // The supervisor is gone: make sure nothing of the attempt is left.
+            host::signal_session(sup, ticks, Signal::SIGKILL);
+            return Ok(());
+        }
+        // The supervisor turns SIGTERM into SIGTERM, grace, SIGKILL of the
+        // task's tree, and records `cancelled`.
+        if let Some(pid) = host::pid_of(sup) {
+            let _ = kill(pid, Signal::SIGTERM);
+        }
+        let backstop = self.inner.config.kill_grace + BACKSTOP_SLACK;
+        tokio::spawn(async move {
+            tokio::time::sleep(backstop).await;
+            if host::is_alive(sup, ticks) {
+                tracing::warn!(
+                    supervisor = sup,
+                    "supervisor did not stop after a kill request; killing the attempt"
+                );
+                host::signal_session(sup, ticks, Signal::SIGKILL);
+                tokio::time::sleep(BACKSTOP_SLACK).await;
+                if host::is_alive(sup, ticks)
+                    && let Some(pid) = host::pid_of(sup)
+                {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn adopt(&self, handle: &AttemptHandle) -> Result<AdoptStatus, ExecutorError> {
+        let process = local_process(handle)?;
+        if self.inner.lock().attempts.contains_key(&handle.key) {
+            return Ok(AdoptStatus::Running);
+        }
+        if let Some(result) = read_result(&handle.result_path)? {
+            return Ok(AdoptStatus::Finished(result));
+        }
+        if host::is_alive(process.supervisor_pid, process.supervisor_start_ticks) {
+            {
+                let mut state = self.inner.lock();
+                if state.attempts.contains_key(&handle.key) {
+                    return Ok(AdoptStatus::Running);
+                }
+                state.slots.take(&handle.resources, &handle.gpu_ids);
+                state.attempts.insert(
+                    handle.key.clone(),
+                    Tracked {
+                        kill_requested: false,
+                        resources: handle.resources.clone(),
+                        gpu_ids: handle.gpu_ids.clone(),
+                        handle: Some(handle.clone()),
+                        watcher: None,
+                    },
+                );
+            }
+            self.inner.watch(handle.clone(), Watch::Poll);
+            return Ok(AdoptStatus::Running);
+        }
+        // The result may have landed between the two checks.
+        if let Some(result) = read_result(&handle.result_path)? {
+            return Ok(AdoptStatus::Finished(result));
+        }
+        Ok(AdoptStatus::Lost {
+            reason: lost(process, handle),
+        })
+    }
+}
+
+/// How a watcher learns that the supervisor ended.
+enum Watch {
+    /// Our child: wait for it.
+    Child(Child),
+    /// Adopted: poll liveness and the result file.
+    Poll,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the counts half-updated
+        // in a way worse than stopping, so keep going with the data.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn reserve(&self, key: &AttemptKey, resources: &Resources) -> Result<Vec<u32>, ExecutorError> {
+        let mut state = self.lock();
+        if state.attempts.contains_key(key) {
+            return Err(ExecutorError::AlreadyRunning { key: key.clone() });
+        }
+        let gpu_ids = state.slots.reserve(key, resources)?;
+        state.attempts.insert(
+            key.clone(),
+            Tracked {
+                kill_requested: false,
+                resources: resources.clone(),
+                gpu_ids: gpu_ids.clone(),
+                handle: None,
+                watcher: None,
+            },
+        );
+        Ok(gpu_ids)
+    }
+
+    /// Drops an attempt's record and frees its slots.
+    fn forget(&self, key: &AttemptKey) {
+        let mut state = self.lock();
+        if let Some(t) = state.attempts.remove(key) {
+            state.slots.release(&t.resources, &t.gpu_ids);
+        }
+    }
+
+    async fn spawn(
+        &self,
+        req: &StartRequest,
+        argv: Vec<String>,
+        gpu_ids: &[u32],
+    ) -> Result<(AttemptHandle, Child), ExecutorError> {
+        for path in [&req.log_path, &req.result_path] {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| ExecutorError::Io {
+                    context: format!(
+                        "cannot create directory {} for attempt {}",
+                        dir.display(),
+                        req.key
+                    ),
+                    source,
+                })?;
+            }
+        }
+        let args = SuperviseArgs {
+            result: req.result_path.clone(),
+            log: req.log_path.clone(),
+            timeout: req.execution_timeout,
+            grace: self.config.kill_grace,
+            cwd: req.cwd.clone(),
+            argv,
+        };
+        let (program, leading) =
+            self.config
+                .supervisor
+                .split_first()
+                .ok_or_else(|| ExecutorError::Config {
+                    reason: "`supervisor` must name a program".to_owned(),
+                })?;
+        let mut cmd = Command::new(program);
+        cmd.args(leading)
+            .args(args.to_args())
+            .envs(&req.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if !self.lock().slots.capacity().gpus.is_empty() {
+            // Hand out exactly the reserved GPUs; a task that asked for none sees none.
+            let ids = gpu_ids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            cmd.env("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+                .env(
+                    "NVIDIA_VISIBLE_DEVICES",
+                    if ids.is_empty() { "void" } else { &ids },
+                )
+                .env("CUDA_VISIBLE_DEVICES", &ids);
+        }
+
+        let started_at = Utc::now();
+        let child = cmd.spawn().map_err(|source| ExecutorError::Spawn {
+            key: req.key.clone(),
+            program: program.clone(),
+            source,
+        })?;
+        let supervisor_pid = child.id().unwrap_or(0);
+        let supervisor_start_ticks = host::proc_stat(supervisor_pid).map(|s| s.start_ticks);
+        let handle = AttemptHandle {
+            key: req.key.clone(),
+            started_at,
+            resources: req.resources.clone(),
+            gpu_ids: gpu_ids.to_vec(),
+            log_path: req.log_path.clone(),
+            result_path: req.result_path.clone(),
+            process: ProcessRef::Local(LocalProcess {
+                supervisor_pid,
+                supervisor_start_ticks,
+            }),
+        };
+        if let Some(t) = self.lock().attempts.get_mut(&req.key) {
+            t.handle = Some(handle.clone());
+        }
+        Ok((handle, child))
+    }
+
+    /// Starts the watcher of a tracked attempt.
+    fn watch(self: &Arc<Self>, handle: AttemptHandle, how: Watch) {
+        let key = handle.key.clone();
+        let inner = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let event = match how {
+                Watch::Child(child) => inner.wait_child(&handle, child).await,
+                Watch::Poll => inner.poll_adopted(&handle).await,
+            };
+            inner.finish(event);
+        });
+        if let Some(t) = self.lock().attempts.get_mut(&key) {
+            t.watcher = Some(task.abort_handle());
+        }
+    }
+
+    async fn wait_child(&self, handle: &AttemptHandle, mut child: Child) -> ExecutorEvent {
+        let status = child.wait().await;
+        match read_result(&handle.result_path) {
+            Ok(Some(result)) => ExecutorEvent::Finished {
+                key: handle.key.clone(),
+                result,
+            },
+            Ok(None) => {
+                let how = match status {
+                    Ok(s) => s.to_string(),
+                    Err(e) => format!("an unknown status ({e})"),
+                };
+                self.no_result(handle, &format!("; it exited with {how}"))
+            }
+            Err(e) => ExecutorEvent::Lost {
+                key: handle.key.clone(),
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    async fn poll_adopted(&self, handle: &AttemptHandle) -> ExecutorEvent {
+        let ProcessRef::Local(process) = &handle.process else {
+            return self.no_result(handle, "");
+        };
+        loop {
+            tokio::time::sleep(self.config.adopt_poll_interval).await;
+            let alive = host::is_alive(process.supervisor_pid, process.supervisor_start_ticks);
+            match read_result(&handle.result_path) {
+                Ok(Some(result)) => {
+                    return ExecutorEvent::Finished {
+                        key: handle.key.clone(),
+                        result,
+                    };
+                }
+                Ok(None) if alive => {}
+                Ok(None) => return self.no_result(handle, ""),
+                Err(e) => {
+                    return ExecutorEvent::Lost {
+                        key: handle.key.clone(),
+                        reason: e.to_string(),
+                    };
+                }
+            }
+        }
+    }
+
+    /// The supervisor ended without a result. After a kill request that is
+    /// the kill arriving before the supervisor was ready to record it: report
+    /// a cancelled attempt. Otherwise the attempt is lost.
+    fn no_result(&self, handle: &AttemptHandle, detail: &str) -> ExecutorEvent {
+        let key = handle.key.clone();
+        let reason = match &handle.process {
+            ProcessRef::Local(p) => format!("{}{detail}", lost(p, handle)),
+            ProcessRef::Noop => "not a local attempt".to_owned(),
+        };
+        let kill_requested = self
+            .lock()
+            .attempts
+            .get(&key)
+            .is_some_and(|t| t.kill_requested);
+        if !kill_requested {
+            return ExecutorEvent::Lost { key, reason };
+        }
+        let ended_at = Utc::now();
+        let duration = (ended_at - handle.started_at).num_milliseconds();
+        let result = AttemptResult {
+            exit: Exit::Signal {
+                signal: Signal::SIGTERM as i32,
+            },
+            pid: None,
+            timed_out: false,
+            cancelled: true,
+            started_at: handle.started_at,
+            ended_at,
+            duration_ms: u64::try_from(duration).unwrap_or(0),
+            peak_rss_kib: 0,
+            last_line: None,
+            error: None,
+            notes: vec![reason],
+        };
+        ExecutorEvent::Finished { key, result }
+    }
+
+    /// Frees the attempt's slots, then reports it (so a scheduler reacting to
+    /// the event finds the slots free).
+    fn finish(&self, event: ExecutorEvent) {
+        self.forget(event.key());
+        // A closed channel means nobody listens any more; the result file stays.
+        let _ = self.events.send(event);
+    }
+}
+
+fn local_process(handle: &AttemptHandle) -> Result<&LocalProcess, ExecutorError> {
+    match &handle.process {
+        ProcessRef::Local(p) => Ok(p),
+        ProcessRef::Noop => Err(ExecutorError::WrongExecutor {
+            key: handle.key.clone(),
+            expected: "local",
+            found: "noop",
+        }),
+    }
+}
+
+/// Kills whatever is left of an attempt whose supervisor is gone without a
+/// result, and says so.
+fn lost(process: &LocalProcess, handle: &AttemptHandle) -> String {
+    let (sup, ticks) = (process.supervisor_pid, process.supervisor_start_ticks);
+    let killed = host::signal_session(sup, ticks, Signal::SIGKILL);
+    format!(
+        "the supervisor (pid {sup}) of attempt {} is gone and left no result at {}{}",
+        handle.key,
+        handle.result_path.display(),
+        if killed {
+            "; its remaining processes were killed"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The result file, if it exists yet.
+pub(crate) fn read_result(path: &Path) -> Result<Option<AttemptResult>, ExecutorError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ExecutorError::BadResult {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ExecutorError::BadResult {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,689 @@
+//! The supervisor: a small synchronous process that owns one attempt, so the
+//! attempt's outcome survives a crash of the scheduler.
+//!
+//! `pave supervise --result FILE --log FILE [--timeout SECS] [--grace SECS]
+//! [--cwd DIR] -- PROGRAM ARGS...` does, in order:
+//! 1. `setsid()`: the supervisor leads a new session, so a Ctrl-C or a
+//!    `kill -9` of the scheduler does not reach it or the task. The attempt
+//!    keeps running and a restarted scheduler adopts it from its handle.
+//!    It also becomes a child subreaper, so orphaned grandchildren are
+//!    reaped by it (their peak RSS counts) instead of by init.
+//! 2. Spawns the task in its own process group (pgid = its pid) inside that
+//!    session: stdout piped, stderr appended straight to the log file, stdin
+//!    from /dev/null. The supervisor prints nothing on its own stdout.
+//! 3. Tees stdout into the log file and remembers its last non-empty line
+//!    (stderr needs no copy: the task writes it to the log itself, which
+//!    saves a pipe and a wake-up per chunk). On `--timeout`, or on
+//!    SIGTERM/SIGINT sent to the supervisor itself (a kill request), it sends
+//!    SIGTERM to the task's group and to every other process of its session,
+//!    and SIGKILL after `--grace`.
+//! 4. When the task's main process exits, what it left behind is SIGKILLed
+//!    (a task must not outlive its attempt and its GPU slot): its process
+//!    group, and orphans that were re-parented to the supervisor. The stdout
+//!    pipe is drained (at most 2 s more if something still holds it), the
+//!    peak RSS is read with `getrusage(RUSAGE_CHILDREN)`, and the
+//!    [`AttemptResult`] is written as JSON to `FILE.tmp` and renamed to
+//!    `FILE` (atomic: a reader sees the whole result or none). No fsync: this
+//!    guards against process crashes, not power loss.
+//!
+//! There is no async runtime and no logging framework here: start-up cost is
+//! paid per task.
+
+use crate::attempt::{AttemptResult, Exit};
+use chrono::Utc;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::signal::{SigSet, Signal, killpg};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Default time between SIGTERM and SIGKILL.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// How long to keep reading pipes after the task's group is gone.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Longest stdout line kept for `last_line`; the rest of a longer line is dropped.
+const MAX_LINE: usize = 1 << 20;
+
+/// Arguments of `pave supervise`. Plain fields, no clap: the `pave` binary
+/// should hand everything after `supervise` to [`SuperviseArgs::from_args`]
+/// before doing any other start-up work.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SuperviseArgs {
+    /// `--result FILE`: where the JSON result goes (via `FILE.tmp`).
+    pub result: PathBuf,
+    /// `--log FILE`: where stdout and stderr go (appended).
+    pub log: PathBuf,
+    /// `--timeout SECS` (fractional allowed): the execution timeout.
+    pub timeout: Option<Duration>,
+    /// `--grace SECS`: SIGTERM to SIGKILL; default [`DEFAULT_GRACE`].
+    pub grace: Duration,
+    /// `--cwd DIR`: the task's working directory.
+    pub cwd: Option<PathBuf>,
+    /// Everything after `--`: the program and its arguments.
+    pub argv: Vec<String>,
+}
+
+/// A malformed `pave supervise` command line.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "pave supervise: {0}; usage: pave supervise --result FILE --log FILE [--timeout SECS] [--grace SECS] [--cwd DIR] -- PROGRAM [ARGS...]"
+)]
+pub struct SuperviseArgsError(String);
+
+impl SuperviseArgs {
+    /// Parses the arguments that follow `supervise` (not the program name).
+    pub fn from_args(args: Vec<String>) -> Result<SuperviseArgs, SuperviseArgsError> {
+        let mut result = None;
+        let mut log = None;
+        let mut timeout = None;
+        let mut grace = DEFAULT_GRACE;
+        let mut cwd = None;
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            if arg == "--" {
+                let argv: Vec<String> = it.collect();
+                if argv.is_empty() {
+                    return Err(SuperviseArgsError("no program after `--`".into()));
+                }
+                let result =
+                    result.ok_or_else(|| SuperviseArgsError("--result is required".into()))?;
+                let log = log.ok_or_else(|| SuperviseArgsError("--log is required".into()))?;
+                return Ok(SuperviseArgs {
+                    result,
+                    log,
+                    timeout,
+                    grace,
+                    cwd,
+                    argv,
+                });
+            }
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| it.next())
+                    .ok_or_else(|| SuperviseArgsError(format!("{name} needs a value")))
+            };
+            match name.as_str() {
+                "--result" => result = Some(PathBuf::from(value()?)),
+                "--log" => log = Some(PathBuf::from(value()?)),
+                "--cwd" => cwd = Some(PathBuf::from(value()?)),
+                "--timeout" => timeout = Some(parse_secs("--timeout", &value()?)?),
+                "--grace" => grace = parse_secs("--grace", &value()?)?,
+                other => return Err(SuperviseArgsError(format!("unknown argument `{other}`"))),
+            }
+        }
+        Err(SuperviseArgsError("missing `--` before the program".into()))
+    }
+
+    /// The inverse of [`SuperviseArgs::from_args`].
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--result".to_owned(),
+            self.result.to_string_lossy().into_owned(),
+            "--log".to_owned(),
+            self.log.to_string_lossy().into_owned(),
+        ];
+        if let Some(t) = self.timeout {
+            args.extend(["--timeout".to_owned(), t.as_secs_f64().to_string()]);
+        }
+        if self.grace != DEFAULT_GRACE {
+            args.extend(["--grace".to_owned(), self.grace.as_secs_f64().to_string()]);
+        }
+        if let Some(cwd) = &self.cwd {
+            args.extend(["--cwd".to_owned(), cwd.to_string_lossy().into_owned()]);
+        }
+        args.push("--".to_owned());
+        args.extend(self.argv.iter().cloned());
+        args
+    }
+}
+
+fn parse_secs(flag: &str, s: &str) -> Result<Duration, SuperviseArgsError> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| {
+            SuperviseArgsError(format!("{flag} takes seconds (e.g. 30 or 0.5), not `{s}`"))
+        })
+}
+
+/// Parses `args` (everything after `supervise`) and supervises; prints usage
+/// and returns 2 on bad arguments. What `pave supervise` should call.
+pub fn supervise_cli(args: Vec<String>) -> i32 {
+    match SuperviseArgs::from_args(args) {
+        Ok(args) => supervise_main(args),
+        Err(e) => {
+            eprintln!("{e}");
+            2
+        }
+    }
+}
+
+/// Runs one attempt to its end and writes its result file. Returns the
+/// supervisor's exit code: 0 when the result file was written (whatever the
+/// task did), 1 when even that failed.
+pub fn supervise_main(args: SuperviseArgs) -> i32 {
+    // Fails with EPERM only if we already lead a process group (e.g. started
+    // by an interactive shell); then we simply stay where we are.
+    let _ = nix::unistd::setsid();
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let mut run = Run::new();
+
+    let outcome = match prepare(&args) {
+        Ok((log, signals, child)) => {
+            run.pid = Some(child.id());
+            run.supervise(&args, log, &signals, child)
+        }
+        Err(error) => {
+            append_note(&args.log, &format!("[pave] {error}\n"));
+            run.error = Some(error);
+            Exit::NotRun
+        }
+    };
+
+    let result = AttemptResult {
+        exit: outcome,
+        pid: run.pid,
+        timed_out: run.timed_out,
+        cancelled: run.cancelled,
+        started_at,
+        ended_at: Utc::now(),
+        duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        peak_rss_kib: peak_rss_kib(),
+        last_line: run.last_line.finish(),
+        error: run.error,
+        notes: run.notes,
+    };
+    match write_result(&args.result, &result) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!(
+                "pave supervise: cannot write result file {}: {e}",
+                args.result.display()
+            );
+            1
+        }
+    }
+}
+
+/// Opens the log, sets up signal handling and spawns the task. An `Err` is
+/// the reason the task could not run, worded for the task's author.
+fn prepare(args: &SuperviseArgs) -> Result<(File, SignalFd, Child), String> {
+    if let Some(cwd) = &args.cwd
+        && !cwd.is_dir()
+    {
+        return Err(format!(
+            "working directory `{}` does not exist or is not a directory",
+            cwd.display()
+        ));
+    }
+    let log = open_log(&args.log)
+        .map_err(|e| format!("cannot open log file {}: {e}", args.log.display()))?;
+
+    let (program, rest) = args.argv.split_first().ok_or("no command to run")?;
+    let mut cmd = Command::new(program);
+    cmd.args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(
+            log.try_clone()
+                .map_err(|e| format!("cannot share the log file with the task: {e}"))?,
+        )
+        .process_group(0);
+    if let Some(cwd) = &args.cwd {
+        cmd.current_dir(cwd);
+    }
+    // Spawn before blocking signals: the signal mask survives fork and exec
+    // (std does not reset it), and a task with SIGTERM blocked would ignore
+    // our timeout. A SIGCHLD sent before the block is not lost (the zombie
+    // waits for `reap`); a SIGTERM in that window of microseconds kills the
+    // supervisor, which the executor reports as a lost attempt.
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("cannot execute `{program}`: program not found"),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("cannot execute `{program}`: permission denied")
+        }
+        _ => format!("cannot execute `{program}`: {e}"),
+    })?;
+
+    // Signals become readable events on a signalfd instead of handlers.
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(s);
+    }
+    let signals = mask
+        .thread_block()
+        .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK));
+    match signals {
+        Ok(signals) => Ok((log, signals, child)),
+        Err(e) => {
+            let _ = killpg(
+                Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)),
+                Signal::SIGKILL,
+            );
+            let _ = child.wait();
+            Err(format!(
+                "cannot set up signal handling in the supervisor: {e}"
+            ))
+        }
+    }
+}
+
+fn open_log(path: &Path) -> std::io::Result<File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn append_note(log: &Path, note: &str) {
+    if let Ok(mut f) = open_log(log) {
+        let _ = f.write_all(note.as_bytes());
+    }
+}
+
+/// The state of one supervised attempt.
+struct Run {
+    pid: Option<u32>,
+    timed_out: bool,
+    cancelled: bool,
+    error: Option<String>,
+    notes: Vec<String>,
+    last_line: LastLine,
+    log_failed: bool,
+}
+
+impl Run {
+    fn new() -> Run {
+        Run {
+            pid: None,
+            timed_out: false,
+            cancelled: false,
+            error: None,
+            notes: Vec::new(),
+            last_line: LastLine::default(),
+            log_failed: false,
+        }
+    }
+
+    /// The event loop: pipes, signals and deadlines, until the task's main
+    /// process is reaped and its pipes are closed.
+    fn supervise(
+        &mut self,
+        args: &SuperviseArgs,
+        mut log: File,
+        signals: &SignalFd,
+        mut child: Child,
+    ) -> Exit {
+        let main_pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+        let group = main_pid;
+        let mut stdout: Option<ChildStdout> = child.stdout.take();
+        let deadline = args.timeout.map(|t| Instant::now() + t);
+        let mut kill_at: Option<Instant> = None;
+        let mut drain_until: Option<Instant> = None;
+        let mut exit: Option<Exit> = None;
+        let mut buf = [0u8; 16 * 1024];
+        // The task may have exited before SIGCHLD was blocked: look once.
+        let mut check_exit = true;
+
+        loop {
+            if std::mem::take(&mut check_exit)
+                && exit.is_none()
+                && let Some(e) = reap(main_pid)
+            {
+                exit = Some(e);
+                kill_leftovers(group);
+                drain_until = Some(Instant::now() + DRAIN_LIMIT);
+            }
+            let now = Instant::now();
+            if exit.is_some() && stdout.is_none() {
+                break;
+            }
+            if drain_until.is_some_and(|d| now >= d) {
+                self.notes.push(format!(
+                    "a process outside the task's process group kept its output open; stopped reading {}s after the task exited",
+                    DRAIN_LIMIT.as_secs()
+                ));
+                break;
+            }
+            if exit.is_none() && !self.timed_out && deadline.is_some_and(|d| now >= d) {
+                self.timed_out = true;
+                let secs = args.timeout.map_or(0.0, |t| t.as_secs_f64());
+                self.log_line(&mut log, &format!("[pave] execution_timeout of {secs}s exceeded: sending SIGTERM to process group {group}"));
+                kill_tree(group, Signal::SIGTERM);
+                kill_at = Some(now + args.grace);
+            }
+            if exit.is_none() && kill_at.is_some_and(|k| now >= k) {
+                self.log_line(
+                    &mut log,
+                    &format!(
+                        "[pave] process group {group} still running after SIGTERM: sending SIGKILL"
+                    ),
+                );
+                kill_tree(group, Signal::SIGKILL);
+                kill_at = None;
+            }
+
+            let wake = [
+                if self.timed_out || exit.is_some() {
+                    None
+                } else {
+                    deadline
+                },
+                if exit.is_some() { None } else { kill_at },
+                drain_until,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let timeout = match wake {
+                // Round up so we never spin on a sub-millisecond remainder.
+                Some(w) => PollTimeout::try_from(
+                    w.saturating_duration_since(now) + Duration::from_micros(999),
+                )
+                .unwrap_or(PollTimeout::MAX),
+                None => PollTimeout::NONE,
+            };
+
+            let (sig_ready, out_ready) = {
+                let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+                if let Some(out) = &stdout {
+                    fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => {
+                        self.notes
+                            .push(format!("poll failed in the supervisor: {e}"));
+                        break;
+                    }
+                }
+                let ready = |i: usize| fds.get(i).and_then(PollFd::any).unwrap_or(false);
+                (ready(0), ready(1))
+            };
+
+            if out_ready && !self.pump(&mut stdout, &mut log, &mut buf) {
+                stdout = None;
+            }
+            if sig_ready {
+                check_exit = true;
+                while let Ok(Some(info)) = signals.read_signal() {
+                    let signo = i32::try_from(info.ssi_signo).unwrap_or(0);
+                    if (signo == Signal::SIGTERM as i32 || signo == Signal::SIGINT as i32)
+                        && exit.is_none()
+                        && !self.cancelled
+                    {
+                        self.cancelled = true;
+                        self.log_line(
+                            &mut log,
+                            &format!(
+                                "[pave] kill requested: sending SIGTERM to process group {group}"
+                            ),
+                        );
+                        kill_tree(group, Signal::SIGTERM);
+                        kill_at = Some(Instant::now() + args.grace);
+                    }
+                }
+            }
+        }
+        // Reap what is left (the killed group, adopted orphans) without blocking.
+        let reaped = reap(main_pid);
+        let exit = match exit.or(reaped) {
+            Some(e) => e,
+            None => match child.wait() {
+                Ok(status) => exit_of(status),
+                Err(e) => {
+                    self.notes.push(format!("cannot wait for the task: {e}"));
+                    Exit::NotRun
+                }
+            },
+        };
+        if self.log_failed {
+            self.notes.push(format!(
+                "writing the log file {} failed; the log is incomplete",
+                args.log.display()
+            ));
+        }
+        exit
+    }
+
+    /// Reads what is available from stdout into the log. Returns false at EOF.
+    fn pump(&mut self, pipe: &mut Option<ChildStdout>, log: &mut File, buf: &mut [u8]) -> bool {
+        let Some(p) = pipe.as_mut() else { return false };
+        match p.read(buf) {
+            Ok(0) => false,
+            Ok(n) => {
+                let chunk = &buf[..n];
+                self.last_line.feed(chunk);
+                if !self.log_failed && log.write_all(chunk).is_err() {
+                    self.log_failed = true;
+                }
+                true
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::Interrupted
+                    || e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn log_line(&mut self, log: &mut File, line: &str) {
+        if log.write_all(format!("{line}\n").as_bytes()).is_err() {
+            self.log_failed = true;
+        }
+    }
+}
+
+/// Signals the task's process group and every other process of our session
+/// (processes that moved to a group of their own). The session scan reads
+/// `/proc`, which is fine on this rare path.
+fn kill_tree(group: Pid, signal: Signal) {
+    let _ = killpg(group, signal);
+    crate::host::signal_session(std::process::id(), None, signal);
+}
+
+/// After the main process exited: SIGKILL what is left in its group, and
+/// the orphans re-parented to us (we are a subreaper). Cheap: one `killpg`
+/// and one read of our children list; a process that left the group and
+/// whose parent is still alive is not found here (its parent, if in the
+/// group, dies now, and it becomes our orphan too late to be seen).
+fn kill_leftovers(group: Pid) {
+    let _ = killpg(group, Signal::SIGKILL);
+    for pid in crate::host::own_children() {
+        if let Some(p) = crate::host::pid_of(pid) {
+            let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Reaps every child that has exited (the task's main process, and orphans
+/// we adopted as subreaper). Returns the main process's exit, if it was reaped.
+fn reap(main_pid: Pid) -> Option<Exit> {
+    let mut main = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == main_pid => {
+                main = Some(Exit::Code { code })
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == main_pid => {
+                main = Some(Exit::Signal { signal: sig as i32 })
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return main,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code { code },
+        (None, Some(signal)) => Exit::Signal { signal },
+        (None, None) => Exit::NotRun,
+    }
+}
+
+/// Peak RSS in KiB over all reaped children (Linux reports `ru_maxrss` in KiB).
+fn peak_rss_kib() -> u64 {
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0, |u| u64::try_from(u.max_rss()).unwrap_or(0))
+}
+
+/// Writes `result` to `path.tmp`, then renames it over `path`.
+pub(crate) fn write_result(path: &Path, result: &AttemptResult) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let json = serde_json::to_vec(result).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Tracks the last non-empty line of a byte stream, chunk by chunk.
+#[derive(Default)]
+struct LastLine {
+    /// The line being read (no newline seen yet), at most [`MAX_LINE`] bytes.
+    partial: Vec<u8>,
+    /// The last complete non-empty line.
+    last: Option<Vec<u8>>,
+}
+
+impl LastLine {
+    fn feed(&mut self, chunk: &[u8]) {
+        let mut rest = chunk;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            self.push_partial(&rest[..nl]);
+            self.end_line();
+            rest = &rest[nl + 1..];
+        }
+        self.push_partial(rest);
+    }
+
+    fn push_partial(&mut self, bytes: &[u8]) {
+        let room = MAX_LINE.saturating_sub(self.partial.len());
+        self.partial
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn end_line(&mut self) {
+        if self.partial.iter().any(|b| !b.is_ascii_whitespace()) {
+            let line = std::mem::take(&mut self.partial);
+            self.last = Some(line);
+        } else {
+            self.partial.clear();
+        }
+    }
+
+    fn finish(mut self) -> Option<String> {
+        self.end_line();
+        self.last
+            .map(|l| String::from_utf8_lossy(l.trim_ascii_end()).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn parses_and_round_trips_arguments() {
+        let parsed = SuperviseArgs::from_args(args(&[
+            "--result",
+            "/r.json",
+            "--log=/l.log",
+            "--timeout",
+            "1.5",
+            "--cwd",
+            "/tmp",
+            "--",
+            "bash",
+            "-c",
+            "echo --x",
+        ]))
+        .expect("parse");
+        assert_eq!(parsed.result, PathBuf::from("/r.json"));
+        assert_eq!(parsed.log, PathBuf::from("/l.log"));
+        assert_eq!(parsed.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(parsed.grace, DEFAULT_GRACE);
+        assert_eq!(parsed.argv, args(&["bash", "-c", "echo --x"]));
+        assert_eq!(
+            SuperviseArgs::from_args(parsed.to_args()).expect("round trip"),
+            parsed
+        );
+    }
+
+    #[test]
+    fn rejects_bad_arguments_with_a_reason() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--log", "l", "--", "true"], "--result is required"),
+            (&["--result", "r", "--log", "l"], "missing `--`"),
+            (&["--result", "r", "--log", "l", "--"], "no program"),
+            (
+                &[
+                    "--result",
+                    "r",
+                    "--log",
+                    "l",
+                    "--timeout",
+                    "soon",
+                    "--",
+                    "true",
+                ],
+                "--timeout takes seconds",
+            ),
+            (&["--bogus", "--", "true"], "unknown argument `--bogus`"),
+            (&["--result"], "--result needs a value"),
+        ];
+        for (input, expected) in cases {
+            let err = SuperviseArgs::from_args(args(input))
+                .expect_err("must fail")
+                .to_string();
+            assert!(err.contains(expected), "{input:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn last_line_skips_blank_lines_and_spans_chunks() {
+        let mut l = LastLine::default();
+        for chunk in [&b"first\nsec"[..], b"ond  \r\n", b"\n  \n"] {
+            l.feed(chunk);
+        }
+        assert_eq!(l.finish().as_deref(), Some("second"));
+
+        let mut unterminated = LastLine::default();
+        unterminated.feed(b"a\nb");
+        assert_eq!(unterminated.finish().as_deref(), Some("b"));
+        assert_eq!(LastLine::default().finish(), None);
+    }
+}
