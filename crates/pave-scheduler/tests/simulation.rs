@@ -62,8 +62,11 @@ fn fails(seed: u64, key: &AttemptKey) -> bool {
     for b in format!("{}{}{}", key.task_id, key.map_index, key.try_number).bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x1000_0000_01b3);
     }
-    h % 3 == 0
+    h.is_multiple_of(3)
 }
+
+/// How often each (task, map index, try) was started.
+type StartCounts = HashMap<(String, i32, u32), u32>;
 
 async fn simulate(seed: u64) -> Vec<String> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
@@ -84,7 +87,7 @@ async fn simulate(seed: u64) -> Vec<String> {
         .single()
         .expect("date");
     let clock = Arc::new(ManualClock::new(start));
-    let started: Arc<Mutex<HashMap<(String, i32, u32), u32>>> = Arc::default();
+    let started: Arc<Mutex<StartCounts>> = Arc::default();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let seen = started.clone();
     let exec_clock = clock.clone();
