@@ -119,7 +119,7 @@ pub async fn dags(home: Home, cmd: DagsCommand) -> Result<ExitCode> {
             let store = synced_store(&home, folder).await?;
             let req = TriggerRequest {
                 run_id,
-                logical_date: parse_date(logical_date.as_deref())?,
+                logical_date: parse_date(logical_date.as_deref())?.or(Some(Utc::now())),
                 conf: parse_conf(conf.as_deref())?,
             };
             let run = runs::trigger(

@@ -90,9 +90,13 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
             if dag.is_paused {
                 continue;
             }
-            let run = scheduler
-                .trigger(&dag.dag_id, TriggerRequest::default())
-                .await?;
+            // Like the UI's trigger form, a run triggered here gets `now` as
+            // its logical date, so `{{ ds }}` and friends render.
+            let req = TriggerRequest {
+                logical_date: Some(chrono::Utc::now()),
+                ..TriggerRequest::default()
+            };
+            let run = scheduler.trigger(&dag.dag_id, req).await?;
             println!(
                 "pave standalone: triggered {} run {}",
                 dag.dag_id, run.run_id
