@@ -117,6 +117,8 @@ pub async fn dags(home: Home, cmd: DagsCommand) -> Result<ExitCode> {
             json,
         } => {
             let store = synced_store(&home, folder).await?;
+            let dag_id = DagId::new(dag_id);
+            known_dag(store.as_ref(), &dag_id).await?;
             let req = TriggerRequest {
                 run_id,
                 logical_date: parse_date(logical_date.as_deref())?.or(Some(Utc::now())),
@@ -125,7 +127,7 @@ pub async fn dags(home: Home, cmd: DagsCommand) -> Result<ExitCode> {
             let run = runs::trigger(
                 store.as_ref(),
                 &mut DagCache::default(),
-                &DagId::new(dag_id),
+                &dag_id,
                 req,
                 Utc::now(),
                 &Default::default(),
