@@ -37,7 +37,16 @@ impl DagProcessor {
         let opts = pave_spec::ValidateOptions {
             known_pools: Some(pools),
         };
-        for path in dag_files(dir)? {
+        let files = dag_files(dir)?;
+        // A file that is gone takes its import error with it.
+        let present: BTreeSet<String> = files.iter().map(|p| p.display().to_string()).collect();
+        let prefix = dir.display().to_string();
+        for e in store.list_import_errors().await? {
+            if e.fileloc.starts_with(&prefix) && !present.contains(&e.fileloc) {
+                store.clear_import_error(&e.fileloc).await?;
+            }
+        }
+        for path in files {
             let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
             if mtime.is_some() && self.seen.get(&path) == mtime.as_ref() {
                 continue;

@@ -216,8 +216,6 @@ fn a_bad_file_in_the_dags_folder_does_not_hide_the_good_dags() {
 }
 
 #[test]
-#[ignore = "bug: crates/pave-cli/src/processor.rs DagProcessor::sync only visits files that \
-            exist, so the import error of a deleted DAG file is never cleared"]
 fn deleting_a_broken_file_clears_its_import_error() {
     let pave = Pave::new();
     let dir = dags_dir();
