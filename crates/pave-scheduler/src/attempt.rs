@@ -100,7 +100,7 @@ pub fn prepare(
         key.map_index,
         try_number,
     );
-    match build(dag, task, run, ti, try_number, xcoms) {
+    match build(cfg, dag, task, run, ti, try_number, xcoms, &key) {
         Ok((command, cwd, env)) => Prepared::Ready(Box::new(StartRequest {
             key,
             command,
@@ -121,23 +121,20 @@ pub fn prepare(
 
 type Built = (CommandLine, Option<PathBuf>, BTreeMap<String, String>);
 
+#[allow(clippy::too_many_arguments)]
 fn build(
+    cfg: &SchedulerConfig,
     dag: &Dag,
     task: &Task,
     run: &RunRecord,
     ti: &TiRecord,
     try_number: u32,
     xcoms: &XcomMap,
+    key: &AttemptKey,
 ) -> Result<Built, String> {
     let (command, cwd) = match &task.kind {
         TaskKind::Command { command, cwd, .. } => (command, cwd),
-        TaskKind::Python { callable } => {
-            return Err(format!(
-                "task `{}` runs the Python callable `{callable}`, but Python tasks need pave's Python SDK, \
-                 which this build does not have yet; use a command task",
-                task.task_id
-            ));
-        }
+        TaskKind::Python { .. } => return python_command(cfg, dag, task, run, key, try_number),
         TaskKind::Empty => return Err("empty tasks are not sent to executors".into()),
     };
     let ctx = context(dag, task, run, ti.key.map_index, try_number, xcoms)?;
@@ -154,12 +151,70 @@ fn build(
             .map_err(|e| format!("task `{}`, field `env.{k}`: {e}", task.task_id))?;
         env.insert(k.clone(), value);
     }
+    insert_context_vars(&mut env, dag, task, run, key.map_index, try_number);
+    Ok((CommandLine::Shell { script }, cwd, env))
+}
+
+/// A Python task: `python -m pave.runtime`, which fetches its arguments
+/// from the task execution API with a token scoped to this attempt.
+fn python_command(
+    cfg: &SchedulerConfig,
+    dag: &Dag,
+    task: &Task,
+    run: &RunRecord,
+    key: &AttemptKey,
+    try_number: u32,
+) -> Result<Built, String> {
+    let Some(py) = &cfg.python else {
+        return Err(format!(
+            "task `{}` is a Python task, but this scheduler runs without the Python runtime \
+             (no task execution API); run it with `pave standalone` or `pave dags test`",
+            task.task_id
+        ));
+    };
+    let Some(file) = &dag.fileloc else {
+        return Err(format!(
+            "task `{}` is a Python task, but DAG `{}` does not say which file defines it (fileloc)",
+            task.task_id, dag.dag_id
+        ));
+    };
+    let mut env = BTreeMap::new();
+    let ctx = context(dag, task, run, key.map_index, try_number, &XcomMap::new())?;
+    for (k, v) in &task.env {
+        let value = template::render(v, &ctx)
+            .map_err(|e| format!("task `{}`, field `env.{k}`: {e}", task.task_id))?;
+        env.insert(k.clone(), value);
+    }
+    let python_path = match std::env::var("PYTHONPATH") {
+        Ok(existing) if !existing.is_empty() => format!("{}:{existing}", py.sdk_path.display()),
+        _ => py.sdk_path.display().to_string(),
+    };
+    env.insert("PYTHONPATH".into(), python_path);
+    env.insert("PYTHONUNBUFFERED".into(), "1".into());
+    env.insert("PAVE_API_URL".into(), py.api_url.clone());
+    env.insert("PAVE_TASK_TOKEN".into(), (py.issue_token)(run.key.0, key));
+    env.insert("PAVE_DAG_FILE".into(), file.clone());
+    insert_context_vars(&mut env, dag, task, run, key.map_index, try_number);
+    let argv = vec![py.python.clone(), "-m".into(), "pave.runtime".into()];
+    Ok((CommandLine::Argv { argv }, None, env))
+}
+
+/// The attempt's identity in the environment, as PAVE_* and Airflow's
+/// AIRFLOW_CTX_* variables.
+fn insert_context_vars(
+    env: &mut BTreeMap<String, String>,
+    dag: &Dag,
+    task: &Task,
+    run: &RunRecord,
+    map_index: MapIndex,
+    try_number: u32,
+) {
     let context_vars = [
         ("DAG_ID", dag.dag_id.to_string()),
         ("TASK_ID", task.task_id.to_string()),
         ("RUN_ID", run.run_id.to_string()),
         ("TRY_NUMBER", try_number.to_string()),
-        ("MAP_INDEX", ti.key.map_index.0.to_string()),
+        ("MAP_INDEX", map_index.0.to_string()),
         (
             "LOGICAL_DATE",
             run.logical_date.map(iso).unwrap_or_default(),
@@ -172,7 +227,6 @@ fn build(
             env.insert(format!("AIRFLOW_CTX_{name}"), value);
         }
     }
-    Ok((CommandLine::Shell { script }, cwd, env))
 }
 
 /// The template context of one attempt.

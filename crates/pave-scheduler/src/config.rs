@@ -1,8 +1,36 @@
 //! Settings of the scheduling driver.
 
 use pave_core::schedule::SchedulePolicy;
+use pave_executor::AttemptKey;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Issues the execution-API token of one attempt (run key, attempt).
+pub type TokenIssuer = dyn Fn(i64, &AttemptKey) -> String + Send + Sync;
+
+/// How Python tasks run: `PYTHON -m pave.runtime` with the SDK on its
+/// path, talking to the task execution API (docs/execution-api.md).
+#[derive(Clone)]
+pub struct PythonTasks {
+    /// The interpreter (default `python3`).
+    pub python: String,
+    /// The folder holding the `pave` package, put first on PYTHONPATH.
+    pub sdk_path: PathBuf,
+    /// Base URL of the execution API, e.g. `http://127.0.0.1:4123/execution/v1`.
+    pub api_url: String,
+    pub issue_token: Arc<TokenIssuer>,
+}
+
+impl std::fmt::Debug for PythonTasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PythonTasks")
+            .field("python", &self.python)
+            .field("sdk_path", &self.sdk_path)
+            .field("api_url", &self.api_url)
+            .finish_non_exhaustive()
+    }
+}
 
 /// How the driver behaves; `SchedulerConfig::new(logs_dir)` gives Airflow's defaults.
 #[derive(Clone, Debug)]
@@ -27,6 +55,8 @@ pub struct SchedulerConfig {
     pub create_scheduled_runs: bool,
     /// The host name recorded on task instances.
     pub hostname: String,
+    /// How Python tasks run; `None` fails them with a clear message.
+    pub python: Option<PythonTasks>,
 }
 
 impl SchedulerConfig {
@@ -41,6 +71,7 @@ impl SchedulerConfig {
             poll_interval: Duration::from_millis(500),
             create_scheduled_runs: true,
             hostname: hostname(),
+            python: None,
         }
     }
 }

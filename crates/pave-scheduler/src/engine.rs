@@ -33,6 +33,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// The exit status by which pave's Python runtime reports
+/// AirflowFailException (docs/execution-api.md).
+pub const PYTHON_FAIL_NO_RETRY: i32 = 98;
+
 /// An attempt this scheduler watches.
 #[derive(Clone, Debug)]
 struct Inflight {
@@ -908,6 +912,7 @@ impl Scheduler {
         let Some(task) = loaded.dag.task(ti.task_id.as_str()) else {
             return Ok(());
         };
+        let is_python = matches!(task.kind, TaskKind::Python { .. });
         let (skip_code, format) = match &task.kind {
             TaskKind::Command {
                 skip_exit_code,
@@ -917,17 +922,43 @@ impl Scheduler {
             _ => (None, OutputFormat::Text),
         };
         let mut outcome = result.outcome(skip_code);
+        if is_python
+            && result.exit == (pave_executor::Exit::Code { code: PYTHON_FAIL_NO_RETRY })
+        {
+            outcome = AttemptOutcome::Failed {
+                retryable: false,
+                reason: "the task raised AirflowFailException: failed without retry".into(),
+            };
+        }
         let mut xcom = None;
         let mut flow = None;
         if outcome == AttemptOutcome::Success {
-            match command_result(
-                ti.task_id.as_str(),
-                result.last_line.as_deref(),
-                format,
-                self.cfg.xcom_max_bytes,
-            ) {
+            // A command's result is its last stdout line; a Python task
+            // pushed its return value through the execution API.
+            let value = if is_python {
+                self.store
+                    .get_xcom(&ti, "return_value")
+                    .await
+                    .map(|x| Ok(Some(x.value)))
+                    .or_else(|e| match e {
+                        StoreError::NotFound { .. } => Ok(Ok(None)),
+                        other => Err(other),
+                    })
+            } else {
+                Ok(command_result(
+                    ti.task_id.as_str(),
+                    result.last_line.as_deref(),
+                    format,
+                    self.cfg.xcom_max_bytes,
+                ))
+            }?;
+            match value {
                 Ok(value) => {
-                    let flow_input = flow_value(&task.flow, value.as_ref());
+                    let flow_input = if is_python {
+                        value.clone().unwrap_or(serde_json::Value::Null)
+                    } else {
+                        flow_value(&task.flow, value.as_ref())
+                    };
                     match flow_result_from_return(&loaded.dag, task, &flow_input) {
                         Ok(f) => flow = f,
                         Err(e) => {
@@ -950,7 +981,7 @@ impl Scheduler {
                             reason,
                         };
                     }
-                    if task.do_xcom_push {
+                    if task.do_xcom_push && !is_python {
                         xcom = value;
                     }
                 }
@@ -961,10 +992,8 @@ impl Scheduler {
                     }
                 }
             }
-            if let (AttemptOutcome::Failed { reason, .. }, Some(log)) =
-                (&outcome, Some(attempt::log_of(&self.cfg, &key)))
-            {
-                attempt::write_log_line(&log, reason);
+            if let AttemptOutcome::Failed { reason, .. } = &outcome {
+                attempt::write_log_line(&attempt::log_of(&self.cfg, &key), reason);
             }
         }
         let res = pave_core::retry::on_attempt_end(task, key.try_number.0, &outcome, now);

@@ -12,7 +12,7 @@ pub mod result;
 pub mod runs;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::SchedulerConfig;
+pub use config::{PythonTasks, SchedulerConfig, TokenIssuer};
 pub use engine::{Scheduler, StepReport};
 pub use error::SchedulerError;
 pub use runs::TriggerRequest;
