@@ -4,7 +4,6 @@ use crate::cli::{DagsCommand, DagsFolder, TasksCommand};
 use crate::home::Home;
 use crate::output::{date, json_date, table};
 use crate::processor::{self, DagProcessor};
-use crate::standalone::build_scheduler;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use pave_core::{Dag, DagId, RunState, TaskState};
@@ -412,10 +411,24 @@ async fn dags_test(
     as_json: bool,
 ) -> Result<ExitCode> {
     let fileloc = file.display().to_string();
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the DAG file {fileloc}"))?;
-    let dags = pave_spec::load_file(&fileloc, &text, &Default::default())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let home = Home {
+        root: tmp.path().to_path_buf(),
+    };
+    let dags = if fileloc.ends_with(".py") {
+        let parser = crate::services::python_parser(&home)
+            .context("Python DAG files need the Python SDK, which this build lacks")?;
+        let abs = std::fs::canonicalize(file)
+            .with_context(|| format!("cannot read the DAG file {fileloc}"))?;
+        processor::parse_python(&parser, &abs, &Default::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+    } else {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the DAG file {fileloc}"))?;
+        pave_spec::load_file(&fileloc, &text, &Default::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+    };
     let dag = match (dag_id, dags.len()) {
         (Some(id), _) => dags
             .into_iter()
@@ -437,13 +450,9 @@ async fn dags_test(
         logical_date: parse_date(logical_date.as_deref())?.or(Some(Utc::now())),
         conf: parse_conf(conf.as_deref())?,
     };
-    let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
-    let home = Home {
-        root: tmp.path().to_path_buf(),
-    };
     let store = home.open_store().await?;
     processor::store_dag(store.as_ref(), &dag, &fileloc).await?;
-    let mut scheduler = build_scheduler(store.clone(), home.logs_dir(), 32, false)?;
+    let mut scheduler = crate::services::scheduler(store.clone(), &home, 32, false).await?;
     let run = scheduler.trigger(&dag.dag_id, req).await.map_err(explain)?;
     let run = scheduler.run_to_completion(run.key).await?;
     let tis = store.run_tis(run.key).await?;
@@ -489,7 +498,9 @@ async fn dags_test(
 async fn synced_store(home: &Home, folder: DagsFolder) -> Result<Arc<dyn Store>> {
     let store = home.open_store().await?;
     let dir = home.dags_dir(folder.dags)?;
-    DagProcessor::default().sync(store.as_ref(), &dir).await?;
+    DagProcessor::with_python(crate::services::python_parser(home))
+        .sync(store.as_ref(), &dir)
+        .await?;
     Ok(store)
 }
 

@@ -5,6 +5,8 @@ mod commands;
 mod home;
 mod output;
 mod processor;
+mod sdk;
+mod services;
 mod standalone;
 
 use clap::Parser;

@@ -18,13 +18,33 @@ pub struct SyncReport {
     pub errors: Vec<(String, String)>,
 }
 
+/// How Python DAG files are parsed: `PYTHON -m pave.parse FILE` in a child
+/// process with a time limit and memory limit, so a broken or hanging file
+/// never stops the others.
+#[derive(Clone, Debug)]
+pub struct PythonParser {
+    pub python: String,
+    pub sdk_path: PathBuf,
+    pub timeout: std::time::Duration,
+    /// Address-space limit of the parsing process, in KiB.
+    pub memory_kib: u64,
+}
+
 /// Remembers file modification times so unchanged files are not re-parsed.
 #[derive(Default)]
 pub struct DagProcessor {
     seen: HashMap<PathBuf, SystemTime>,
+    python: Option<PythonParser>,
 }
 
 impl DagProcessor {
+    pub fn with_python(python: Option<PythonParser>) -> Self {
+        DagProcessor {
+            seen: HashMap::new(),
+            python,
+        }
+    }
+
     /// Parses every changed DAG file in `dir` and stores the results.
     pub async fn sync(&mut self, store: &dyn Store, dir: &Path) -> Result<SyncReport> {
         let mut report = SyncReport::default();
@@ -52,11 +72,20 @@ impl DagProcessor {
                 continue;
             }
             let fileloc = path.display().to_string();
-            let parsed = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {fileloc}: {e}"))
-                .and_then(|text| {
-                    pave_spec::load_file(&fileloc, &text, &opts).map_err(|e| e.to_string())
-                });
+            let parsed = if fileloc.ends_with(".py") {
+                match &self.python {
+                    Some(py) => parse_python(py, &path, &opts).await,
+                    None => Err(format!(
+                        "{fileloc} is a Python DAG file, but no Python interpreter is configured"
+                    )),
+                }
+            } else {
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {fileloc}: {e}"))
+                    .and_then(|text| {
+                        pave_spec::load_file(&fileloc, &text, &opts).map_err(|e| e.to_string())
+                    })
+            };
             match parsed {
                 Ok(dags) => {
                     store.clear_import_error(&fileloc).await?;
@@ -120,9 +149,88 @@ fn dag_files(dir: &Path) -> Result<Vec<PathBuf>> {
                 stack.push(p);
             } else if name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json") {
                 out.push(p);
+            } else if name.ends_with(".py") && looks_like_dag_file(&p) {
+                out.push(p);
             }
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// Airflow's "safe mode" heuristic: only Python files that mention both
+/// `dag` and `pave` or `airflow` are DAG files; helper modules are skipped.
+fn looks_like_dag_file(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+    text.contains("dag") && (text.contains("pave") || text.contains("airflow"))
+}
+
+/// Runs `python -m pave.parse FILE` under a time and memory limit and
+/// reads its JSON spec; an error comes back as one readable message with
+/// the file, line and traceback.
+pub async fn parse_python(
+    py: &PythonParser,
+    path: &Path,
+    opts: &pave_spec::ValidateOptions,
+) -> Result<Vec<Dag>, String> {
+    let fileloc = path.display().to_string();
+    let limits = format!(
+        "ulimit -v {} 2>/dev/null; exec \"$0\" -m pave.parse \"$1\"",
+        py.memory_kib
+    );
+    let mut cmd = tokio::process::Command::new("bash");
+    cmd.arg("-c")
+        .arg(limits)
+        .arg(&py.python)
+        .arg(path)
+        .env("PYTHONPATH", &py.sdk_path)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = match tokio::time::timeout(py.timeout, cmd.output()).await {
+        Err(_) => {
+            return Err(format!(
+                "{fileloc}: parsing took longer than {}s and was stopped; \
+                 a DAG file must not do heavy work at import time",
+                py.timeout.as_secs()
+            ));
+        }
+        Ok(Err(e)) => return Err(format!("{fileloc}: cannot run {}: {e}", py.python)),
+        Ok(Ok(out)) => out,
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if output.status.success() {
+        let mut dags = pave_spec::parse_json(&stdout, &fileloc, opts).map_err(|e| e.to_string())?;
+        for dag in &mut dags {
+            dag.fileloc = Some(fileloc.clone());
+        }
+        return Ok(dags);
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    match serde_json::from_str::<serde_json::Value>(stdout.trim()) {
+        Ok(v) if v.get("error").is_some() => {
+            let e = &v["error"];
+            let line = e["line"]
+                .as_u64()
+                .map(|l| format!(", line {l}"))
+                .unwrap_or_default();
+            let message = e["message"]
+                .as_str()
+                .unwrap_or("the file could not be imported");
+            let traceback = e["traceback"].as_str().unwrap_or("");
+            Err(format!("{fileloc}{line}: {message}\n{traceback}"))
+        }
+        _ => Err(format!(
+            "{fileloc}: the parser exited with {} ({})\n{stderr}",
+            output.status,
+            if output.status.code().is_none() {
+                "killed: out of memory or time?"
+            } else {
+                "no error report"
+            }
+        )),
+    }
 }

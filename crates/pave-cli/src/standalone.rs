@@ -5,45 +5,9 @@ use crate::cli::StandaloneArgs;
 use crate::home::Home;
 use crate::processor::DagProcessor;
 use anyhow::{Context, Result};
-use pave_executor::{LocalExecutor, LocalExecutorConfig};
-use pave_scheduler::{Scheduler, SchedulerConfig, SystemClock, TriggerRequest};
-use pave_store::Store;
+use pave_scheduler::TriggerRequest;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A scheduler over `store` with a local executor.
-pub fn build_scheduler(
-    store: Arc<dyn Store>,
-    logs_dir: std::path::PathBuf,
-    parallelism: usize,
-    create_scheduled_runs: bool,
-) -> Result<Scheduler> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let executor = LocalExecutor::new(
-        LocalExecutorConfig {
-            parallelism,
-            ..LocalExecutorConfig::default()
-        },
-        tx,
-    )
-    .context("cannot start the local executor")?;
-    let mut cfg = SchedulerConfig::new(logs_dir);
-    cfg.create_scheduled_runs = create_scheduled_runs;
-    if let Some(cap) = std::env::var("PAVE_XCOM_MAX_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        cfg.xcom_max_bytes = cap;
-    }
-    Ok(Scheduler::new(
-        store,
-        Arc::new(executor),
-        rx,
-        Arc::new(SystemClock),
-        cfg,
-    ))
-}
 
 /// Holds `$PAVE_HOME/scheduler.lock` for the life of the process, so two
 /// schedulers never share one home; a killed holder releases it at once.
@@ -75,7 +39,7 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
         args.port
     );
 
-    let mut processor = DagProcessor::default();
+    let mut processor = DagProcessor::with_python(crate::services::python_parser(&home));
     let report = processor.sync(store.as_ref(), &dags_dir).await?;
     println!("pave standalone: loaded DAGs: {}", report.dags.join(", "));
     for (file, err) in &report.errors {
@@ -83,7 +47,7 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
     }
 
     let parallelism = usize::try_from(args.parallelism).unwrap_or(32);
-    let mut scheduler = build_scheduler(store.clone(), home.logs_dir(), parallelism, true)?;
+    let mut scheduler = crate::services::scheduler(store.clone(), &home, parallelism, true).await?;
     scheduler.reconcile().await?;
     if args.trigger_all {
         for dag in store.list_dags().await? {

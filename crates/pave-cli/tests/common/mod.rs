@@ -260,3 +260,129 @@ pub fn copy_fixtures(dir: &Path, names: &[&str]) {
         std::fs::copy(fixture(name), dir.join(name)).expect("copy a fixture");
     }
 }
+
+/// A long-running `pave` process (e.g. `standalone`) whose output lines are
+/// collected as they come, so a test can wait for one of them.
+pub struct Running {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line seen so far (stdout and stderr, interleaved).
+    pub seen: Vec<String>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Spawns a prepared command; both outputs must be piped.
+    pub fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd.spawn().expect("spawn the pave binary");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut readers = Vec::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        for pipe in [
+            Box::new(stdout) as Box<dyn Read + Send>,
+            Box::new(stderr) as Box<dyn Read + Send>,
+        ] {
+            let tx = tx.clone();
+            readers.push(std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        Running {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            readers,
+        }
+    }
+
+    /// Waits until a line contains `needle`; panics (after killing the
+    /// process) if it does not come within `timeout`.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) {
+        if self.seen.iter().any(|l| l.contains(needle)) {
+            return;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left.max(Duration::from_millis(1))) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.seen.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "no line containing {needle:?} within {timeout:?}; output so far:\n{}",
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Collects whatever lines have arrived, without waiting.
+    pub fn collect(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    /// SIGKILLs the process (only it: the task supervisors run in their own
+    /// sessions and survive) and reaps it.
+    pub fn kill9(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.finish_output()
+    }
+
+    /// Waits for the process to exit by itself within `timeout`; panics
+    /// (after killing it) otherwise. Returns its status and output.
+    pub fn wait(mut self, timeout: Duration) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait on a child") {
+                return (status, self.finish_output());
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let seen = self.finish_output();
+                panic!(
+                    "the process did not exit within {timeout:?}; output:\n{}",
+                    seen.join("\n")
+                );
+            }
+            self.collect();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn finish_output(mut self) -> Vec<String> {
+        // The pipes may stay open in task processes that outlive a killed
+        // scheduler (they inherit nothing from it, but be safe): do not
+        // join the readers, just take what has arrived.
+        std::thread::sleep(Duration::from_millis(20));
+        self.collect();
+        drop(std::mem::take(&mut self.readers));
+        std::mem::take(&mut self.seen)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Never leave a scheduler behind when a test panics.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

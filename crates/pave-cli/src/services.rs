@@ -1,0 +1,114 @@
+//! Wiring the long-running pieces together for `standalone` and `dags
+//! test`: the local executor, the scheduler, and the task execution API
+//! (on loopback) that Python tasks talk to.
+
+use crate::home::Home;
+use crate::processor::PythonParser;
+use anyhow::{Context, Result};
+use chrono::Utc;
+use pave_api::{
+    AttemptScope, EXECUTION_API_PREFIX, ExecutionLimits, ExecutionState, TokenSigner,
+    execution_router,
+};
+use pave_executor::{LocalExecutor, LocalExecutorConfig};
+use pave_scheduler::{PythonTasks, Scheduler, SchedulerConfig, SystemClock};
+use pave_store::{RunKey, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The interpreter Python tasks and DAG files run with.
+fn python() -> String {
+    std::env::var("PAVE_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// How DAG files written in Python are parsed on this home.
+pub fn python_parser(home: &Home) -> Option<PythonParser> {
+    match crate::sdk::unpack(&home.root) {
+        Ok(sdk_path) => Some(PythonParser {
+            python: python(),
+            sdk_path,
+            timeout: Duration::from_secs(
+                std::env::var("PAVE_DAG_PARSE_TIMEOUT")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60),
+            ),
+            memory_kib: 4 * 1024 * 1024,
+        }),
+        Err(e) => {
+            tracing::warn!("Python DAG files are disabled: {e:#}");
+            None
+        }
+    }
+}
+
+/// A scheduler over `store` with a local executor, and the execution API
+/// its Python tasks use, served in the background for the life of the process.
+pub async fn scheduler(
+    store: Arc<dyn Store>,
+    home: &Home,
+    parallelism: usize,
+    create_scheduled_runs: bool,
+) -> Result<Scheduler> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let executor = LocalExecutor::new(
+        LocalExecutorConfig {
+            parallelism,
+            ..LocalExecutorConfig::default()
+        },
+        tx,
+    )
+    .context("cannot start the local executor")?;
+    let mut cfg = SchedulerConfig::new(home.logs_dir());
+    cfg.create_scheduled_runs = create_scheduled_runs;
+    if let Some(cap) = std::env::var("PAVE_XCOM_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.xcom_max_bytes = cap;
+    }
+    let clock = Arc::new(SystemClock);
+    match crate::sdk::unpack(&home.root) {
+        Ok(sdk_path) => {
+            // The key lives in the home, so attempts adopted after a
+            // restart keep working tokens.
+            let signer = TokenSigner::from_file_or_create(home.root.join("execution-api.key"))
+                .context("cannot set up the task execution API key")?;
+            let (listener, addr) = pave_api::bind_loopback(0)
+                .await
+                .context("cannot open the task execution API on loopback")?;
+            let issuer = signer.clone();
+            cfg.python = Some(PythonTasks {
+                python: python(),
+                sdk_path,
+                api_url: format!("http://{addr}{EXECUTION_API_PREFIX}"),
+                issue_token: Arc::new(move |run: i64, key: &pave_executor::AttemptKey| {
+                    let scope = AttemptScope {
+                        dag_id: key.dag_id.clone(),
+                        run_id: key.run_id.clone(),
+                        run: RunKey(run),
+                        task_id: key.task_id.clone(),
+                        map_index: key.map_index,
+                        try_number: key.try_number,
+                    };
+                    // The API also refuses a token once its attempt stops running.
+                    issuer.issue(&scope, Utc::now() + chrono::Duration::days(7))
+                }),
+            });
+            let state = ExecutionState::new(
+                store.clone(),
+                signer,
+                clock.clone(),
+                ExecutionLimits::from(&cfg),
+            );
+            let router = axum::Router::new().nest(EXECUTION_API_PREFIX, execution_router(state));
+            tokio::spawn(async move {
+                if let Err(e) = pave_api::serve(listener, router, std::future::pending()).await {
+                    tracing::error!("the task execution API stopped: {e}");
+                }
+            });
+        }
+        Err(e) => tracing::warn!("Python tasks are disabled: {e:#}"),
+    }
+    Ok(Scheduler::new(store, Arc::new(executor), rx, clock, cfg))
+}
