@@ -147,9 +147,11 @@ fn dag_files(dir: &Path) -> Result<Vec<PathBuf>> {
             }
             if p.is_dir() {
                 stack.push(p);
-            } else if name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json") {
-                out.push(p);
-            } else if name.ends_with(".py") && looks_like_dag_file(&p) {
+            } else if name.ends_with(".yaml")
+                || name.ends_with(".yml")
+                || name.ends_with(".json")
+                || (name.ends_with(".py") && looks_like_dag_file(&p))
+            {
                 out.push(p);
             }
         }

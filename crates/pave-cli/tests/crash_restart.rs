@@ -517,7 +517,10 @@ fn kill_between_spawn_and_commit_does_not_run_an_attempt_twice() {
         "attempts ran more than once: {twice:?}\n{transcript}"
     );
     assert_eq!(starts.len(), 6, "{starts:?}");
-    assert_eq!(starts.keys().collect::<Vec<_>>(), ends.keys().collect::<Vec<_>>());
+    assert_eq!(
+        starts.keys().collect::<Vec<_>>(),
+        ends.keys().collect::<Vec<_>>()
+    );
     let runs = pave.json(&["dags", "runs", "burst", "--json"]);
     assert_eq!(runs[0]["state"], "success", "{runs:#}\n{transcript}");
 }
