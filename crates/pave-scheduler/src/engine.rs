@@ -923,7 +923,10 @@ impl Scheduler {
         };
         let mut outcome = result.outcome(skip_code);
         if is_python
-            && result.exit == (pave_executor::Exit::Code { code: PYTHON_FAIL_NO_RETRY })
+            && result.exit
+                == (pave_executor::Exit::Code {
+                    code: PYTHON_FAIL_NO_RETRY,
+                })
         {
             outcome = AttemptOutcome::Failed {
                 retryable: false,
