@@ -429,11 +429,16 @@ async fn dags_test(
         pave_spec::load_file(&fileloc, &text, &Default::default())
             .map_err(|e| anyhow::anyhow!("{e}"))?
     };
+    let ids = dags
+        .iter()
+        .map(|d| d.dag_id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let dag = match (dag_id, dags.len()) {
         (Some(id), _) => dags
             .into_iter()
             .find(|d| d.dag_id.as_str() == id)
-            .with_context(|| format!("{fileloc} defines no DAG `{id}`"))?,
+            .with_context(|| format!("{fileloc} defines no DAG `{id}`; it defines: {ids}"))?,
         (None, 1) => dags.into_iter().next().context("no DAG")?,
         (None, 0) => bail!("{fileloc} defines no DAG"),
         (None, _) => bail!(
@@ -462,7 +467,7 @@ async fn dags_test(
             "run_id": run.run_id,
             "state": run.state,
             "task_instances": tis.iter().map(|t| json!({
-                "task_id": t.key.task_id, "map_index": t.key.map_index.0, "state": t.state,
+                "task_id": t.key.task_id, "map_index": t.key.map_index.0, "state": state_json(t.state),
                 "try_number": t.try_number.0, "start_date": json_date(t.start_date), "end_date": json_date(t.end_date),
             })).collect::<Vec<_>>(),
         });
@@ -674,8 +679,16 @@ fn run_json(r: &RunRecord) -> Value {
 
 fn ti_json(t: &TiRecord) -> Value {
     json!({
-        "task_id": t.key.task_id, "map_index": t.key.map_index.0, "state": t.state,
+        "task_id": t.key.task_id, "map_index": t.key.map_index.0, "state": state_json(t.state),
         "try_number": t.try_number.0, "start_date": json_date(t.start_date),
         "end_date": json_date(t.end_date), "reason": t.reason,
     })
+}
+
+/// A task instance's state as Airflow's API shows it: `null` for "none".
+fn state_json(state: TaskState) -> Value {
+    match state {
+        TaskState::NoStatus => Value::Null,
+        other => json!(other),
+    }
 }

@@ -103,7 +103,7 @@ pub enum TemplateError {
         line: Option<usize>,
         detail: String,
     },
-    #[error("undefined variable `{name}` in template `{template}`; available: {}", available.join(", "))]
+    #[error("undefined variable `{name}` in template `{template}`; available: {}", if available.is_empty() { "none".to_owned() } else { available.join(", ") })]
     Undefined {
         name: String,
         template: String,
