@@ -134,7 +134,9 @@ fn build(
 ) -> Result<Built, String> {
     let (command, cwd) = match &task.kind {
         TaskKind::Command { command, cwd, .. } => (command, cwd),
-        TaskKind::Python { .. } => return python_command(cfg, dag, task, run, key, try_number),
+        TaskKind::Python { .. } => {
+            return python_command(cfg, dag, task, run, key, try_number, xcoms);
+        }
         TaskKind::Empty => return Err("empty tasks are not sent to executors".into()),
     };
     let ctx = context(dag, task, run, ti.key.map_index, try_number, xcoms)?;
@@ -164,6 +166,7 @@ fn python_command(
     run: &RunRecord,
     key: &AttemptKey,
     try_number: u32,
+    xcoms: &XcomMap,
 ) -> Result<Built, String> {
     let Some(py) = &cfg.python else {
         return Err(format!(
@@ -179,7 +182,9 @@ fn python_command(
         ));
     };
     let mut env = BTreeMap::new();
-    let ctx = context(dag, task, run, key.map_index, try_number, &XcomMap::new())?;
+    // Mapped arguments are resolved here too, so a bad mapping fails the
+    // attempt before a process starts.
+    let ctx = context(dag, task, run, key.map_index, try_number, xcoms)?;
     for (k, v) in &task.env {
         let value = template::render(v, &ctx)
             .map_err(|e| format!("task `{}`, field `env.{k}`: {e}", task.task_id))?;

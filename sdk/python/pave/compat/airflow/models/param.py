@@ -1,0 +1,1 @@
+from pave.params import Param, ParamsDict  # noqa: F401

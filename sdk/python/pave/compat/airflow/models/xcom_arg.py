@@ -1,0 +1,1 @@
+from pave.xcom_arg import XComArg  # noqa: F401

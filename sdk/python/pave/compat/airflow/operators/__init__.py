@@ -1,0 +1,1 @@
+"""``airflow.operators`` (Airflow 2 paths of the core operators)."""

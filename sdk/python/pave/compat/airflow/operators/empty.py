@@ -1,0 +1,1 @@
+from pave.operators import EmptyOperator  # noqa: F401

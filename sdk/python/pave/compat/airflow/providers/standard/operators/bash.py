@@ -1,0 +1,1 @@
+from pave.operators import BashOperator  # noqa: F401

@@ -1,0 +1,1 @@
+"""``airflow.sdk.definitions``: the trivial re-exports pave provides."""

@@ -1,0 +1,1 @@
+from pave.assets import Asset, AssetAlias, AssetAll, AssetAny, BaseAsset  # noqa: F401

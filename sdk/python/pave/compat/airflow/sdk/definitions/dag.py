@@ -1,0 +1,1 @@
+from pave.dag import DAG, dag  # noqa: F401

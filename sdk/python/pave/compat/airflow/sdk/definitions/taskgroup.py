@@ -1,0 +1,1 @@
+from pave.task_group import TaskGroup, task_group  # noqa: F401

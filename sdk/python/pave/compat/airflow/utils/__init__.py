@@ -1,0 +1,1 @@
+"""``airflow.utils``: only the trivial helpers."""

@@ -1,0 +1,1 @@
+from pave.trigger_rule import TriggerRule  # noqa: F401

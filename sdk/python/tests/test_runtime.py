@@ -1,0 +1,191 @@
+"""``python -m pave.runtime`` against a fake task execution API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import unittest
+from typing import Any
+
+from .fake_api import FakeExecutionApi
+from .util import TESTS_DIR, sdk_env
+
+DAG_FILE = os.path.join(TESTS_DIR, "runtime_dags", "tasks.py")
+
+
+class RuntimeResult:
+    def __init__(self, proc: subprocess.CompletedProcess, api: FakeExecutionApi) -> None:
+        self.code = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.pushed = api.pushed
+        self.rendered = api.rendered
+
+
+def run_task(task_id: str, context: dict[str, Any] | None = None, xcoms: dict | None = None,
+             **api_kwargs: Any) -> RuntimeResult:
+    ctx = {"dag_id": "rt", "task_id": task_id, "params": {"x": 5}}
+    ctx.update(context or {})
+    with FakeExecutionApi(ctx, xcoms, template_vars={"params": {"x": 5}}, **api_kwargs) as api:
+        env = sdk_env(PAVE_API_URL=api.url, PAVE_TASK_TOKEN=api.TOKEN, PAVE_DAG_FILE=DAG_FILE,
+                      PAVE_DAG_ID="rt", PAVE_TASK_ID=task_id, PAVE_RUN_ID=ctx.get("run_id", "r"),
+                      PAVE_MAP_INDEX=str(ctx.get("map_index", -1)), PAVE_TRY_NUMBER="1")
+        proc = subprocess.run([sys.executable, "-m", "pave.runtime"], capture_output=True, text=True,
+                              env=env, timeout=60)
+        return RuntimeResult(proc, api)
+
+
+class RuntimeExitCodesTest(unittest.TestCase):
+    def test_success_pushes_the_return_value(self) -> None:
+        r = run_task("ret")
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"return_value": {"a": 1}})
+
+    def test_none_is_not_pushed(self) -> None:
+        r = run_task("nothing")
+        self.assertEqual((r.code, r.pushed), (0, {}))
+        self.assertIn("returns None", r.stdout)
+
+    def test_skip_exits_99(self) -> None:
+        r = run_task("skip")
+        self.assertEqual(r.code, 99, r.stderr)
+        self.assertIn("not today", r.stderr)
+
+    def test_fail_without_retry_exits_98(self) -> None:
+        r = run_task("fail_fast")
+        self.assertEqual(r.code, 98, r.stderr)
+        self.assertIn("broken for good", r.stderr)
+
+    def test_failure_exits_1_with_traceback(self) -> None:
+        r = run_task("boom")
+        self.assertEqual(r.code, 1)
+        self.assertIn("Traceback", r.stderr)
+        self.assertIn("ValueError: kaboom", r.stderr)
+
+    def test_non_json_return_value(self) -> None:
+        r = run_task("opaque")
+        self.assertEqual(r.code, 1)
+        self.assertIn("task `opaque` returned a ", r.stderr)
+        self.assertIn("Opaque, which is not JSON-serializable", r.stderr)
+        r = run_task("nested_set")
+        self.assertIn("task `nested_set` returned a dict containing a set at ['x'], which is not JSON-serializable",
+                      r.stderr)
+        self.assertEqual(r.pushed, {})
+
+    def test_too_large_xcom_fails_with_the_api_message(self) -> None:
+        r = run_task("big")
+        self.assertEqual(r.code, 1)
+        self.assertIn("put the data in object storage and pass its URI", r.stderr)
+
+    def test_unknown_task(self) -> None:
+        r = run_task("no_such_task")
+        self.assertEqual(r.code, 1)
+        self.assertIn("has no task `no_such_task`", r.stderr)
+
+
+class RuntimeXComTest(unittest.TestCase):
+    xcoms = {
+        ("ret", "return_value"): {"a": 1},
+        ("ret", "a"): 1,
+        ("double", "return_value", 0): 10,
+        ("double", "return_value", 1): 20,
+        ("mo", "k"): "v",
+    }
+
+    def test_xcom_args_and_xcom_pull(self) -> None:
+        r = run_task("consume", xcoms=self.xcoms)
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed["return_value"], {
+            "value": {"a": 1}, "nested": [1, {"k": {"a": 1}}], "pulled": {"a": 1},
+            "mapped_all": [10, 20], "mapped_one": 20, "missing": "dflt", "several": [{"a": 1}, None],
+        })
+
+    def test_mapped_args_merge_with_partial_arguments(self) -> None:
+        r = run_task("double", {"map_index": 1, "mapped_args": {"x": 2}})
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"return_value": 20})
+
+    def test_expand_kwargs_literal_values_are_rendered(self) -> None:
+        r = run_task("add", {"map_index": 1, "mapped_args": {"a": "{{ ds }}", "b": "!"}})
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"return_value": "2025-01-01!"})
+
+    def test_multiple_outputs_pushes_each_key(self) -> None:
+        r = run_task("mo")
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"k": "v", "n": 2, "return_value": {"k": "v", "n": 2}})
+
+    def test_multiple_outputs_key_reference(self) -> None:
+        r = run_task("use_key", xcoms=self.xcoms)
+        self.assertEqual(r.pushed, {"return_value": "v"})
+
+    def test_context_and_xcom_push(self) -> None:
+        r = run_task("ctx", {"try_number": 2, "conf": {"c": 1}})
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed["extra"], [1, 2])
+        self.assertEqual(r.pushed["return_value"], {
+            "ds": "2025-01-01", "ts_nodash": "20250101T000000", "run_id": "manual__2025-01-01T00:00:00+00:00",
+            "task_id": "ctx", "try_number": 2, "map_index": -1, "conf": {"c": 1}, "params": {"x": 5},
+            "logical_date_type": "datetime", "same_ti": True,
+        })
+
+    def test_run_without_logical_date(self) -> None:
+        r = run_task("no_logical_date", {"logical_date": None, "ds": None, "ds_nodash": None, "ts": None,
+                                         "data_interval_start": None, "data_interval_end": None})
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"return_value": []})
+
+
+class RuntimeTemplatesTest(unittest.TestCase):
+    def test_templates_dict_and_op_kwargs_are_rendered(self) -> None:
+        r = run_task("templated")
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"return_value": {"p": "5", "d": "2025-01-01", "ds": "2025-01-01"}})
+        self.assertEqual(sorted(r.rendered), ["{{ ds }}", "{{ params.x }}"])
+
+    def test_template_error_fails_the_task(self) -> None:
+        r = run_task("bad_template")
+        self.assertEqual(r.code, 1)
+        self.assertIn("undefined variable 'nope'", r.stderr)
+
+    def test_task_bash_runs_the_returned_command(self) -> None:
+        r = run_task("bash_cmd")
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertIn("hi 2025-01-01", r.stdout)
+        self.assertEqual(r.pushed, {"return_value": "last-2"})
+
+    def test_task_bash_skip_exit_code(self) -> None:
+        self.assertEqual(run_task("bash_skip").code, 99)
+
+    def test_mapped_bash_operator(self) -> None:
+        r = run_task("mapped_bash", {"map_index": 1, "mapped_args": {"bash_command": "echo two {{ ds }}"}})
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"return_value": "two 2025-01-01"})
+
+    def test_branch_and_short_circuit_decisions_are_always_pushed(self) -> None:
+        self.assertEqual(run_task("branch_none").pushed, {"return_value": []})
+        self.assertEqual(run_task("gate").pushed, {"return_value": False})
+
+
+
+class ApiClientTest(unittest.TestCase):
+    def test_connection_errors_are_retried_then_reported(self) -> None:
+        from pave.api_client import ExecutionApi
+
+        api = ExecutionApi("http://127.0.0.1:9/execution/v1", "t", timeout=2, retries=2, backoff=0.01)
+        with self.assertRaises(ConnectionError) as cm:
+            api.get_context()
+        self.assertIn("cannot reach the pave execution API", str(cm.exception))
+
+    def test_bad_token_is_an_api_error(self) -> None:
+        from pave.api_client import ApiError, ExecutionApi
+
+        with FakeExecutionApi({}) as fake:
+            with self.assertRaises(ApiError) as cm:
+                ExecutionApi(fake.url, "wrong").get_context()
+        self.assertEqual(cm.exception.status, 401)
+
+
+if __name__ == "__main__":
+    unittest.main()
