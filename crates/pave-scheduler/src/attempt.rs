@@ -9,7 +9,7 @@ use pave_core::mapping;
 use pave_core::model::{Arg, Dag, MapSource, Mapping, Task, TaskKind};
 use pave_core::run::XcomMap;
 use pave_core::template::{self, TemplateContext};
-use pave_core::{MapIndex, TaskId, TryNumber};
+use pave_core::{MapIndex, Resources, TaskId, TryNumber};
 use pave_executor::{AttemptKey, AttemptResult, CommandLine, Exit, StartRequest};
 use pave_store::{RunRecord, TiRecord};
 use serde_json::Value;
@@ -35,6 +35,16 @@ impl Prepared {
             Prepared::Failed { log_path, .. } => log_path,
         }
     }
+}
+
+/// What a task asks of the executor: its resources, less its GPUs when the
+/// executor has none and GPU work falls back to CPU.
+pub fn effective_resources(requested: &Resources, cpu_only: bool) -> Resources {
+    let mut r = requested.clone();
+    if cpu_only {
+        r.gpu = 0;
+    }
+    r
 }
 
 /// Tasks whose XComs the given task reads through mapping.
@@ -76,6 +86,7 @@ pub fn prepare(
     ti: &TiRecord,
     try_number: u32,
     xcoms: &XcomMap,
+    cpu_only: bool,
 ) -> Prepared {
     let key = AttemptKey {
         dag_id: dag.dag_id.clone(),
@@ -101,13 +112,25 @@ pub fn prepare(
         try_number,
     );
     match build(cfg, dag, task, run, ti, try_number, xcoms, &key) {
-        Ok((command, cwd, env)) => Prepared::Ready(Box::new(StartRequest {
+        Ok((command, cwd, mut env)) => Prepared::Ready(Box::new(StartRequest {
+            resources: {
+                if cpu_only && task.resources.gpu > 0 {
+                    write_log_line(
+                        &log_path,
+                        &format!(
+                            "this machine has no GPU: the task asked for {} GPU(s) and runs on CPU",
+                            task.resources.gpu
+                        ),
+                    );
+                    env.insert("PAVE_GPU_FALLBACK".into(), "cpu".into());
+                }
+                effective_resources(&task.resources, cpu_only)
+            },
             key,
             command,
             env,
             cwd,
             execution_timeout: task.execution_timeout,
-            resources: task.resources.clone(),
             log_path,
             result_path,
         })),

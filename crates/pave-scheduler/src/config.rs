@@ -57,6 +57,11 @@ pub struct SchedulerConfig {
     pub hostname: String,
     /// How Python tasks run; `None` fails them with a clear message.
     pub python: Option<PythonTasks>,
+    /// When the executor has no GPU at all, tasks that ask for GPUs run on
+    /// CPU (their log says so) instead of failing: a pipeline written for a
+    /// GPU fleet still runs on a laptop. An executor with some GPUs still
+    /// fails requests larger than it has.
+    pub gpu_fallback_to_cpu: bool,
 }
 
 impl SchedulerConfig {
@@ -72,6 +77,7 @@ impl SchedulerConfig {
             create_scheduled_runs: true,
             hostname: hostname(),
             python: None,
+            gpu_fallback_to_cpu: true,
         }
     }
 }
