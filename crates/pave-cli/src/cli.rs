@@ -92,18 +92,11 @@ pub enum DagsCommand {
         json: JsonFlag,
     },
     /// Run one DAG run of a DAG file to completion, in process, on a temporary store.
-    Test {
-        /// The DAG file (YAML or JSON spec).
-        file: PathBuf,
-        /// Which DAG of the file (needed when it defines several).
-        #[arg(long)]
-        dag_id: Option<String>,
-        /// The run's conf, a JSON object.
-        #[arg(long)]
-        conf: Option<String>,
-        /// Logical date of the run (RFC 3339; default: now).
-        #[arg(long)]
-        logical_date: Option<String>,
+    Test(TestArgs),
+    /// Show the errors of DAG files that could not be loaded.
+    ImportErrors {
+        #[command(flatten)]
+        folder: DagsFolder,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -147,6 +140,26 @@ pub enum DagsCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// The DAG file (YAML, JSON spec or Python).
+    pub file: PathBuf,
+    /// Which DAG of the file (needed when it defines several).
+    #[arg(long)]
+    pub dag_id: Option<String>,
+    /// The run's conf, a JSON object.
+    #[arg(long)]
+    pub conf: Option<String>,
+    /// Logical date of the run (RFC 3339; default: now).
+    #[arg(long)]
+    pub logical_date: Option<String>,
+    /// Most task attempts running at once.
+    #[arg(long, default_value_t = 32)]
+    pub parallelism: u32,
+    #[command(flatten)]
+    pub json: JsonFlag,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,6 +1,6 @@
 //! `pave dags ...` and `pave tasks ...`.
 
-use crate::cli::{DagsCommand, DagsFolder, TasksCommand};
+use crate::cli::{DagsCommand, DagsFolder, TasksCommand, TestArgs};
 use crate::home::Home;
 use crate::output::{date, json_date, table};
 use crate::processor::{self, DagProcessor};
@@ -19,13 +19,32 @@ use std::sync::Arc;
 
 pub async fn dags(home: Home, cmd: DagsCommand) -> Result<ExitCode> {
     match cmd {
-        DagsCommand::Test {
-            file,
-            dag_id,
-            conf,
-            logical_date,
-            json,
-        } => dags_test(&file, dag_id, conf, logical_date, json.json).await,
+        DagsCommand::Test(args) => dags_test(args).await,
+        DagsCommand::ImportErrors { folder, json } => {
+            let store = synced_store(&home, folder).await?;
+            let errors = store.list_import_errors().await?;
+            if json.json {
+                let v: Vec<Value> = errors
+                    .iter()
+                    .map(|e| {
+                        json!({"fileloc": e.fileloc, "timestamp": json_date(Some(e.timestamp)), "error": e.stacktrace})
+                    })
+                    .collect();
+                println!("{}", Value::Array(v));
+            } else if errors.is_empty() {
+                println!("no import errors");
+            } else {
+                for e in errors {
+                    println!(
+                        "{} ({}):\n{}\n",
+                        e.fileloc,
+                        date(Some(e.timestamp)),
+                        e.stacktrace
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         DagsCommand::List { folder, json } => {
             let store = synced_store(&home, folder).await?;
             let mut rows = Vec::new();
@@ -403,13 +422,16 @@ pub async fn tasks(home: Home, cmd: TasksCommand) -> Result<ExitCode> {
 }
 
 /// Runs one DAG run of a file to completion on a throwaway home (Airflow's `dags test`).
-async fn dags_test(
-    file: &std::path::Path,
-    dag_id: Option<String>,
-    conf: Option<String>,
-    logical_date: Option<String>,
-    as_json: bool,
-) -> Result<ExitCode> {
+async fn dags_test(args: TestArgs) -> Result<ExitCode> {
+    let TestArgs {
+        file,
+        dag_id,
+        conf,
+        logical_date,
+        parallelism,
+        json,
+    } = args;
+    let (file, as_json) = (file.as_path(), json.json);
     let fileloc = file.display().to_string();
     let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
     let home = Home {
@@ -457,7 +479,9 @@ async fn dags_test(
     };
     let store = home.open_store().await?;
     processor::store_dag(store.as_ref(), &dag, &fileloc).await?;
-    let mut scheduler = crate::services::scheduler(store.clone(), &home, 32, false).await?;
+    let parallelism = usize::try_from(parallelism.max(1)).unwrap_or(32);
+    let mut scheduler =
+        crate::services::scheduler(store.clone(), &home, parallelism, false).await?;
     let run = scheduler.trigger(&dag.dag_id, req).await.map_err(explain)?;
     let run = scheduler.run_to_completion(run.key).await?;
     let tis = store.run_tis(run.key).await?;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         let code = pave_executor::supervise_cli(args.collect());
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    restore_sigpipe();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -70,4 +71,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Handled in `main` before the runtime starts.
         Command::Supervise { .. } => Ok(ExitCode::FAILURE),
     }
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`pave ... | head`)
+/// would panic; a command-line tool should just stop, as `cat` does.
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called first thing in main, before any other thread exists;
+    // SIG_DFL installs no Rust code as a handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
