@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 pub async fn dags(home: Home, cmd: DagsCommand) -> Result<ExitCode> {
     match cmd {
-        DagsCommand::Test(args) => dags_test(args).await,
+        DagsCommand::Test(args) => dags_test(&home, args).await,
         DagsCommand::ImportErrors { folder, json } => {
             let store = synced_store(&home, folder).await?;
             let errors = store.list_import_errors().await?;
@@ -422,7 +422,7 @@ pub async fn tasks(home: Home, cmd: TasksCommand) -> Result<ExitCode> {
 }
 
 /// Runs one DAG run of a file to completion on a throwaway home (Airflow's `dags test`).
-async fn dags_test(args: TestArgs) -> Result<ExitCode> {
+async fn dags_test(user_home: &Home, args: TestArgs) -> Result<ExitCode> {
     let TestArgs {
         file,
         dag_id,
@@ -481,7 +481,8 @@ async fn dags_test(args: TestArgs) -> Result<ExitCode> {
     processor::store_dag(store.as_ref(), &dag, &fileloc).await?;
     let parallelism = usize::try_from(parallelism.max(1)).unwrap_or(32);
     let mut scheduler =
-        crate::services::scheduler(store.clone(), &home, parallelism, false).await?;
+        crate::services::scheduler(store.clone(), &home, &user_home.root, parallelism, false)
+            .await?;
     let run = scheduler.trigger(&dag.dag_id, req).await.map_err(explain)?;
     let run = scheduler.run_to_completion(run.key).await?;
     let tis = store.run_tis(run.key).await?;
@@ -497,6 +498,32 @@ async fn dags_test(args: TestArgs) -> Result<ExitCode> {
         });
         println!("{out}");
     } else {
+        // Like Airflow's `dags test`, show what failed tasks printed: the
+        // store and logs of this run are thrown away afterwards.
+        for ti in &tis {
+            if ti.state != TaskState::Failed {
+                continue;
+            }
+            for t in 1..=ti.try_number.0 {
+                let path = pave_scheduler::paths::log_path(
+                    &home.logs_dir(),
+                    &run.dag_id,
+                    &run.run_id,
+                    &ti.key.task_id,
+                    ti.key.map_index,
+                    t,
+                );
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    let label = if ti.key.map_index.is_unmapped() {
+                        ti.key.task_id.to_string()
+                    } else {
+                        format!("{}[{}]", ti.key.task_id, ti.key.map_index)
+                    };
+                    eprintln!("----- log of {label}, try {t} -----");
+                    eprint!("{text}");
+                }
+            }
+        }
         for ti in &tis {
             if let Some(reason) = &ti.reason
                 && matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed)

@@ -6,10 +6,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The example DAGs bundled into the binary, copied into a new home's DAGs folder.
-pub const EXAMPLES: &[(&str, &str)] = &[(
-    "ml_pipeline.yaml",
-    include_str!("../../../examples/ml_pipeline.yaml"),
-)];
+pub const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "ml_pipeline.yaml",
+        include_str!("../../../examples/ml_pipeline.yaml"),
+    ),
+    (
+        "ml_pipeline.py",
+        include_str!("../../../examples/ml_pipeline.py"),
+    ),
+];
 
 #[derive(Clone, Debug)]
 pub struct Home {

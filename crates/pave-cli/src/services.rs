@@ -44,9 +44,14 @@ pub fn python_parser(home: &Home) -> Option<PythonParser> {
 
 /// A scheduler over `store` with a local executor, and the execution API
 /// its Python tasks use, served in the background for the life of the process.
+///
+/// Tasks get `PAVE_HOME=task_home` (where they keep artifacts): the home
+/// itself for `standalone`, the user's home for `dags test`, whose store is
+/// throwaway but whose artifacts are not.
 pub async fn scheduler(
     store: Arc<dyn Store>,
     home: &Home,
+    task_home: &std::path::Path,
     parallelism: usize,
     create_scheduled_runs: bool,
 ) -> Result<Scheduler> {
@@ -61,6 +66,8 @@ pub async fn scheduler(
     .context("cannot start the local executor")?;
     let mut cfg = SchedulerConfig::new(home.logs_dir());
     cfg.create_scheduled_runs = create_scheduled_runs;
+    cfg.task_env
+        .insert("PAVE_HOME".into(), task_home.display().to_string());
     if let Some(cap) = std::env::var("PAVE_XCOM_MAX_BYTES")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -47,7 +47,8 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
     }
 
     let parallelism = usize::try_from(args.parallelism).unwrap_or(32);
-    let mut scheduler = crate::services::scheduler(store.clone(), &home, parallelism, true).await?;
+    let mut scheduler =
+        crate::services::scheduler(store.clone(), &home, &home.root, parallelism, true).await?;
     scheduler.reconcile().await?;
     if args.trigger_all {
         for dag in store.list_dags().await? {

@@ -174,9 +174,6 @@ fn kill_9_the_scheduler_repeatedly_and_no_attempt_runs_twice() {
 /// Many quick kills: most land during start-up, reconciliation and the
 /// first scheduling steps after a restart.
 #[test]
-#[ignore = "bug: hits the window of `kill_between_spawn_and_commit_does_not_run_an_attempt_twice` \
-            (3 runs in 24 here): crates/pave-scheduler/src/engine.rs commits attempt handles only \
-            after spawning them"]
 fn many_quick_kills_during_restarts() {
     crash_and_restart(10, (30, 400));
 }
@@ -275,12 +272,29 @@ fn crash_and_restart(kills: usize, delay_ms: (u64, u64)) {
         );
         // The successful try is the task instance's final try.
         assert_eq!(successes[0]["try_number"], ti["try_number"], "{ti:#}");
+        // A kill between queueing a try and its supervisor claiming it
+        // fences the try off on restart: it stays in the history as
+        // `removed`, never started, and the next try runs instead.
+        let (fenced, ran): (Vec<&Value>, Vec<&Value>) =
+            tries.iter().partition(|t| t["state"] == "removed");
         for t in tries {
             let n = t["try_number"].as_u64().expect("try_number");
-            assert!(
-                history.insert((task.to_owned(), map, n)),
-                "try {n} of {task}[{map}] is in the history twice: {tries:?}"
-            );
+            let was_fenced = t["state"] == "removed";
+            if was_fenced {
+                assert!(
+                    t["start_date"].is_null()
+                        && t["exit_code"].is_null()
+                        && t["reason"]
+                            .as_str()
+                            .is_some_and(|r| r.starts_with("never started")),
+                    "a removed try must be one that never started: {t:#}\n{transcript}"
+                );
+            } else {
+                assert!(
+                    history.insert((task.to_owned(), map, n)),
+                    "try {n} of {task}[{map}] is in the history twice: {tries:?}"
+                );
+            }
             // Every recorded try kept its log.
             let log = pave.ok(&[
                 "tasks",
@@ -290,14 +304,22 @@ fn crash_and_restart(kills: usize, delay_ms: (u64, u64)) {
                 &format!("--map-index={map}"),
                 &format!("--try={n}"),
             ]);
+            let expected = if was_fenced {
+                "never started".to_owned()
+            } else {
+                format!("attempt {task} {map} {n}")
+            };
             assert!(
-                log.contains(&format!("attempt {task} {map} {n}")),
+                log.contains(&expected),
                 "log of try {n} of {task}[{map}]:\n{log}"
             );
         }
-        // `flaky` fails its first try (exit 1) and succeeds on its second;
-        // the others succeed on their first.
-        let codes: Vec<(u64, String, Option<i64>)> = tries
+        if !fenced.is_empty() {
+            eprintln!("{task}[{map}]: {} try(s) fenced off", fenced.len());
+        }
+        // `flaky` fails its try 1 (exit 1) and succeeds from try 2 on; the
+        // others succeed on their first try that runs.
+        let codes: Vec<(u64, String, Option<i64>)> = ran
             .iter()
             .map(|t| {
                 (
@@ -307,17 +329,22 @@ fn crash_and_restart(kills: usize, delay_ms: (u64, u64)) {
                 )
             })
             .collect();
+        let expected: Vec<(u64, String, Option<i64>)> = codes
+            .iter()
+            .map(|&(n, _, _)| {
+                if task == "flaky" && n < 2 {
+                    (n, "failed".into(), Some(1))
+                } else {
+                    (n, "success".into(), Some(0))
+                }
+            })
+            .collect();
+        assert_eq!(codes, expected, "{task}[{map}]\n{transcript}");
         if task == "flaky" {
-            assert_eq!(
-                codes,
-                [
-                    (1, "failed".into(), Some(1)),
-                    (2, "success".into(), Some(0))
-                ],
-                "{transcript}"
-            );
+            // Without fencing exactly [try 1 failed, try 2 succeeded].
+            assert!(codes.len() <= 2, "{codes:?}\n{transcript}");
         } else {
-            assert_eq!(codes, [(1, "success".into(), Some(0))], "{transcript}");
+            assert_eq!(codes.len(), 1, "{codes:?}\n{transcript}");
         }
     }
     seen_tis.sort_unstable();
@@ -482,10 +509,6 @@ fn burst_dag_yaml(attempts: &Path, once: &Path) -> String {
 }
 
 #[test]
-#[ignore = "bug: crates/pave-scheduler/src/engine.rs starts attempts (executor.start, ~line 750) \
-            before committing their handles (~line 797); a scheduler killed in between leaves \
-            queued task instances without a handle, which reconcile (~line 188) resets to \
-            scheduled, so the same try runs a second time while the first still runs"]
 fn kill_between_spawn_and_commit_does_not_run_an_attempt_twice() {
     let pave = Pave::new();
     let dir = dags_dir();

@@ -14,7 +14,11 @@ fn gpu_tasks_run_on_cpu_without_gpus_and_impossible_requests_fail_clearly() {
     let file = file.to_str().expect("utf-8 path");
     let v = pave.json(&["dags", "test", file, "--json"]);
     // The test machines have no GPU: the GPU task runs on CPU.
-    assert_eq!(state_try(&v, "train", -1), ("success".to_owned(), 1), "{v:#}");
+    assert_eq!(
+        state_try(&v, "train", -1),
+        ("success".to_owned(), 1),
+        "{v:#}"
+    );
     assert_eq!(state_try(&v, "too_many_cpus", -1).0, "failed", "{v:#}");
     assert_eq!(v["state"], "failed", "{v:#}");
 

@@ -291,6 +291,42 @@ pub enum AdoptStatus {
     Lost { reason: String },
 }
 
+/// An attempt to look for by its identity and files, when its handle was
+/// never stored (the scheduler stopped between starting it and recording
+/// it): the argument of [`crate::Executor::adopt_claimed`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimQuery {
+    pub key: AttemptKey,
+    /// What the attempt reserved (the task's request), held again if it is
+    /// still running.
+    pub resources: Resources,
+    pub log_path: PathBuf,
+    /// Its claim file lies next to it ([`crate::claim_path`]).
+    pub result_path: PathBuf,
+}
+
+/// What [`crate::Executor::adopt_claimed`] found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClaimStatus {
+    /// A supervisor claimed it and still runs it; the executor watches it
+    /// (exactly one [`ExecutorEvent`] follows) through this handle, which the
+    /// caller should store.
+    Running(AttemptHandle),
+    /// It ran to its end; no event follows.
+    Finished(AttemptResult),
+    /// Its supervisor claimed it and is gone without a result (what is left
+    /// of its processes has been killed); no event follows.
+    Lost { reason: String },
+    /// Nobody had claimed it: the executor claimed it itself, so it never ran
+    /// and never will (a supervisor still starting up refuses to run it).
+    /// Its try can be given up and the next try started.
+    Fenced,
+    /// The executor keeps no claims: its attempts do not outlive the process
+    /// that started them (the no-op executor), so there is nothing to find.
+    Unclaimed,
+}
+
 /// What an executor can run at once, for the scheduler's admission.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capacity {

@@ -52,6 +52,18 @@ pub enum ExecutorError {
     #[error("invalid executor configuration: {reason}")]
     Config { reason: String },
 
+    /// An attempt's claim file exists but cannot be read as a [`crate::Claim`].
+    #[error("claim file {} is unreadable: {reason}", path.display())]
+    BadClaim { path: PathBuf, reason: String },
+
+    /// This executor does not implement the operation.
+    #[error("the {executor} executor cannot {operation} (attempt {key})")]
+    Unsupported {
+        key: AttemptKey,
+        executor: &'static str,
+        operation: &'static str,
+    },
+
     /// The handle belongs to another kind of executor.
     #[error("attempt {key} was started by the {found} executor, not by this {expected} executor")]
     WrongExecutor {

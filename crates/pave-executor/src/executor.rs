@@ -1,7 +1,7 @@
 //! The `Executor` trait: the narrow boundary between the scheduler, which
 //! decides what runs, and whatever runs it (local processes, a fake, Pods).
 
-use crate::attempt::{AdoptStatus, AttemptHandle, Capacity, StartRequest};
+use crate::attempt::{AdoptStatus, AttemptHandle, Capacity, ClaimQuery, ClaimStatus, StartRequest};
 use crate::error::ExecutorError;
 use async_trait::async_trait;
 
@@ -41,4 +41,27 @@ pub trait Executor: Send + Sync {
     /// `Finished` / `Lost`: the answer is the outcome, no event follows.
     /// If this returns `Err`, nothing is watched and nothing was killed.
     async fn adopt(&self, handle: &AttemptHandle) -> Result<AdoptStatus, ExecutorError>;
+
+    /// Looks for an attempt whose handle was never stored (the scheduler
+    /// recorded it as queued, started it, and stopped before recording the
+    /// handle), from its identity and files alone:
+    /// - its result exists: `Finished`, no event follows;
+    /// - it was claimed by a supervisor: like [`Executor::adopt`] of the
+    ///   handle built from the claim (`Running` with that handle, watched,
+    ///   one event follows; or `Lost`);
+    /// - nobody claimed it: the executor claims it itself and answers
+    ///   `Fenced`; the attempt never ran and any supervisor started for it
+    ///   later refuses to run it.
+    ///
+    /// Asking again gives the same answer (a fenced attempt stays `Fenced`).
+    /// If this returns `Err`, nothing is watched and nothing was fenced.
+    ///
+    /// The default is for executors without claims: an `Unsupported` error.
+    async fn adopt_claimed(&self, query: &ClaimQuery) -> Result<ClaimStatus, ExecutorError> {
+        Err(ExecutorError::Unsupported {
+            key: query.key.clone(),
+            executor: self.name(),
+            operation: "adopt_claimed",
+        })
+    }
 }

@@ -1,11 +1,13 @@
 //! pave-executor: where task attempts actually run.
 //!
 //! The scheduler sees one narrow trait, [`Executor`]: `capacity`, `start`,
-//! `kill` and `adopt`, with completions arriving as [`ExecutorEvent`]s on a
-//! channel given at construction. Implementations:
+//! `kill`, `adopt` and `adopt_claimed`, with completions arriving as
+//! [`ExecutorEvent`]s on a channel given at construction. Implementations:
 //! - [`LocalExecutor`]: each attempt is a local process tree under a
 //!   supervisor process ([`supervise`]) that outlives the scheduler, so a
-//!   `kill -9` of pave loses no result and never runs an attempt twice;
+//!   `kill -9` of pave loses no result and never runs an attempt twice
+//!   (the supervisor's exclusive claim file, [`claim_path`], fences off an
+//!   attempt whose handle the scheduler never stored);
 //! - [`NoopExecutor`]: completes every attempt at once, for benchmarks and
 //!   scheduler tests.
 //!
@@ -14,6 +16,7 @@
 //! start fast.
 
 mod attempt;
+mod claim;
 mod error;
 mod executor;
 mod host;
@@ -23,12 +26,16 @@ mod slots;
 pub mod supervise;
 
 pub use attempt::{
-    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, CommandLine,
-    DEFAULT_SKIP_EXIT_CODE, ExecutorEvent, Exit, GpuInfo, LocalProcess, ProcessRef, StartRequest,
+    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, ClaimQuery, ClaimStatus,
+    CommandLine, DEFAULT_SKIP_EXIT_CODE, ExecutorEvent, Exit, GpuInfo, LocalProcess, ProcessRef,
+    StartRequest,
 };
+pub use claim::{Claim, claim_path};
 pub use error::ExecutorError;
 pub use executor::Executor;
 pub use host::{detect_cpu_millis, detect_gpus, detect_memory_bytes};
 pub use local::{DEFAULT_PARALLELISM, LocalExecutor, LocalExecutorConfig};
 pub use noop::{NoopExecutor, NoopOutcome};
-pub use supervise::{SuperviseArgs, SuperviseArgsError, supervise_cli, supervise_main};
+pub use supervise::{
+    EXIT_ALREADY_CLAIMED, SuperviseArgs, SuperviseArgsError, supervise_cli, supervise_main,
+};

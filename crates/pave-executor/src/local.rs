@@ -5,17 +5,20 @@
 //! One watcher task per attempt waits for the supervisor to exit, reads the
 //! result file, frees the slots and sends the event. Adopted attempts are
 //! not our children: their watcher polls the supervisor's liveness and the
-//! result file instead.
+//! result file instead. Every supervisor is started with `--claim` (the
+//! file next to the result, [`claim_path`]), so an attempt whose handle was
+//! never stored is found, or fenced off, by [`Executor::adopt_claimed`].
 
 use crate::attempt::{
-    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, ExecutorEvent, Exit, GpuInfo,
-    LocalProcess, ProcessRef, StartRequest,
+    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, ClaimQuery, ClaimStatus,
+    ExecutorEvent, Exit, GpuInfo, LocalProcess, ProcessRef, StartRequest,
 };
+use crate::claim::{self, Claim, claim_path};
 use crate::error::ExecutorError;
 use crate::executor::Executor;
 use crate::host;
 use crate::slots::Slots;
-use crate::supervise::SuperviseArgs;
+use crate::supervise::{EXIT_ALREADY_CLAIMED, SuperviseArgs};
 use async_trait::async_trait;
 use chrono::Utc;
 use nix::sys::signal::{Signal, kill};
@@ -320,6 +323,84 @@ impl Executor for LocalExecutor {
             reason: lost(process, handle),
         })
     }
+
+    async fn adopt_claimed(&self, query: &ClaimQuery) -> Result<ClaimStatus, ExecutorError> {
+        let key = &query.key;
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        let (log_path, result_path) = (absolute(&query.log_path), absolute(&query.result_path));
+        let tracked = self
+            .inner
+            .lock()
+            .attempts
+            .get(key)
+            .and_then(|t| t.handle.clone());
+        if let Some(handle) = tracked {
+            return Ok(ClaimStatus::Running(handle));
+        }
+        if let Some(result) = read_result(&result_path)? {
+            return Ok(ClaimStatus::Finished(result));
+        }
+        let path = claim_path(&result_path);
+        // Claims are never removed: once `create` finds one, `read` sees it.
+        for _ in 0..3 {
+            let found = claim::read(&path).map_err(|reason| ExecutorError::BadClaim {
+                path: path.clone(),
+                reason,
+            })?;
+            match found {
+                Some(Claim::Fence { .. }) => return Ok(ClaimStatus::Fenced),
+                Some(Claim::Supervisor {
+                    pid,
+                    start_ticks,
+                    started_at,
+                    gpu_ids,
+                }) => {
+                    let handle = AttemptHandle {
+                        key: key.clone(),
+                        started_at,
+                        resources: query.resources.clone(),
+                        gpu_ids,
+                        log_path,
+                        result_path,
+                        process: ProcessRef::Local(LocalProcess {
+                            supervisor_pid: pid,
+                            supervisor_start_ticks: start_ticks,
+                        }),
+                    };
+                    return Ok(match self.adopt(&handle).await? {
+                        AdoptStatus::Running => ClaimStatus::Running(handle),
+                        AdoptStatus::Finished(result) => ClaimStatus::Finished(result),
+                        AdoptStatus::Lost { reason } => ClaimStatus::Lost { reason },
+                    });
+                }
+                None => {
+                    let io = |source| ExecutorError::Io {
+                        context: format!("cannot fence off attempt {key} at {}", path.display()),
+                        source,
+                    };
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir).map_err(io)?;
+                    }
+                    let fence = Claim::Fence {
+                        fenced_at: Utc::now(),
+                        note: "fenced by the scheduler: the attempt had no process when the \
+                               scheduler looked for it after a restart"
+                            .to_owned(),
+                    };
+                    match claim::create(&path, &fence) {
+                        Ok(()) => return Ok(ClaimStatus::Fenced),
+                        // A supervisor claimed it just now: adopt it.
+                        Err(claim::CreateError::Exists) => {}
+                        Err(claim::CreateError::Io(e)) => return Err(io(e)),
+                    }
+                }
+            }
+        }
+        Err(ExecutorError::BadClaim {
+            path,
+            reason: "the claim file exists but keeps disappearing".to_owned(),
+        })
+    }
 }
 
 /// How a watcher learns that the supervisor ended.
@@ -387,6 +468,8 @@ impl Inner {
         let args = SuperviseArgs {
             result: req.result_path.clone(),
             log: req.log_path.clone(),
+            claim: Some(claim_path(&req.result_path)),
+            gpus: gpu_ids.to_vec(),
             timeout: req.execution_timeout,
             grace: self.config.kill_grace,
             cwd: req.cwd.clone(),
@@ -465,6 +548,21 @@ impl Inner {
 
     async fn wait_child(&self, handle: &AttemptHandle, mut child: Child) -> ExecutorEvent {
         let status = child.wait().await;
+        if status
+            .as_ref()
+            .is_ok_and(|s| s.code() == Some(EXIT_ALREADY_CLAIMED))
+        {
+            // The supervisor ran nothing. Any result file there belongs to
+            // whoever holds the claim, not to this start.
+            return ExecutorEvent::Lost {
+                key: handle.key.clone(),
+                reason: format!(
+                    "attempt already claimed: {} existed when its supervisor started (fenced off \
+                     by a restarted scheduler, or run by another supervisor), so it ran nothing",
+                    claim_path(&handle.result_path).display()
+                ),
+            };
+        }
         match read_result(&handle.result_path) {
             Ok(Some(result)) => ExecutorEvent::Finished {
                 key: handle.key.clone(),

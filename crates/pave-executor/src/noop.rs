@@ -3,8 +3,8 @@
 //! benchmark and for scheduler tests.
 
 use crate::attempt::{
-    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, ExecutorEvent, ProcessRef,
-    StartRequest,
+    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, ClaimQuery, ClaimStatus,
+    ExecutorEvent, ProcessRef, StartRequest,
 };
 use crate::error::ExecutorError;
 use crate::executor::Executor;
@@ -121,6 +121,11 @@ impl Executor for NoopExecutor {
             NoopOutcome::Lost(reason) => AdoptStatus::Lost { reason },
         })
     }
+
+    /// Nothing outlives a restart here and nothing is claimed.
+    async fn adopt_claimed(&self, _query: &ClaimQuery) -> Result<ClaimStatus, ExecutorError> {
+        Ok(ClaimStatus::Unclaimed)
+    }
 }
 
 #[cfg(test)]
@@ -183,5 +188,16 @@ mod tests {
         assert!(
             matches!(&got[2], ExecutorEvent::Lost { reason, .. } if reason == "node went away")
         );
+        let req = request("ok");
+        let query = ClaimQuery {
+            key: req.key,
+            resources: req.resources,
+            log_path: req.log_path,
+            result_path: req.result_path,
+        };
+        assert!(matches!(
+            exec.adopt_claimed(&query).await,
+            Ok(ClaimStatus::Unclaimed)
+        ));
     }
 }

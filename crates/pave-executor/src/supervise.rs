@@ -1,23 +1,32 @@
 //! The supervisor: a small synchronous process that owns one attempt, so the
 //! attempt's outcome survives a crash of the scheduler.
 //!
-//! `pave supervise --result FILE --log FILE [--timeout SECS] [--grace SECS]
-//! [--cwd DIR] -- PROGRAM ARGS...` does, in order:
+//! `pave supervise --result FILE --log FILE [--claim FILE] [--gpus IDS]
+//! [--timeout SECS] [--grace SECS] [--cwd DIR] -- PROGRAM ARGS...` does, in
+//! order:
 //! 1. `setsid()`: the supervisor leads a new session, so a Ctrl-C or a
 //!    `kill -9` of the scheduler does not reach it or the task. The attempt
 //!    keeps running and a restarted scheduler adopts it from its handle.
 //!    It also becomes a child subreaper, so orphaned grandchildren are
 //!    reaped by it (their peak RSS counts) instead of by init.
-//! 2. Spawns the task in its own process group (pgid = its pid) inside that
+//! 2. With `--claim`: creates the claim file exclusively, recording its pid,
+//!    process start ticks, start time and `--gpus` (see [`crate::Claim`]),
+//!    so a scheduler that never stored the handle can still adopt the
+//!    attempt. If the claim exists already (the attempt was fenced off by a
+//!    restarted scheduler, or another supervisor runs it), it runs nothing,
+//!    writes no result, notes why in the log and exits with
+//!    [`EXIT_ALREADY_CLAIMED`]. If the claim cannot be created for another
+//!    reason, the attempt fails without running (a result with `error`).
+//! 3. Spawns the task in its own process group (pgid = its pid) inside that
 //!    session: stdout piped, stderr appended straight to the log file, stdin
 //!    from /dev/null. The supervisor prints nothing on its own stdout.
-//! 3. Tees stdout into the log file and remembers its last non-empty line
+//! 4. Tees stdout into the log file and remembers its last non-empty line
 //!    (stderr needs no copy: the task writes it to the log itself, which
 //!    saves a pipe and a wake-up per chunk). On `--timeout`, or on
 //!    SIGTERM/SIGINT sent to the supervisor itself (a kill request), it sends
 //!    SIGTERM to the task's group and to every other process of its session,
 //!    and SIGKILL after `--grace`.
-//! 4. When the task's main process exits, what it left behind is SIGKILLed
+//! 5. When the task's main process exits, what it left behind is SIGKILLed
 //!    (a task must not outlive its attempt and its GPU slot): its process
 //!    group, and orphans that were re-parented to the supervisor. The stdout
 //!    pipe is drained (at most 2 s more if something still holds it), the
@@ -30,6 +39,7 @@
 //! paid per task.
 
 use crate::attempt::{AttemptResult, Exit};
+use crate::claim::{self, Claim};
 use chrono::Utc;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -55,6 +65,12 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// Longest stdout line kept for `last_line`; the rest of a longer line is dropped.
 const MAX_LINE: usize = 1 << 20;
 
+/// The supervisor's exit status when the attempt's claim file already
+/// existed: it ran nothing and wrote no result (sysexits' `EX_CANTCREAT`,
+/// "cannot create an output file"). The other statuses: 0, the result file
+/// was written; 1, writing it failed; 2, bad arguments.
+pub const EXIT_ALREADY_CLAIMED: i32 = 73;
+
 /// Arguments of `pave supervise`. Plain fields, no clap: the `pave` binary
 /// should hand everything after `supervise` to [`SuperviseArgs::from_args`]
 /// before doing any other start-up work.
@@ -64,6 +80,12 @@ pub struct SuperviseArgs {
     pub result: PathBuf,
     /// `--log FILE`: where stdout and stderr go (appended).
     pub log: PathBuf,
+    /// `--claim FILE`: the attempt's claim, created exclusively before the
+    /// task runs; without it the attempt is not fenced.
+    pub claim: Option<PathBuf>,
+    /// `--gpus 0,1`: the GPU ids reserved for the attempt, recorded in the
+    /// claim (the task sees them through `CUDA_VISIBLE_DEVICES`).
+    pub gpus: Vec<u32>,
     /// `--timeout SECS` (fractional allowed): the execution timeout.
     pub timeout: Option<Duration>,
     /// `--grace SECS`: SIGTERM to SIGKILL; default [`DEFAULT_GRACE`].
@@ -77,7 +99,7 @@ pub struct SuperviseArgs {
 /// A malformed `pave supervise` command line.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "pave supervise: {0}; usage: pave supervise --result FILE --log FILE [--timeout SECS] [--grace SECS] [--cwd DIR] -- PROGRAM [ARGS...]"
+    "pave supervise: {0}; usage: pave supervise --result FILE --log FILE [--claim FILE] [--gpus IDS] [--timeout SECS] [--grace SECS] [--cwd DIR] -- PROGRAM [ARGS...]"
 )]
 pub struct SuperviseArgsError(String);
 
@@ -86,6 +108,8 @@ impl SuperviseArgs {
     pub fn from_args(args: Vec<String>) -> Result<SuperviseArgs, SuperviseArgsError> {
         let mut result = None;
         let mut log = None;
+        let mut claim = None;
+        let mut gpus = Vec::new();
         let mut timeout = None;
         let mut grace = DEFAULT_GRACE;
         let mut cwd = None;
@@ -102,6 +126,8 @@ impl SuperviseArgs {
                 return Ok(SuperviseArgs {
                     result,
                     log,
+                    claim,
+                    gpus,
                     timeout,
                     grace,
                     cwd,
@@ -121,6 +147,8 @@ impl SuperviseArgs {
             match name.as_str() {
                 "--result" => result = Some(PathBuf::from(value()?)),
                 "--log" => log = Some(PathBuf::from(value()?)),
+                "--claim" => claim = Some(PathBuf::from(value()?)),
+                "--gpus" => gpus = parse_gpus(&value()?)?,
                 "--cwd" => cwd = Some(PathBuf::from(value()?)),
                 "--timeout" => timeout = Some(parse_secs("--timeout", &value()?)?),
                 "--grace" => grace = parse_secs("--grace", &value()?)?,
@@ -138,6 +166,13 @@ impl SuperviseArgs {
             "--log".to_owned(),
             self.log.to_string_lossy().into_owned(),
         ];
+        if let Some(claim) = &self.claim {
+            args.extend(["--claim".to_owned(), claim.to_string_lossy().into_owned()]);
+        }
+        if !self.gpus.is_empty() {
+            let ids: Vec<String> = self.gpus.iter().map(u32::to_string).collect();
+            args.extend(["--gpus".to_owned(), ids.join(",")]);
+        }
         if let Some(t) = self.timeout {
             args.extend(["--timeout".to_owned(), t.as_secs_f64().to_string()]);
         }
@@ -162,6 +197,19 @@ fn parse_secs(flag: &str, s: &str) -> Result<Duration, SuperviseArgsError> {
         })
 }
 
+fn parse_gpus(s: &str) -> Result<Vec<u32>, SuperviseArgsError> {
+    s.split(',')
+        .filter(|id| !id.trim().is_empty())
+        .map(|id| {
+            id.trim().parse::<u32>().map_err(|_| {
+                SuperviseArgsError(format!(
+                    "--gpus takes comma-separated GPU ids (e.g. 0,1), not `{s}`"
+                ))
+            })
+        })
+        .collect()
+}
+
 /// Parses `args` (everything after `supervise`) and supervises; prints usage
 /// and returns 2 on bad arguments. What `pave supervise` should call.
 pub fn supervise_cli(args: Vec<String>) -> i32 {
@@ -176,7 +224,8 @@ pub fn supervise_cli(args: Vec<String>) -> i32 {
 
 /// Runs one attempt to its end and writes its result file. Returns the
 /// supervisor's exit code: 0 when the result file was written (whatever the
-/// task did), 1 when even that failed.
+/// task did), 1 when even that failed, [`EXIT_ALREADY_CLAIMED`] when the
+/// claim was taken and nothing ran.
 pub fn supervise_main(args: SuperviseArgs) -> i32 {
     // Fails with EPERM only if we already lead a process group (e.g. started
     // by an interactive shell); then we simply stay where we are.
@@ -187,7 +236,32 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
     let clock = Instant::now();
     let mut run = Run::new();
 
-    let outcome = match prepare(&args) {
+    let claimed = match &args.claim {
+        Some(path) => match claim_attempt(path, &args.gpus, started_at) {
+            Ok(()) => Ok(()),
+            Err(claim::CreateError::Exists) => {
+                let held_by = match claim::read(path) {
+                    Ok(Some(Claim::Fence { note, .. })) => note,
+                    Ok(Some(Claim::Supervisor { pid, .. })) => format!("supervisor pid {pid}"),
+                    Ok(None) | Err(_) => "an unreadable claim".to_owned(),
+                };
+                let why = format!(
+                    "not running this attempt: it is already claimed ({}: {held_by})",
+                    path.display()
+                );
+                append_note(&args.log, &format!("[pave] {why}\n"));
+                eprintln!("pave supervise: {why}");
+                return EXIT_ALREADY_CLAIMED;
+            }
+            Err(claim::CreateError::Io(e)) => Err(format!(
+                "cannot claim the attempt at {}: {e}",
+                path.display()
+            )),
+        },
+        None => Ok(()),
+    };
+
+    let outcome = match claimed.and_then(|()| prepare(&args)) {
         Ok((log, signals, child)) => {
             run.pid = Some(child.id());
             run.supervise(&args, log, &signals, child)
@@ -222,6 +296,27 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
             1
         }
     }
+}
+
+/// Creates the attempt's claim in this supervisor's name.
+fn claim_attempt(
+    path: &Path,
+    gpus: &[u32],
+    started_at: chrono::DateTime<Utc>,
+) -> Result<(), claim::CreateError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(claim::CreateError::Io)?;
+    }
+    let pid = std::process::id();
+    claim::create(
+        path,
+        &Claim::Supervisor {
+            pid,
+            start_ticks: crate::host::proc_stat(pid).map(|s| s.start_ticks),
+            started_at,
+            gpu_ids: gpus.to_vec(),
+        },
+    )
 }
 
 /// Opens the log, sets up signal handling and spawns the task. An `Err` is
@@ -622,6 +717,10 @@ mod tests {
             "--result",
             "/r.json",
             "--log=/l.log",
+            "--claim",
+            "/c.claim",
+            "--gpus",
+            "0,3",
             "--timeout",
             "1.5",
             "--cwd",
@@ -634,6 +733,8 @@ mod tests {
         .expect("parse");
         assert_eq!(parsed.result, PathBuf::from("/r.json"));
         assert_eq!(parsed.log, PathBuf::from("/l.log"));
+        assert_eq!(parsed.claim, Some(PathBuf::from("/c.claim")));
+        assert_eq!(parsed.gpus, vec![0, 3]);
         assert_eq!(parsed.timeout, Some(Duration::from_millis(1500)));
         assert_eq!(parsed.grace, DEFAULT_GRACE);
         assert_eq!(parsed.argv, args(&["bash", "-c", "echo --x"]));
@@ -664,6 +765,7 @@ mod tests {
             ),
             (&["--bogus", "--", "true"], "unknown argument `--bogus`"),
             (&["--result"], "--result needs a value"),
+            (&["--gpus", "a,b", "--", "true"], "--gpus takes"),
         ];
         for (input, expected) in cases {
             let err = SuperviseArgs::from_args(args(input))

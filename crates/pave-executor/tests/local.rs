@@ -3,8 +3,9 @@
 
 use pave_core::{MapIndex, Resources, TryNumber};
 use pave_executor::{
-    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, CommandLine, Executor, ExecutorError,
-    ExecutorEvent, Exit, LocalExecutor, LocalExecutorConfig, ProcessRef, StartRequest,
+    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Claim, ClaimQuery, ClaimStatus,
+    CommandLine, EXIT_ALREADY_CLAIMED, Executor, ExecutorError, ExecutorEvent, Exit, LocalExecutor,
+    LocalExecutorConfig, ProcessRef, StartRequest, claim_path,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -625,4 +626,205 @@ async fn spawn_overhead_report() {
         per(supervised_wall),
         per(supervised_wall).saturating_sub(per(bare_wall))
     );
+}
+
+// ---------------------------------------------------------------- claims
+
+/// What `adopt_claimed` needs to find the attempt `req` would start.
+fn query_of(req: &StartRequest) -> ClaimQuery {
+    ClaimQuery {
+        key: req.key.clone(),
+        resources: req.resources.clone(),
+        log_path: req.log_path.clone(),
+        result_path: req.result_path.clone(),
+    }
+}
+
+/// A shell request that touches `side` (the effect that must not happen twice).
+fn touching(f: &Fixture, task: &str, side: &Path, then: &str) -> StartRequest {
+    f.shell(task, &format!("touch '{}'; {then}", side.display()))
+}
+
+/// Waits until the supervisor of `req` has claimed it.
+async fn wait_for_claim(req: &StartRequest) -> Claim {
+    let path = claim_path(&req.result_path);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(bytes) = std::fs::read(&path) {
+            return serde_json::from_slice(&bytes).expect("a complete claim");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_started_on_an_existing_claim_refuses_to_run() {
+    let mut f = fixture(0);
+    let side = f.path("side-effect");
+    let req = touching(&f, "fenced", &side, "echo ran");
+    // Fence the attempt off, as a restarted scheduler does.
+    assert_eq!(
+        f.exec.adopt_claimed(&query_of(&req)).await.expect("fence"),
+        ClaimStatus::Fenced
+    );
+
+    // The supervisor itself, as the executor would start it.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_pave-supervise"))
+        .arg("--result")
+        .arg(&req.result_path)
+        .arg("--log")
+        .arg(&req.log_path)
+        .arg("--claim")
+        .arg(claim_path(&req.result_path))
+        .args(["--", "bash", "-c"])
+        .arg(format!("touch '{}'", side.display()))
+        .status()
+        .expect("run pave-supervise");
+    assert_eq!(status.code(), Some(EXIT_ALREADY_CLAIMED), "{status}");
+    assert!(!side.exists(), "the task ran despite the claim");
+    assert!(
+        !req.result_path.exists(),
+        "a refusing supervisor writes no result"
+    );
+    let log = std::fs::read_to_string(&req.log_path).expect("log");
+    assert!(
+        log.contains("already claimed") && log.contains("fenced by the scheduler"),
+        "{log}"
+    );
+
+    // Through the executor: the start is accepted and reported lost.
+    f.exec.start(req.clone()).await.expect("start");
+    match f.next().await {
+        ExecutorEvent::Lost { reason, .. } => {
+            assert!(reason.contains("attempt already claimed"), "{reason}")
+        }
+        other => panic!("expected Lost, got {other:?}"),
+    }
+    assert!(!side.exists(), "the task ran despite the claim");
+    assert!(!req.result_path.exists());
+    assert_eq!(f.exec.running(), 0);
+    // Still fenced.
+    assert_eq!(
+        f.exec.adopt_claimed(&query_of(&req)).await.expect("again"),
+        ClaimStatus::Fenced
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_claimed_fences_an_attempt_nobody_claimed() {
+    let mut f = fixture(0);
+    let side = f.path("side-effect");
+    let req = touching(&f, "never", &side, "true");
+    assert!(
+        !f.path("results").exists(),
+        "not even the folder exists yet"
+    );
+    assert_eq!(
+        f.exec.adopt_claimed(&query_of(&req)).await.expect("fence"),
+        ClaimStatus::Fenced
+    );
+    assert!(matches!(
+        wait_for_claim(&req).await,
+        Claim::Fence { ref note, .. } if note.starts_with("fenced by the scheduler")
+    ));
+    assert_eq!(f.exec.running(), 0, "a fenced attempt holds no slot");
+    // A supervisor started afterwards (a late one) refuses.
+    f.exec.start(req.clone()).await.expect("start");
+    assert!(matches!(f.next().await, ExecutorEvent::Lost { .. }));
+    assert!(!side.exists(), "a fenced attempt ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_claimed_returns_the_result_of_a_finished_attempt() {
+    let mut f = fixture(0);
+    let req = f.shell("quick", "echo 7");
+    f.exec.start(req.clone()).await.expect("start");
+    finished(f.next().await);
+
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let exec = LocalExecutor::new(config(0), tx).expect("executor");
+    match exec.adopt_claimed(&query_of(&req)).await.expect("adopt") {
+        ClaimStatus::Finished(result) => assert_eq!(result.last_line.as_deref(), Some("7")),
+        other => panic!("expected Finished, got {other:?}"),
+    }
+    assert!(events.try_recv().is_err(), "no event after Finished");
+    assert_eq!(exec.running(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_claimed_adopts_a_running_attempt_from_its_claim() {
+    let f = fixture(2);
+    let side = f.path("side-effect");
+    let mut req = touching(&f, "long", &side, "sleep 1; echo done");
+    req.resources.gpu = 1;
+    req.resources.cpu_millis = 100;
+    let started = f.exec.start(req.clone()).await.expect("start");
+    // The scheduler dies before storing the handle; the claim has it all.
+    let claim = wait_for_claim(&req).await;
+    drop(f.exec);
+    drop(f.events);
+    assert!(
+        matches!(claim, Claim::Supervisor { pid, ref gpu_ids, .. }
+            if pid == supervisor_pid(&started) && *gpu_ids == started.gpu_ids),
+        "{claim:?}"
+    );
+
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let exec = LocalExecutor::new(config(2), tx).expect("executor");
+    let handle = match exec.adopt_claimed(&query_of(&req)).await.expect("adopt") {
+        ClaimStatus::Running(handle) => handle,
+        other => panic!("expected Running, got {other:?}"),
+    };
+    assert_eq!(handle.process, started.process);
+    assert_eq!(handle.gpu_ids, started.gpu_ids);
+    assert_eq!(handle.resources, req.resources);
+    assert_eq!(handle.result_path, started.result_path);
+    assert_eq!(exec.running(), 1);
+    // Asking again while it runs gives the same handle; nothing is started.
+    assert_eq!(
+        exec.adopt_claimed(&query_of(&req)).await.expect("again"),
+        ClaimStatus::Running(handle.clone())
+    );
+    let result = finished(next_event(&mut events).await);
+    assert_eq!(result.last_line.as_deref(), Some("done"));
+    assert_eq!(exec.running(), 0);
+    // The handle built from the claim works like a stored one.
+    assert!(matches!(
+        exec.adopt(&handle).await.expect("adopt by handle"),
+        AdoptStatus::Finished(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_claimed_reports_a_dead_claimant_as_lost() {
+    let f = fixture(0);
+    let req = f.shell("orphan", &tree_script(f.dir.path()));
+    let started = f.exec.start(req.clone()).await.expect("start");
+    let gc = pid_from(&f.path("gc.pid")).await;
+    wait_for_claim(&req).await;
+    drop(f.exec);
+    drop(f.events);
+    let sup = nix::unistd::Pid::from_raw(supervisor_pid(&started) as i32);
+    nix::sys::signal::kill(sup, nix::sys::signal::Signal::SIGKILL).expect("kill -9 the supervisor");
+    while running(supervisor_pid(&started)) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let (tx, _events) = mpsc::unbounded_channel();
+    let exec = LocalExecutor::new(config(0), tx).expect("executor");
+    match exec.adopt_claimed(&query_of(&req)).await.expect("adopt") {
+        ClaimStatus::Lost { reason } => assert!(reason.contains("left no result"), "{reason}"),
+        other => panic!("expected Lost, got {other:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running(gc) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!running(gc), "a lost attempt's processes were left running");
+    assert_eq!(exec.running(), 0);
 }

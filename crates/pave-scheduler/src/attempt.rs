@@ -77,17 +77,31 @@ pub fn needs_xcoms(task: &Task) -> bool {
         || task.args.values().any(|a| matches!(a, Arg::Xcom(_)))
 }
 
-/// Builds the start request of try `try_number` of a task instance.
-pub fn prepare(
-    cfg: &SchedulerConfig,
-    dag: &Dag,
-    task: &Task,
-    run: &RunRecord,
-    ti: &TiRecord,
-    try_number: u32,
-    xcoms: &XcomMap,
-    cpu_only: bool,
-) -> Prepared {
+/// Everything one attempt is prepared from.
+pub struct AttemptInput<'a> {
+    pub dag: &'a Dag,
+    pub task: &'a Task,
+    pub run: &'a RunRecord,
+    pub ti: &'a TiRecord,
+    /// The try being prepared (1 for the first).
+    pub try_number: u32,
+    /// The run's XComs the task reads (mapping sources, XCom arguments).
+    pub xcoms: &'a XcomMap,
+    /// The executor has no GPU: GPU requests run on CPU.
+    pub cpu_only: bool,
+}
+
+/// Builds the start request of one attempt.
+pub fn prepare(cfg: &SchedulerConfig, input: AttemptInput<'_>) -> Prepared {
+    let AttemptInput {
+        dag,
+        task,
+        run,
+        ti,
+        try_number,
+        xcoms,
+        cpu_only,
+    } = input;
     let key = AttemptKey {
         dag_id: dag.dag_id.clone(),
         run_id: run.run_id.clone(),
@@ -170,7 +184,7 @@ fn build(
         .map(|c| template::render(c, &ctx).map(PathBuf::from))
         .transpose()
         .map_err(|e| format!("task `{}`, field `cwd`: {e}", task.task_id))?;
-    let mut env = BTreeMap::new();
+    let mut env = cfg.task_env.clone();
     for (k, v) in &task.env {
         let value = template::render(v, &ctx)
             .map_err(|e| format!("task `{}`, field `env.{k}`: {e}", task.task_id))?;
@@ -204,7 +218,7 @@ fn python_command(
             task.task_id, dag.dag_id
         ));
     };
-    let mut env = BTreeMap::new();
+    let mut env = cfg.task_env.clone();
     // Mapped arguments are resolved here too, so a bad mapping fails the
     // attempt before a process starts.
     let ctx = context(dag, task, run, key.map_index, try_number, xcoms)?;

@@ -62,6 +62,9 @@ pub struct SchedulerConfig {
     /// GPU fleet still runs on a laptop. An executor with some GPUs still
     /// fails requests larger than it has.
     pub gpu_fallback_to_cpu: bool,
+    /// Environment every task gets (the task's own `env` wins), e.g.
+    /// `PAVE_HOME`, under which tasks keep artifacts.
+    pub task_env: std::collections::BTreeMap<String, String>,
 }
 
 impl SchedulerConfig {
@@ -78,6 +81,7 @@ impl SchedulerConfig {
             hostname: hostname(),
             python: None,
             gpu_fallback_to_cpu: true,
+            task_env: Default::default(),
         }
     }
 }

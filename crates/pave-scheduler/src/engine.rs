@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::config::SchedulerConfig;
 use crate::dags::{DagCache, LoadedDag};
 use crate::error::SchedulerError;
+use crate::paths;
 use crate::result::{command_result, flow_value};
 use crate::runs::{self, TriggerRequest};
 use chrono::{DateTime, Utc};
@@ -20,9 +21,10 @@ use pave_core::admit::{self, Candidate, PoolSlots};
 use pave_core::decide::flow_result_from_return;
 use pave_core::model::{OutputFormat, TaskKind};
 use pave_core::run::{AttemptOutcome, Command, RunView, TiView, XcomMap};
-use pave_core::{DagId, MapIndex, RunState, TaskState, TryNumber};
+use pave_core::{DagId, MapIndex, Resources, RunState, TaskState, TryNumber};
 use pave_executor::{
-    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Executor, ExecutorEvent,
+    AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, ClaimQuery, ClaimStatus, Executor,
+    ExecutorEvent,
 };
 use pave_store::{
     ChangeBatch, NewXcom, RunChange, RunFilter, RunKey, RunRecord, Store, StoreError,
@@ -68,6 +70,8 @@ pub struct Scheduler {
     last_poll: Option<tokio::time::Instant>,
     /// Wait reasons already written, so a waiting task is not rewritten every step.
     wait_reasons: HashMap<TiKey, String>,
+    /// The executor has no GPU and GPU requests fall back to CPU.
+    cpu_only: bool,
 }
 
 impl Scheduler {
@@ -78,7 +82,9 @@ impl Scheduler {
         clock: Arc<dyn Clock>,
         cfg: SchedulerConfig,
     ) -> Self {
+        let cpu_only = cfg.gpu_fallback_to_cpu && executor.capacity().gpu_count() == 0;
         Scheduler {
+            cpu_only,
             store,
             executor,
             events,
@@ -136,7 +142,21 @@ impl Scheduler {
     /// After a restart: find every attempt the store says is queued or
     /// running and adopt it (still running), complete it (its result file is
     /// there) or fail it by policy (its supervisor died without a result).
-    /// Queued attempts that never got a process go back to scheduled, as
+    ///
+    /// A queued attempt without a stored handle of its own try (a retry
+    /// keeps the previous try's handle until it runs) was committed as
+    /// queued and maybe started, but the scheduler stopped before storing
+    /// its handle. The executor's claim for it decides
+    /// ([`Executor::adopt_claimed`]): claimed and running, it is watched and
+    /// its handle stored; finished or lost, it ends as usual. Claimed by nobody, the executor fences it off
+    /// (no late supervisor will run it) and the try is given up: the task
+    /// instance goes back to scheduled keeping its try number, so the next
+    /// attempt is a new try with fresh files, and `max_tries` is raised by
+    /// one so the lost try spends no retry. That try stays in the history as
+    /// `removed` (it never had a process; `failed` would count a failure
+    /// that did not happen). Executors without claims (`Unclaimed`: the
+    /// no-op executor, whose attempts cannot outlive the scheduler) reset the
+    /// task instance to scheduled with the previous try number instead, as
     /// Airflow resets orphaned queued task instances.
     pub async fn reconcile(&mut self) -> Result<(), SchedulerError> {
         let tis = self
@@ -144,10 +164,13 @@ impl Scheduler {
             .active_run_tis(&[TaskState::Queued, TaskState::Running])
             .await?;
         for ti in tis {
+            // The stored handle outlives its try (a retry queued again keeps
+            // the last try's handle): only one of the current try counts.
             let handle = ti
                 .executor_handle
                 .clone()
-                .and_then(|h| serde_json::from_value::<AttemptHandle>(h).ok());
+                .and_then(|h| serde_json::from_value::<AttemptHandle>(h).ok())
+                .filter(|h| h.key.try_number == ti.try_number);
             match (ti.state, handle) {
                 (_, Some(handle)) => match self.executor.adopt(&handle).await {
                     Ok(AdoptStatus::Running) => {
@@ -185,13 +208,7 @@ impl Scheduler {
                     }
                     Err(e) => tracing::warn!(ti = %ti.key, "cannot adopt attempt: {e}"),
                 },
-                (TaskState::Queued, None) => {
-                    let back = TiChange::new(ti.key.clone(), TaskState::Scheduled)
-                        .expect_attempt(TaskState::Queued, ti.try_number)
-                        .try_number(TryNumber(ti.try_number.0.saturating_sub(1)))
-                        .reason("reset: the scheduler stopped before this attempt got a process");
-                    self.apply(ChangeBatch::one(self.clock.now(), back)).await?;
-                }
+                (TaskState::Queued, None) => self.reconcile_unhandled(&ti).await?,
                 (_, None) => {
                     let res_fail = TiChange::new(ti.key.clone(), TaskState::Failed)
                         .expect(ti.state)
@@ -202,6 +219,106 @@ impl Scheduler {
                 }
             }
             self.dirty.insert(ti.key.run);
+        }
+        Ok(())
+    }
+
+    /// Reconciles one queued task instance that has no stored handle (see
+    /// [`Scheduler::reconcile`]).
+    async fn reconcile_unhandled(&mut self, ti: &TiRecord) -> Result<(), SchedulerError> {
+        let n = ti.try_number;
+        if n.0 == 0 {
+            return Ok(());
+        }
+        let key = AttemptKey {
+            dag_id: ti.dag_id.clone(),
+            run_id: ti.run_id.clone(),
+            task_id: ti.key.task_id.clone(),
+            map_index: ti.key.map_index,
+            try_number: n,
+        };
+        let resources = match self.run_record(ti.key.run).await? {
+            Some(run) => self
+                .dags
+                .get(self.store.as_ref(), run.dag_version_id)
+                .await?
+                .dag
+                .task(ti.key.task_id.as_str())
+                .map(|t| attempt::effective_resources(&t.resources, self.cpu_only))
+                .unwrap_or_default(),
+            None => Resources::default(),
+        };
+        let logs = &self.cfg.logs_dir;
+        let (dag, run, task, map) = (&key.dag_id, &key.run_id, &key.task_id, key.map_index);
+        let query = ClaimQuery {
+            key: key.clone(),
+            resources,
+            log_path: paths::log_path(logs, dag, run, task, map, n.0),
+            result_path: paths::result_path(logs, dag, run, task, map, n.0),
+        };
+        let now = self.clock.now();
+        match self.executor.adopt_claimed(&query).await {
+            Ok(ClaimStatus::Running(handle)) => {
+                tracing::info!(attempt = %key, "adopted a running attempt from its claim");
+                let handle_json = serde_json::to_value(&handle).unwrap_or_default();
+                let mut batch = ChangeBatch::new(now);
+                batch.push(
+                    TiChange::new(ti.key.clone(), TaskState::Running)
+                        .expect_attempt(TaskState::Queued, n)
+                        .start_date(handle.started_at)
+                        .executor_handle(handle_json.clone())
+                        .hostname(self.cfg.hostname.clone())
+                        .reason("running (adopted from its claim after a restart)"),
+                );
+                let mut tr = TryRecord::new(ti.key.clone(), n, TaskState::Running);
+                tr.start_date = Some(handle.started_at);
+                tr.executor_handle = Some(handle_json);
+                batch.push(tr);
+                self.apply(batch).await?;
+                self.inflight.insert(
+                    key,
+                    Inflight {
+                        ti: ti.key.clone(),
+                        handle,
+                    },
+                );
+            }
+            Ok(ClaimStatus::Finished(result)) => {
+                self.finish_attempt(key, ti.key.clone(), result, TaskState::Queued)
+                    .await?;
+            }
+            Ok(ClaimStatus::Lost { reason }) => {
+                let result = attempt::not_started(now, format!("the attempt was lost: {reason}"));
+                self.finish_attempt(key, ti.key.clone(), result, TaskState::Queued)
+                    .await?;
+            }
+            Ok(ClaimStatus::Fenced) => {
+                let why = "never started: the scheduler stopped before the attempt got a process";
+                tracing::info!(attempt = %key, "fenced off an attempt that {why}");
+                let mut batch = ChangeBatch::new(now);
+                batch.push(
+                    TiChange::new(ti.key.clone(), TaskState::Scheduled)
+                        .expect_attempt(TaskState::Queued, n)
+                        .max_tries(ti.max_tries.saturating_add(1))
+                        .reason(format!(
+                            "try {n} {why}; the next try does not spend a retry"
+                        )),
+                );
+                let mut tr = TryRecord::new(ti.key.clone(), n, TaskState::Removed);
+                tr.end_date = Some(now);
+                tr.reason = Some(why.to_owned());
+                batch.push(tr);
+                self.apply(batch).await?;
+                attempt::write_log_line(&query.log_path, why);
+            }
+            Ok(ClaimStatus::Unclaimed) => {
+                let back = TiChange::new(ti.key.clone(), TaskState::Scheduled)
+                    .expect_attempt(TaskState::Queued, n)
+                    .try_number(TryNumber(n.0.saturating_sub(1)))
+                    .reason("reset: the scheduler stopped before this attempt got a process");
+                self.apply(ChangeBatch::one(now, back)).await?;
+            }
+            Err(e) => tracing::warn!(ti = %ti.key, "cannot reconcile queued attempt {key}: {e}"),
         }
         Ok(())
     }
@@ -648,7 +765,7 @@ impl Scheduler {
                     .dag
                     .max_active_tasks
                     .unwrap_or(self.cfg.default_max_active_tasks),
-                resources: task.resources.clone(),
+                resources: attempt::effective_resources(&task.resources, self.cpu_only),
             });
             by_key.insert(key, (ti, loaded.clone(), run));
         }
@@ -708,12 +825,15 @@ impl Scheduler {
             let empty = XcomMap::new();
             let prep = attempt::prepare(
                 &self.cfg,
-                &loaded.dag,
-                task,
-                &run,
-                &ti,
-                try_number,
-                xcoms.unwrap_or(&empty),
+                attempt::AttemptInput {
+                    dag: &loaded.dag,
+                    task,
+                    run: &run,
+                    ti: &ti,
+                    try_number,
+                    xcoms: xcoms.unwrap_or(&empty),
+                    cpu_only: self.cpu_only,
+                },
             );
             batch.push(
                 TiChange::new(ti.key.clone(), TaskState::Queued)
@@ -999,7 +1119,23 @@ impl Scheduler {
                 attempt::write_log_line(&attempt::log_of(&self.cfg, &key), reason);
             }
         }
-        let res = pave_core::retry::on_attempt_end(task, key.try_number.0, &outcome, now);
+        // Airflow retries while try_number <= max_tries; pave-core counts
+        // tries against `retries`, so subtract the tries that max_tries was
+        // raised by (`tasks clear`, fenced-off tries). Only a retryable
+        // failure looks at the number.
+        let counted_try = if matches!(
+            outcome,
+            AttemptOutcome::Failed {
+                retryable: true,
+                ..
+            }
+        ) {
+            self.counted_try(&ti, key.try_number, task.retry.retries)
+                .await?
+        } else {
+            key.try_number.0
+        };
+        let res = pave_core::retry::on_attempt_end(task, counted_try, &outcome, now);
         let mut change = TiChange::new(ti.clone(), res.state)
             .expect_attempt(expected, key.try_number)
             .end_date(now)
@@ -1048,6 +1184,24 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The try number of try `try_number` counted against `retries`:
+    /// `max_tries` starts at `retries` and every raise of it (`tasks clear`
+    /// sets it to `try_number + retries`, a fenced-off try adds one) gives
+    /// back that many tries.
+    async fn counted_try(
+        &self,
+        ti: &TiKey,
+        try_number: TryNumber,
+        retries: u32,
+    ) -> Result<u32, SchedulerError> {
+        let max_tries = match self.store.get_ti(ti).await {
+            Ok(record) => record.max_tries,
+            Err(StoreError::NotFound { .. }) => retries,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(counted_try_number(try_number.0, max_tries, retries))
+    }
+
     async fn apply(&self, batch: ChangeBatch) -> Result<(), SchedulerError> {
         match self.store.apply(batch).await {
             Ok(_) => Ok(()),
@@ -1068,6 +1222,15 @@ impl Scheduler {
     }
 }
 
+/// Airflow retries while `try_number <= max_tries`, pave-core while the
+/// try counted against `retries` is `<= retries`: the two agree when the
+/// tries that `max_tries` was raised by are not counted.
+fn counted_try_number(try_number: u32, max_tries: u32, retries: u32) -> u32 {
+    try_number
+        .saturating_sub(max_tries.saturating_sub(retries))
+        .max(1)
+}
+
 fn ti_view(r: &TiRecord) -> TiView {
     TiView {
         task_id: r.key.task_id.clone(),
@@ -1081,3 +1244,24 @@ fn ti_view(r: &TiRecord) -> TiView {
 
 /// Keeps `BTreeMap` in scope for callers building conf objects.
 pub type Conf = BTreeMap<String, serde_json::Value>;
+
+#[cfg(test)]
+mod tests {
+    use super::counted_try_number;
+
+    #[test]
+    fn tries_count_against_retries_like_airflow_max_tries() {
+        // retries: 2, never raised: the try number itself.
+        assert_eq!(counted_try_number(1, 2, 2), 1);
+        assert_eq!(counted_try_number(3, 2, 2), 3);
+        // `tasks clear` after 3 tries sets max_tries = 3 + 2: try 4 is the
+        // first of a fresh set of retries, try 6 the last.
+        assert_eq!(counted_try_number(4, 5, 2), 1);
+        assert_eq!(counted_try_number(6, 5, 2), 3);
+        // A fenced-off try raised max_tries by one: it is not counted.
+        assert_eq!(counted_try_number(2, 3, 2), 1);
+        // Never below 1, even for a max_tries lowered by hand.
+        assert_eq!(counted_try_number(1, 9, 2), 1);
+        assert_eq!(counted_try_number(2, 0, 2), 2);
+    }
+}

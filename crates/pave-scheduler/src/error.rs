@@ -11,5 +11,11 @@ pub enum SchedulerError {
     #[error("{0}")]
     BadRequest(String),
     #[error("executor: {0}")]
-    Executor(#[from] pave_executor::ExecutorError),
+    Executor(Box<pave_executor::ExecutorError>),
+}
+
+impl From<pave_executor::ExecutorError> for SchedulerError {
+    fn from(e: pave_executor::ExecutorError) -> Self {
+        SchedulerError::Executor(Box::new(e))
+    }
 }

@@ -47,6 +47,20 @@ pub fn result_path(
     ti_dir(logs, dag, run, task, map_index).join(format!("attempt={try_number}.result.json"))
 }
 
+/// The claim file of one try: created exclusively by the try's supervisor
+/// before the task runs, or by the executor to fence the try off (see
+/// `pave_executor::Claim`). Always next to the result file.
+pub fn claim_path(
+    logs: &Path,
+    dag: &DagId,
+    run: &RunId,
+    task: &TaskId,
+    map_index: MapIndex,
+    try_number: u32,
+) -> PathBuf {
+    pave_executor::claim_path(&result_path(logs, dag, run, task, map_index, try_number))
+}
+
 /// Ids are validated by the spec, but a run id comes from users: never let
 /// one climb out of the logs folder.
 fn safe(s: &str) -> String {
@@ -79,5 +93,17 @@ mod tests {
         assert!(!p.to_string_lossy().contains(".."), "{}", p.display());
         assert_eq!(p.components().count(), 7, "{}", p.display());
         assert!(p.ends_with("task_id=t/map_index=2/attempt=1.log"));
+    }
+
+    #[test]
+    fn the_claim_lies_next_to_the_result() {
+        let (dag, run, task) = ("d".into(), "r".into(), "t".into());
+        let claim = claim_path(Path::new("/logs"), &dag, &run, &task, MapIndex::UNMAPPED, 3);
+        assert_eq!(
+            claim,
+            Path::new("/logs/dag_id=d/run_id=r/task_id=t/attempt=3.claim")
+        );
+        let result = result_path(Path::new("/logs"), &dag, &run, &task, MapIndex::UNMAPPED, 3);
+        assert_eq!(claim.parent(), result.parent());
     }
 }
