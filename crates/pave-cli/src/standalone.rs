@@ -7,7 +7,7 @@ use crate::processor::DagProcessor;
 use anyhow::{Context, Result};
 use pave_scheduler::TriggerRequest;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Holds `$PAVE_HOME/scheduler.lock` for the life of the process, so two
 /// schedulers never share one home; a killed holder releases it at once.
@@ -72,7 +72,25 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
         "pave standalone: scheduling (Ctrl-C to stop; running tasks carry on and are adopted on restart)"
     );
 
-    let mut last_sync = Instant::now();
+    // The DAG processor re-parses changed files in its own task, so a slow
+    // or hanging DAG file never holds up scheduling.
+    let processor_store = store.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            match processor.sync(processor_store.as_ref(), &dags_dir).await {
+                Ok(report) => {
+                    for id in &report.new_versions {
+                        println!("pave standalone: DAG {id} changed: new version stored");
+                    }
+                    for (file, err) in &report.errors {
+                        eprintln!("pave standalone: import error in {file}:\n{err}");
+                    }
+                }
+                Err(e) => eprintln!("pave standalone: the DAG processor failed: {e:#}"),
+            }
+        }
+    });
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     loop {
@@ -88,16 +106,6 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
         if args.exit_when_idle && scheduler.is_idle() {
             println!("pave standalone: no active runs left; exiting");
             return Ok(ExitCode::SUCCESS);
-        }
-        if last_sync.elapsed() > Duration::from_secs(5) {
-            last_sync = Instant::now();
-            let report = processor.sync(store.as_ref(), &dags_dir).await?;
-            for id in &report.new_versions {
-                println!("pave standalone: DAG {id} changed: new version stored");
-            }
-            for (file, err) in &report.errors {
-                eprintln!("pave standalone: import error in {file}:\n{err}");
-            }
         }
         tokio::select! {
             r = scheduler.wait() => r?,
