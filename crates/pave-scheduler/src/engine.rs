@@ -21,7 +21,7 @@ use pave_core::admit::{self, Candidate, PoolSlots};
 use pave_core::decide::flow_result_from_return;
 use pave_core::model::{OutputFormat, TaskKind};
 use pave_core::run::{AttemptOutcome, Command, RunView, TiView, XcomMap};
-use pave_core::{DagId, MapIndex, Resources, RunState, TaskState, TryNumber};
+use pave_core::{DagId, MapIndex, Resources, RunState, TaskId, TaskState, TryNumber};
 use pave_executor::{
     AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, ClaimQuery, ClaimStatus, Executor,
     ExecutorEvent,
@@ -44,6 +44,13 @@ pub const PYTHON_FAIL_NO_RETRY: i32 = 98;
 struct Inflight {
     ti: TiKey,
     handle: AttemptHandle,
+}
+
+/// The changes that end one attempt, not yet written.
+struct Ending {
+    key: AttemptKey,
+    run: RunKey,
+    batch: ChangeBatch,
 }
 
 /// What one `step` did, for tests and logs.
@@ -242,7 +249,6 @@ impl Scheduler {
                 .dags
                 .get(self.store.as_ref(), run.dag_version_id)
                 .await?
-                .dag
                 .task(ti.key.task_id.as_str())
                 .map(|t| attempt::effective_resources(&t.resources, self.cpu_only))
                 .unwrap_or_default(),
@@ -361,23 +367,39 @@ impl Scheduler {
         if let Some(last) = self.last_poll {
             sleep_for = sleep_for.min(self.cfg.poll_interval.saturating_sub(last.elapsed()));
         }
+        let mut first = None;
         tokio::select! {
-            ev = self.events.recv() => {
-                if let Some(ev) = ev {
-                    self.on_event(ev).await?;
-                }
-            }
+            ev = self.events.recv() => first = ev,
             _ = tokio::time::sleep(sleep_for) => {}
         }
-        self.drain_events().await
+        self.drain_with(first).await
     }
 
-    /// Handles every executor event that is already waiting.
+    /// Handles every executor event that is already waiting, in as few
+    /// store transactions as possible (see [`Scheduler::on_events`]).
     pub async fn drain_events(&mut self) -> Result<(), SchedulerError> {
-        while let Ok(ev) = self.events.try_recv() {
-            self.on_event(ev).await?;
+        self.drain_with(None).await
+    }
+
+    async fn drain_with(&mut self, first: Option<ExecutorEvent>) -> Result<(), SchedulerError> {
+        let chunk = self.cfg.admit_chunk.max(1);
+        let mut events: Vec<ExecutorEvent> = first.into_iter().collect();
+        loop {
+            while events.len() < chunk {
+                match self.events.try_recv() {
+                    Ok(ev) => events.push(ev),
+                    Err(_) => break,
+                }
+            }
+            if events.is_empty() {
+                return Ok(());
+            }
+            let full = events.len() >= chunk;
+            self.on_events(std::mem::take(&mut events)).await?;
+            if !full {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// One pass of the loop (see the module docs).
@@ -505,6 +527,8 @@ impl Scheduler {
             .await?;
         let records = self.store.run_tis(run).await?;
         let mut tis: Vec<TiView> = records.iter().map(ti_view).collect();
+        drop(records);
+        let mut index = TiIndex::new(&tis);
         let xcoms = self.mapping_xcoms(&loaded, run, &tis).await?;
 
         let mut batch = ChangeBatch::new(now);
@@ -532,6 +556,7 @@ impl Scheduler {
                     run,
                     cmd,
                     &mut tis,
+                    &mut index,
                     &mut batch,
                     &mut to_kill,
                     &mut final_state,
@@ -595,6 +620,7 @@ impl Scheduler {
         run: RunKey,
         cmd: Command,
         tis: &mut Vec<TiView>,
+        index: &mut TiIndex,
         batch: &mut ChangeBatch,
         to_kill: &mut Vec<TiKey>,
         final_state: &mut Option<RunState>,
@@ -602,10 +628,7 @@ impl Scheduler {
     ) -> bool {
         match cmd {
             Command::Schedule { task_id, map_index } => {
-                let Some(ti) = tis
-                    .iter_mut()
-                    .find(|t| t.task_id == task_id && t.map_index == map_index)
-                else {
+                let Some(ti) = index.get(&task_id, map_index).and_then(|i| tis.get_mut(i)) else {
                     return false;
                 };
                 if ti.state == TaskState::Scheduled {
@@ -613,14 +636,17 @@ impl Scheduler {
                 }
                 let key = TiKey::new(run, task_id.clone(), map_index);
                 let is_empty = loaded
-                    .dag
                     .task(task_id.as_str())
                     .is_some_and(|t| matches!(t.kind, TaskKind::Empty));
                 if is_empty {
-                    // Like Airflow's EmptyOperator: done by the scheduler, no executor.
+                    // Like Airflow's EmptyOperator: done by the scheduler, no
+                    // executor, and it counts as a try (`schedule_tis` gives
+                    // it the next try number).
+                    ti.try_number += 1;
                     batch.push(
                         TiChange::new(key, TaskState::Success)
                             .expect(ti.state)
+                            .try_number(TryNumber(ti.try_number))
                             .start_date(now)
                             .end_date(now)
                             .reason("empty task: marked success by the scheduler"),
@@ -642,10 +668,7 @@ impl Scheduler {
                 state,
                 reason,
             } => {
-                let Some(ti) = tis
-                    .iter_mut()
-                    .find(|t| t.task_id == task_id && t.map_index == map_index)
-                else {
+                let Some(ti) = index.get(&task_id, map_index).and_then(|i| tis.get_mut(i)) else {
                     return false;
                 };
                 if ti.state == state {
@@ -683,6 +706,7 @@ impl Scheduler {
                     task_id,
                     count: u32::try_from(count).unwrap_or(u32::MAX),
                 });
+                *index = TiIndex::new(tis);
                 true
             }
             Command::FinishRun { state, reason } => {
@@ -710,7 +734,7 @@ impl Scheduler {
             .iter()
             .filter(|t| t.map_index.is_unmapped() && t.state == TaskState::NoStatus)
         {
-            if let Some(task) = loaded.dag.task(ti.task_id.as_str()) {
+            if let Some(task) = loaded.task(ti.task_id.as_str()) {
                 sources.extend(attempt::xcom_sources(task));
             }
         }
@@ -727,7 +751,10 @@ impl Scheduler {
             .collect())
     }
 
-    /// Admits scheduled task instances and starts them.
+    /// Admits scheduled task instances and starts them, in chunks of
+    /// `admit_chunk`: each chunk is committed as queued (one transaction)
+    /// before any of its processes starts, then started, then recorded as
+    /// running (one transaction).
     async fn admit_and_start(&mut self, now: DateTime<Utc>) -> Result<usize, SchedulerError> {
         let scheduled = self.store.active_run_tis(&[TaskState::Scheduled]).await?;
         if scheduled.is_empty() {
@@ -735,17 +762,32 @@ impl Scheduler {
         }
         let capacity = self.capacity().await?;
         let mut candidates = Vec::with_capacity(scheduled.len());
-        let mut by_key: HashMap<admit::TiKey, (TiRecord, Arc<LoadedDag>, RunRecord)> =
+        let mut contexts: HashMap<RunKey, Option<(Arc<RunRecord>, Arc<LoadedDag>)>> =
             HashMap::new();
+        let mut by_key: HashMap<admit::TiKey, (TiRecord, Arc<LoadedDag>, Arc<RunRecord>)> =
+            HashMap::with_capacity(scheduled.len());
         for ti in scheduled {
-            let Some(run) = self.run_record(ti.key.run).await? else {
+            let context = match contexts.get(&ti.key.run) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = match self.run_record(ti.key.run).await? {
+                        Some(run) => {
+                            let loaded = self
+                                .dags
+                                .get(self.store.as_ref(), run.dag_version_id)
+                                .await?;
+                            Some((Arc::new(run), loaded))
+                        }
+                        None => None,
+                    };
+                    contexts.insert(ti.key.run, c.clone());
+                    c
+                }
+            };
+            let Some((run, loaded)) = context else {
                 continue;
             };
-            let loaded = self
-                .dags
-                .get(self.store.as_ref(), run.dag_version_id)
-                .await?;
-            let Some(task) = loaded.dag.task(ti.key.task_id.as_str()) else {
+            let Some(task) = loaded.task(ti.key.task_id.as_str()) else {
                 continue;
             };
             let key = admit::TiKey {
@@ -767,9 +809,11 @@ impl Scheduler {
                     .unwrap_or(self.cfg.default_max_active_tasks),
                 resources: attempt::effective_resources(&task.resources, self.cpu_only),
             });
-            by_key.insert(key, (ti, loaded.clone(), run));
+            by_key.insert(key, (ti, loaded, run));
         }
+        drop(contexts);
         let admission = admit::admit(&candidates, &capacity);
+        drop(candidates);
 
         let mut batch = ChangeBatch::new(now);
         for (key, reason) in &admission.impossible {
@@ -797,73 +841,97 @@ impl Scheduler {
             }
         }
 
-        // Prepare every admitted attempt: render templates, resolve arguments.
+        let mut started = 0;
         let mut xcom_cache: HashMap<RunKey, XcomMap> = HashMap::new();
-        let mut prepared = Vec::new();
-        for key in &admission.queue {
-            let Some((ti, loaded, run)) = by_key.remove(key) else {
-                continue;
-            };
-            self.wait_reasons.remove(&ti.key);
-            let Some(task) = loaded.dag.task(ti.key.task_id.as_str()) else {
-                continue;
-            };
-            let try_number = ti.try_number.0 + 1;
-            let xcoms = if attempt::needs_xcoms(task) {
-                if let std::collections::hash_map::Entry::Vacant(slot) = xcom_cache.entry(run.key) {
-                    let all = self.store.list_xcoms(run.key, &TaskSelection::All).await?;
-                    slot.insert(
-                        all.into_iter()
-                            .map(|x| ((x.ti.task_id, x.ti.map_index, x.key), x.value))
-                            .collect(),
-                    );
-                }
-                xcom_cache.get(&run.key)
-            } else {
-                None
-            };
-            let empty = XcomMap::new();
-            let prep = attempt::prepare(
-                &self.cfg,
-                attempt::AttemptInput {
-                    dag: &loaded.dag,
-                    task,
-                    run: &run,
-                    ti: &ti,
-                    try_number,
-                    xcoms: xcoms.unwrap_or(&empty),
-                    cpu_only: self.cpu_only,
-                },
-            );
-            batch.push(
-                TiChange::new(ti.key.clone(), TaskState::Queued)
-                    .expect(TaskState::Scheduled)
-                    .try_number(TryNumber(try_number))
-                    .queued_at(now)
-                    .reason("queued"),
-            );
-            let mut tr = TryRecord::new(ti.key.clone(), TryNumber(try_number), TaskState::Queued);
-            tr.log_path = Some(prep.log_path().display().to_string());
-            tr.hostname = Some(self.cfg.hostname.clone());
-            batch.push(tr);
-            prepared.push((ti, loaded, prep, try_number));
-        }
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        if let Err(e) = self.apply_strict(batch).await {
-            if matches!(e, SchedulerError::Store(StoreError::Conflict { .. })) {
-                tracing::debug!("admission conflicted; will retry: {e}");
-                return Ok(0);
+        let chunk_size = self.cfg.admit_chunk.max(1);
+        let mut queue = admission.queue.into_iter().peekable();
+        // The first chunk's batch also carries the impossible and waiting
+        // task instances' changes (and is written even if nothing is queued).
+        let mut first = true;
+        while first || queue.peek().is_some() {
+            first = false;
+            // Prepare the chunk: render templates, resolve arguments.
+            let mut prepared = Vec::with_capacity(chunk_size);
+            for key in queue.by_ref().take(chunk_size) {
+                let Some((ti, loaded, run)) = by_key.remove(&key) else {
+                    continue;
+                };
+                self.wait_reasons.remove(&ti.key);
+                let Some(task) = loaded.task(ti.key.task_id.as_str()) else {
+                    continue;
+                };
+                let try_number = ti.try_number.0 + 1;
+                let xcoms = if attempt::needs_xcoms(task) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        xcom_cache.entry(run.key)
+                    {
+                        let all = self.store.list_xcoms(run.key, &TaskSelection::All).await?;
+                        slot.insert(
+                            all.into_iter()
+                                .map(|x| ((x.ti.task_id, x.ti.map_index, x.key), x.value))
+                                .collect(),
+                        );
+                    }
+                    xcom_cache.get(&run.key)
+                } else {
+                    None
+                };
+                let empty = XcomMap::new();
+                let prep = attempt::prepare(
+                    &self.cfg,
+                    attempt::AttemptInput {
+                        dag: &loaded.dag,
+                        task,
+                        run: &run,
+                        ti: &ti,
+                        try_number,
+                        xcoms: xcoms.unwrap_or(&empty),
+                        cpu_only: self.cpu_only,
+                    },
+                );
+                batch.push(
+                    TiChange::new(ti.key.clone(), TaskState::Queued)
+                        .expect(TaskState::Scheduled)
+                        .try_number(TryNumber(try_number))
+                        .queued_at(now)
+                        .reason("queued"),
+                );
+                let mut tr =
+                    TryRecord::new(ti.key.clone(), TryNumber(try_number), TaskState::Queued);
+                tr.log_path = Some(prep.log_path().display().to_string());
+                tr.hostname = Some(self.cfg.hostname.clone());
+                batch.push(tr);
+                prepared.push((ti.key, prep, try_number));
             }
-            return Err(e);
+            if batch.is_empty() {
+                continue;
+            }
+            // The queued commit comes before any process of the chunk
+            // starts: that is what a restart reconciles from.
+            let queued = std::mem::replace(&mut batch, ChangeBatch::new(now));
+            if let Err(e) = self.apply_strict(queued).await {
+                if matches!(e, SchedulerError::Store(StoreError::Conflict { .. })) {
+                    tracing::debug!("admission conflicted; will retry: {e}");
+                    return Ok(started);
+                }
+                return Err(e);
+            }
+            started += self.start_prepared(prepared, now).await?;
         }
+        Ok(started)
+    }
 
-        // Committed as queued: now start them. Failures to start end the attempt.
+    /// Starts attempts committed as queued, records the started ones as
+    /// running (one transaction) and ends those that could not start.
+    async fn start_prepared(
+        &mut self,
+        prepared: Vec<(TiKey, Prepared, u32)>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, SchedulerError> {
         let mut started = 0;
         let mut batch = ChangeBatch::new(now);
         let mut ended: Vec<(AttemptKey, TiKey, AttemptResult)> = Vec::new();
-        for (ti, _loaded, prep, try_number) in prepared {
+        for (ti, prep, try_number) in prepared {
             match prep {
                 Prepared::Ready(req) => {
                     let akey = req.key.clone();
@@ -872,7 +940,7 @@ impl Scheduler {
                             started += 1;
                             let handle_json = serde_json::to_value(&handle).unwrap_or_default();
                             batch.push(
-                                TiChange::new(ti.key.clone(), TaskState::Running)
+                                TiChange::new(ti.clone(), TaskState::Running)
                                     .expect_attempt(TaskState::Queued, TryNumber(try_number))
                                     .start_date(handle.started_at)
                                     .executor_handle(handle_json.clone())
@@ -880,25 +948,19 @@ impl Scheduler {
                                     .reason("running"),
                             );
                             let mut tr = TryRecord::new(
-                                ti.key.clone(),
+                                ti.clone(),
                                 TryNumber(try_number),
                                 TaskState::Running,
                             );
                             tr.start_date = Some(handle.started_at);
                             tr.executor_handle = Some(handle_json);
                             batch.push(tr);
-                            self.inflight.insert(
-                                akey,
-                                Inflight {
-                                    ti: ti.key.clone(),
-                                    handle,
-                                },
-                            );
+                            self.inflight.insert(akey, Inflight { ti, handle });
                         }
                         Err(e) => {
                             ended.push((
                                 akey,
-                                ti.key.clone(),
+                                ti,
                                 attempt::not_started(now, format!("could not start: {e}")),
                             ));
                         }
@@ -910,18 +972,24 @@ impl Scheduler {
                     error,
                 } => {
                     attempt::write_log_line(&log_path, &error);
-                    ended.push((key, ti.key.clone(), attempt::not_started(now, error)));
+                    ended.push((key, ti, attempt::not_started(now, error)));
                 }
             }
         }
         if !batch.is_empty() {
             self.apply(batch).await?;
         }
+        // Queued but never running: finish those attempts from the queued state.
+        let mut endings = Vec::with_capacity(ended.len());
         for (akey, ti, result) in ended {
-            // Queued but never running: finish the attempt from the queued state.
-            self.finish_attempt(akey, ti, result, TaskState::Queued)
-                .await?;
+            if let Some(e) = self
+                .attempt_end(akey, ti, result, TaskState::Queued)
+                .await?
+            {
+                endings.push(e);
+            }
         }
+        self.apply_endings(endings).await?;
         Ok(started)
     }
 
@@ -992,28 +1060,43 @@ impl Scheduler {
 
     /// Handles one executor event.
     pub async fn on_event(&mut self, ev: ExecutorEvent) -> Result<(), SchedulerError> {
-        let (key, result) = match ev {
-            ExecutorEvent::Finished { key, result } => (key, result),
-            ExecutorEvent::Lost { key, reason } => {
-                let now = self.clock.now();
-                (
-                    key,
-                    attempt::not_started(now, format!("the attempt was lost: {reason}")),
-                )
-            }
-        };
-        let Some(inflight) = self.inflight.remove(&key) else {
-            tracing::debug!(attempt = %key, "event for an attempt this scheduler does not watch; ignored");
-            return Ok(());
-        };
-        self.finish_attempt(key, inflight.ti, result, TaskState::Running)
-            .await
+        self.on_events(vec![ev]).await
     }
 
-    /// Ends one attempt: decides the task instance's new state by the retry
-    /// policy, stores its result as XCom, completes its try record. The
-    /// change is conditional on the attempt still being current, so a second
-    /// report of the same attempt changes nothing.
+    /// Handles executor events together: the changes that end their
+    /// attempts are written in one store transaction. Each change is
+    /// conditional on its attempt still being current; if one of them is
+    /// not (a stale or second report), the transaction fails as a whole and
+    /// the attempts are then written one by one, so that report is ignored
+    /// and the others still land.
+    pub async fn on_events(&mut self, events: Vec<ExecutorEvent>) -> Result<(), SchedulerError> {
+        let mut endings = Vec::with_capacity(events.len());
+        for ev in events {
+            let (key, result) = match ev {
+                ExecutorEvent::Finished { key, result } => (key, result),
+                ExecutorEvent::Lost { key, reason } => {
+                    let now = self.clock.now();
+                    (
+                        key,
+                        attempt::not_started(now, format!("the attempt was lost: {reason}")),
+                    )
+                }
+            };
+            let Some(inflight) = self.inflight.remove(&key) else {
+                tracing::debug!(attempt = %key, "event for an attempt this scheduler does not watch; ignored");
+                continue;
+            };
+            if let Some(ending) = self
+                .attempt_end(key, inflight.ti, result, TaskState::Running)
+                .await?
+            {
+                endings.push(ending);
+            }
+        }
+        self.apply_endings(endings).await
+    }
+
+    /// Ends one attempt (see [`Scheduler::attempt_end`]).
     async fn finish_attempt(
         &mut self,
         key: AttemptKey,
@@ -1021,16 +1104,68 @@ impl Scheduler {
         result: AttemptResult,
         expected: TaskState,
     ) -> Result<(), SchedulerError> {
+        let ending = self.attempt_end(key, ti, result, expected).await?;
+        self.apply_endings(ending.into_iter().collect()).await
+    }
+
+    /// Writes the endings of attempts: all in one transaction, or, when that
+    /// conflicts, each in its own, ignoring those that conflict again. The
+    /// runs of all of them are decided again in the next step.
+    async fn apply_endings(&mut self, endings: Vec<Ending>) -> Result<(), SchedulerError> {
+        if endings.is_empty() {
+            return Ok(());
+        }
+        for e in &endings {
+            self.dirty.insert(e.run);
+        }
+        if endings.len() > 1 {
+            let mut all = ChangeBatch::new(self.clock.now());
+            all.changes = endings
+                .iter()
+                .flat_map(|e| e.batch.changes.iter().cloned())
+                .collect();
+            match self.store.apply(all).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { what }) => {
+                    tracing::debug!("attempt reports conflicted together ({what}); one by one");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for e in endings {
+            match self.store.apply(e.batch).await {
+                Ok(_) => {}
+                Err(StoreError::Conflict { what }) => {
+                    tracing::warn!(attempt = %e.key, "attempt report ignored: {what}");
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The changes that end one attempt: the task instance's new state by
+    /// the retry policy, its result as XCom, its completed try record. The
+    /// state change is conditional on the attempt still being current, so a
+    /// second report of the same attempt changes nothing. `None` when its
+    /// run or task is gone.
+    async fn attempt_end(
+        &mut self,
+        key: AttemptKey,
+        ti: TiKey,
+        result: AttemptResult,
+        expected: TaskState,
+    ) -> Result<Option<Ending>, SchedulerError> {
         let now = self.clock.now();
         let Some(run) = self.run_record(ti.run).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let loaded = self
             .dags
             .get(self.store.as_ref(), run.dag_version_id)
             .await?;
-        let Some(task) = loaded.dag.task(ti.task_id.as_str()) else {
-            return Ok(());
+        let Some(task) = loaded.task(ti.task_id.as_str()) else {
+            return Ok(None);
         };
         let is_python = matches!(task.kind, TaskKind::Python { .. });
         let (skip_code, format) = match &task.kind {
@@ -1092,9 +1227,9 @@ impl Scheduler {
                         }
                     }
                     if ti.map_index.is_unmapped()
-                        && let Err(reason) = pave_core::decide::check_mapping_source_push(
-                            &loaded.dag,
+                        && let Err(reason) = pave_core::decide::check_mapping_push(
                             task,
+                            loaded.mapping_dependant(task),
                             value.as_ref(),
                             self.cfg.max_map_length,
                         )
@@ -1173,15 +1308,11 @@ impl Scheduler {
                 value,
             });
         }
-        match self.store.apply(batch).await {
-            Ok(_) => {}
-            Err(StoreError::Conflict { what }) => {
-                tracing::warn!(attempt = %key, "attempt report ignored: {what}");
-            }
-            Err(e) => return Err(e.into()),
-        }
-        self.dirty.insert(ti.run);
-        Ok(())
+        Ok(Some(Ending {
+            key,
+            run: ti.run,
+            batch,
+        }))
     }
 
     /// The try number of try `try_number` counted against `retries`:
@@ -1229,6 +1360,24 @@ fn counted_try_number(try_number: u32, max_tries: u32, retries: u32) -> u32 {
     try_number
         .saturating_sub(max_tries.saturating_sub(retries))
         .max(1)
+}
+
+/// Where each task instance of a run's view is, by task id and map index.
+struct TiIndex(HashMap<(TaskId, MapIndex), usize>);
+
+impl TiIndex {
+    fn new(tis: &[TiView]) -> Self {
+        let mut map = HashMap::with_capacity(tis.len());
+        for (i, t) in tis.iter().enumerate() {
+            // The first one wins, as a linear search would find it.
+            map.entry((t.task_id.clone(), t.map_index)).or_insert(i);
+        }
+        TiIndex(map)
+    }
+
+    fn get(&self, task_id: &TaskId, map_index: MapIndex) -> Option<usize> {
+        self.0.get(&(task_id.clone(), map_index)).copied()
+    }
 }
 
 fn ti_view(r: &TiRecord) -> TiView {
