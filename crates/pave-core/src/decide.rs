@@ -922,11 +922,37 @@ pub fn check_mapping_source_push(
     if task.mapping.is_some() {
         return Ok(());
     }
-    let Some(dependant) = dag
-        .tasks
+    check_mapping_push(task, mapping_dependant(dag, task), value, max_map_length)
+}
+
+/// The first task of `dag` (in task order) that expands over `task`'s
+/// `return_value`: the one [`check_mapping_source_push`] names in its errors.
+pub fn mapping_dependant<'a>(dag: &'a Dag, task: &Task) -> Option<&'a Task> {
+    dag.tasks
         .iter()
-        .find(|t| mapping_refs(t).any(|r| r.task_id == task.task_id && r.key == "return_value"))
-    else {
+        .find(|t| mapping_sources(t).any(|id| *id == task.task_id))
+}
+
+/// The tasks whose `return_value` `task` expands over (none for an unmapped
+/// task), so a driver can precompute [`mapping_dependant`] once per DAG.
+pub fn mapping_sources(task: &Task) -> impl Iterator<Item = &TaskId> {
+    mapping_refs(task)
+        .filter(|r| r.key == "return_value")
+        .map(|r| &r.task_id)
+}
+
+/// [`check_mapping_source_push`] with the dependant already found (by
+/// [`mapping_dependant`], or from an index of it).
+pub fn check_mapping_push(
+    task: &Task,
+    dependant: Option<&Task>,
+    value: Option<&Value>,
+    max_map_length: usize,
+) -> Result<(), String> {
+    if task.mapping.is_some() {
+        return Ok(());
+    }
+    let Some(dependant) = dependant else {
         return Ok(());
     };
     let len = match value {

@@ -164,6 +164,10 @@ impl Renderer {
     fn new(ctx: &TemplateContext) -> Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Airflow templates are Jinja evaluated by Python, so DAG authors
+        // write Python methods: `dag_run.conf.get("k", "d")`,
+        // `params.name.upper()`. minijinja-contrib's pycompat provides them.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_fuel(Some(ctx.fuel));
         let map = context_values(ctx);
         Renderer {

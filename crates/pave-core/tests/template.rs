@@ -277,3 +277,20 @@ fn render_json_strings_renders_every_string() {
     let err = render_json_strings(&json!(["{{ nope }}"]), &ctx()).expect_err("undefined");
     assert!(err.to_string().contains("`nope`"), "{err}");
 }
+
+/// Airflow templates are evaluated by Python's Jinja, so DAG files call
+/// Python methods on context values; they work in pave too.
+#[test]
+fn python_methods_work_as_in_airflow_templates() {
+    let c = ctx();
+    let cases = [
+        (r#"{{ dag_run.conf.get("target", "dev") }}"#, "prod"),
+        (r#"{{ dag_run.conf.get("missing", "dev") }}"#, "dev"),
+        (r#"{{ params.get("x") }}"#, "5"),
+        ("{{ params.name.upper() }}", "ALICE"),
+        (r#"{{ "a,b".split(",") | length }}"#, "2"),
+    ];
+    for (template, want) in cases {
+        assert_eq!(render(template, &c).as_deref(), Ok(want), "{template}");
+    }
+}
