@@ -113,3 +113,16 @@ with_callback()
     let err = pave.fails(&["dags", "test", file.to_str().expect("utf-8")]);
     assert!(err.contains("on_failure_callback"), "{err}");
 }
+
+#[test]
+fn a_dag_airflow_rejects_is_rejected_too() {
+    // Airflow: "Setup tasks must be followed with trigger rule ALL_SUCCESS."
+    let pave = Pave::new();
+    let file = common::workspace_root()
+        .join("tests/airflow_compat/rejected_by_airflow/setup_followed_by_all_done.py");
+    let err = pave.fails(&["dags", "test", file.to_str().expect("utf-8")]);
+    assert!(
+        err.contains("all_success") && err.contains("setup"),
+        "{err}"
+    );
+}

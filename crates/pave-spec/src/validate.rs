@@ -503,6 +503,32 @@ fn validate_task(
             }
         }
     }
+    // Airflow's DAG.validate_setup_teardown: a setup's direct downstream
+    // tasks (other than teardowns) must use all_success.
+    if !task.role.is_teardown() && task.trigger_rule != pave_core::TriggerRule::AllSuccess {
+        let setups: Vec<&str> = task
+            .upstream
+            .iter()
+            .filter(|u| {
+                index
+                    .get(u.as_str())
+                    .is_some_and(|&j| dag.tasks[j].role.is_setup())
+            })
+            .map(|u| u.as_str())
+            .collect();
+        if !setups.is_empty() {
+            diag.err(
+                &place,
+                Some("trigger_rule"),
+                format!(
+                    "task follows setup task `{}` with trigger rule `{}`; tasks right after a setup must use `all_success` (as Airflow requires)",
+                    setups.join("`, `"),
+                    task.trigger_rule.as_str()
+                ),
+                Some("use `trigger_rule: all_success`, or put another task between the setup and this one".to_owned()),
+            );
+        }
+    }
 }
 
 /// Reports each dependency cycle once, as a path `a -> b -> c -> a`

@@ -285,6 +285,14 @@ fn build_task(i: usize, seed: TaskSeed, earlier: &[Task]) -> Task {
             t.upstream.push(id);
         }
     }
+    // Airflow (and pave's validation) require all_success right after a setup.
+    let follows_setup = t
+        .upstream
+        .iter()
+        .any(|u| earlier.iter().any(|e| &e.task_id == u && e.role.is_setup()));
+    if follows_setup && !t.role.is_teardown() {
+        t.trigger_rule = TriggerRule::AllSuccess;
+    }
     t
 }
 
