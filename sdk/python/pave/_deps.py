@@ -71,6 +71,14 @@ def _flatten(other: Any) -> list[DependencyMixin]:
 
 
 def _link(up: DependencyMixin, down: DependencyMixin) -> None:
+    from .edges import EdgeModifier
+
+    if isinstance(down, EdgeModifier):  # a >> Label(...): remembered until the label's downstream is known
+        down._add_upstream(up)
+        return
+    if isinstance(up, EdgeModifier):
+        up._add_downstream(down)
+        return
     dag = up._dep_dag() or down._dep_dag()
     if dag is None:
         raise TypeError(

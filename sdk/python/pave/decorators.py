@@ -96,7 +96,9 @@ class _BashDecoratedOperator(_DecoratedMixin, PythonOperator):
 
     def __init__(self, *, env: dict[str, Any] | None = None, append_env: bool = False,
                  cwd: str | None = None, skip_on_exit_code: int | list[int] = 99,
-                 output_encoding: str = "utf-8", **kwargs: Any) -> None:
+                 output_encoding: str = "utf-8", output_processor: Any = None, **kwargs: Any) -> None:
+        if output_processor is not None:
+            raise unsupported("the task argument 'output_processor'")
         super().__init__(env=env, **kwargs)
         if isinstance(skip_on_exit_code, (list, tuple)):
             if len(skip_on_exit_code) != 1:
@@ -157,6 +159,10 @@ def _infer_multiple_outputs(func: Callable[..., Any]) -> bool:
 def _check_signature(func: Callable[..., Any], args: tuple, kwargs: dict[str, Any], partial: bool) -> None:
     """Bind the call as Airflow does (context keys default to None) to report bad calls at parse time."""
     sig = inspect.signature(func)
+    faulty = [p.name for p in sig.parameters.values()
+              if p.name in KNOWN_CONTEXT_KEYS and p.default not in (None, p.empty)]
+    if faulty:
+        raise ValueError(f"Context key parameter {faulty[0]} can't have a default other than None")
     params = [p.replace(default=None) if p.name in KNOWN_CONTEXT_KEYS and p.default is p.empty
               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) else p
               for p in sig.parameters.values()]
@@ -217,6 +223,7 @@ class _TaskDecorator:
                               multiple_outputs, self.role)
 
     def partial(self, **kwargs: Any) -> "_TaskPartial":
+        _refuse_mapped_context_keys(kwargs, "partial")
         _check_signature(self.function, (), kwargs, partial=True)
         return _TaskPartial(self, kwargs)
 
@@ -244,6 +251,15 @@ class _TaskDecorator:
         return f"<TaskDecorator {callable_name(self.function)}>"
 
 
+def _refuse_mapped_context_keys(mapped: dict[str, Any], func: str) -> None:
+    """Airflow's rule: a context variable cannot be mapped over."""
+    keys = sorted(KNOWN_CONTEXT_KEYS.intersection(mapped))
+    if len(keys) == 1:
+        raise ValueError(f"cannot call {func}() on task context variable {keys[0]!r}")
+    if keys:
+        raise ValueError(f"cannot call {func}() on task context variables {', '.join(repr(k) for k in keys)}")
+
+
 class _TaskPartial:
     """``decorated.partial(...)``: the fixed arguments of a mapped task."""
 
@@ -255,6 +271,7 @@ class _TaskPartial:
         return self.decorator.kwargs.get("task_id", self.decorator.function.__name__)
 
     def expand(self, **mapped: Any) -> XComArg:
+        _refuse_mapped_context_keys(mapped, "expand")
         expand_input = make_expand_input("expand", mapped, self._label())
         for name in mapped:
             if name in self.kwargs:
@@ -287,8 +304,8 @@ class _TaskNamespace:
     def short_circuit(self, python_callable: Any = None, multiple_outputs: bool | None = None, **kwargs: Any) -> Any:
         return _decorate(_ShortCircuitDecoratedOperator, python_callable, multiple_outputs, kwargs)
 
-    def bash(self, python_callable: Any = None, **kwargs: Any) -> Any:
-        return _decorate(_BashDecoratedOperator, python_callable, False, kwargs)
+    def bash(self, python_callable: Any = None, multiple_outputs: bool | None = None, **kwargs: Any) -> Any:
+        return _decorate(_BashDecoratedOperator, python_callable, bool(multiple_outputs), kwargs)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):

@@ -93,11 +93,44 @@ class OperatorPartial:
                     )
                 if name in self.kwargs:
                     raise TypeError(f"argument '{name}' cannot be both partial and mapped")
+        self._check_context_parameters(expand_input)
         base = {k: v for k, v in self.kwargs.items() if k in _BASE_ARGS or k == "default_args"}
         own = {k: v for k, v in self.kwargs.items() if k not in base}
         return MappedOperator(
             operator_class=self.operator_class, partial_kwargs=own, expand_input=expand_input, **base
         )
+
+
+    def _check_context_parameters(self, expand_input: tuple[str, Any]) -> None:
+        """A mapped PythonOperator's callable may not take a context key pave cannot
+        provide (``check_context_parameters``), for every instance whose arguments are
+        known at parse time; one mapped over an XCom is checked when it runs."""
+        from .context import check_context_parameters
+        from .operators import PythonOperator
+
+        func = self.kwargs.get("python_callable")
+        if not issubclass(self.operator_class, PythonOperator) or not callable(func):
+            return
+        kind, value = expand_input
+        if kind == "expand":
+            if any(isinstance(value.get(n), XComArg) for n in ("op_args", "op_kwargs")):
+                return
+            rows = [{}] if not value.get("op_args") and not value.get("op_kwargs") else None
+            if rows is None:
+                rows = ([{"op_args": a} for a in value.get("op_args") or [[]]]
+                        if "op_args" in value else [{}])
+                if "op_kwargs" in value:
+                    rows = [{**r, "op_kwargs": k} for r in rows for k in value["op_kwargs"]]
+        else:
+            if isinstance(value, XComArg):
+                return
+            rows = list(value)
+        for row in rows:
+            args = row.get("op_args", self.kwargs.get("op_args")) or []
+            kwargs = row.get("op_kwargs", self.kwargs.get("op_kwargs")) or {}
+            if isinstance(args, XComArg) or isinstance(kwargs, XComArg) or not isinstance(kwargs, dict):
+                continue
+            check_context_parameters(func, self.kwargs["task_id"], len(args), kwargs)
 
 
 class MappedOperator(BaseOperator):

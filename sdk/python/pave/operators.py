@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from ._util import callable_name, is_json
 from .baseoperator import BaseOperator
+from .context import check_context_parameters
 from .exceptions import AirflowException, PaveSpecError, unsupported
 from .xcom_arg import XComArg
 
@@ -139,6 +140,9 @@ class PythonOperator(BaseOperator):
         show_return_value_in_logs: bool = True,
         **kwargs: Any,
     ) -> None:
+        if callable(python_callable):  # before the task joins its DAG
+            check_context_parameters(python_callable, str(kwargs.get("task_id")), len(op_args or []),
+                                     op_kwargs or {})
         super().__init__(**kwargs)
         if not callable(python_callable) and not _is_mapped_placeholder(python_callable):
             raise AirflowException("`python_callable` param must be callable")

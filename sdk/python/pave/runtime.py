@@ -19,10 +19,11 @@ import sys
 import traceback
 from typing import Any
 
-from ._util import json_problem, type_name
+from ._util import type_name
 from .api_client import ApiError, ExecutionApi
 from .context import Context, set_current_context
 from .exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from .serde import XComSerdeError, deserialize, serialize
 
 EXIT_SUCCESS = 0
 EXIT_FAILED = 1
@@ -74,8 +75,10 @@ class DagRunInfo:
 class RuntimeTaskInstance:
     """``context["ti"]``: this attempt, with XCom push/pull over the API."""
 
-    def __init__(self, api: ExecutionApi, ctx: dict[str, Any], task: Any) -> None:
+    def __init__(self, api: ExecutionApi, ctx: dict[str, Any], task: Any, dag: Any = None) -> None:
         self._api = api
+        self._dag = dag
+        self._uses: dict[str, tuple[str, str]] | None = None
         self.dag_id: str = ctx["dag_id"]
         self.run_id: str = ctx["run_id"]
         self.task_id: str = ctx["task_id"]
@@ -89,22 +92,35 @@ class RuntimeTaskInstance:
         return f"<TaskInstance {self.dag_id}.{self.task_id} {self.run_id} map_index={self.map_index}>"
 
     def xcom_push(self, key: str, value: Any) -> None:
-        """Store an XCom of this task instance (JSON values only)."""
-        problem = json_problem(value)
-        if problem:
-            raise TypeError(
-                f"task `{self.task_id}`: XCom `{key}` is {problem}, which is not JSON-serializable; "
-                "push plain lists/dicts/numbers/strings or write it to a file and push its path"
-            )
+        """Store an XCom of this task instance (Airflow's serde: JSON values, datetimes, tuples, ...)."""
+        self._push(key, value, f"task `{self.task_id}`: XCom `{key}` is")
+
+    def _push(self, key: str, value: Any, what: str) -> None:
         try:
-            self._api.put_xcom(key, value)
+            encoded = encode_xcom(value, self.task_id, key, self._mapping_uses().get(key),
+                                  mapped=self.map_index is not None and self.map_index >= 0)
+        except XComSerdeError as e:
+            inner = f"a {type_name(value)} containing {e.what}" if e.nested else e.what
+            raise TypeError(f"{what} {inner}, which cannot be stored as an XCom"
+                            + (f"; {e.hint}" if e.hint else "")) from None
+        self._put(key, encoded)
+
+    def _put(self, key: str, encoded: Any) -> None:
+        try:
+            self._api.put_xcom(key, encoded)
         except ApiError as e:
             if e.status == 413:
                 raise AirflowException(f"task `{self.task_id}`: XCom `{key}` is too large: {e.message}") from None
             raise
 
+    def _mapping_uses(self) -> dict[str, tuple[str, str]]:
+        if self._uses is None:
+            self._uses = mapping_uses(self._dag, self.task_id)
+        return self._uses
+
     def _pull_one(self, task_id: str, key: str, map_index: int | None) -> tuple[bool, Any]:
-        return self._api.get_xcom(task_id, key, map_index)
+        found, value = self._api.get_xcom(task_id, key, map_index)
+        return found, (decode_xcom(value, f"the XCom `{key}` of task `{task_id}`") if found else None)
 
     def xcom_pull(self, task_ids: Any = None, dag_id: str | None = None, key: str = "return_value",
                   include_prior_dates: bool = False, *, map_indexes: Any = None, default: Any = None,
@@ -140,12 +156,13 @@ class RuntimeTaskInstance:
 
 def build_context(ctx: dict[str, Any], dag: Any, task: Any, api: ExecutionApi) -> Context:
     """The Airflow-style context dict of this attempt."""
-    ti = RuntimeTaskInstance(api, ctx, task)
+    ti = RuntimeTaskInstance(api, ctx, task, dag)
     context = Context(
         dag=dag, dag_run=DagRunInfo(ctx), run_id=ctx["run_id"], task=task, ti=ti, task_instance=ti,
         params=dict(ctx.get("params") or {}), run_after=parse_date(ctx.get("run_after")),
         inlets=list(getattr(task, "inlets", [])), outlets=list(getattr(task, "outlets", [])),
-        map_index_template=None, templates_dict=None,
+        map_index_template=None, templates_dict=None, macros=_macros(),
+        task_reschedule_count=0, partition_key=None, partition_date=None,
     )
     logical = parse_date(ctx.get("logical_date"))
     if logical is not None:
@@ -163,31 +180,121 @@ def build_context(ctx: dict[str, Any], dag: Any, task: Any, api: ExecutionApi) -
     return context
 
 
+def _macros() -> Any:
+    from . import macros
+
+    return macros
+
+
 def push_result(op: Any, ti: RuntimeTaskInstance, result: Any) -> None:
-    """Push the return value (and each key with ``multiple_outputs``)."""
-    is_flow = getattr(op, "_is_branch", False) or getattr(op, "_is_short_circuit", False)
-    if getattr(op, "_is_branch", False):
+    """Push the return value (and each key with ``multiple_outputs``).
+
+    Values are stored in Airflow's serde format (``pave.serde``), except
+    where pave's scheduler reads the value itself: a branch's decision is a
+    task id or a plain list of them, a short circuit's value keeps Python's
+    truthiness (``False`` is pushed when the encoded value would read
+    otherwise, e.g. an empty set), and an XCom that a mapped task expands
+    over stays a plain JSON list or dict at its top level (see
+    ``encode_xcom``)."""
+    is_branch = getattr(op, "_is_branch", False)
+    is_short = getattr(op, "_is_short_circuit", False)
+    if is_branch:
         result = _check_branch(op, result)
-    elif getattr(op, "_is_short_circuit", False) and result is None:
+    elif is_short and result is None:
         result = False  # a falsy decision pave can read (Airflow skips on None too)
-    if not (op.do_xcom_push or is_flow) or result is None:
+    if not (op.do_xcom_push or is_branch or is_short) or result is None:
         return
-    problem = json_problem(result)
-    if problem:
-        what = f"a {type_name(result)} containing {problem}" if isinstance(result, (dict, list, tuple)) else problem
-        raise TypeError(
-            f"task `{op.task_id}` returned {what}, which is not JSON-serializable; return plain "
-            "lists/dicts/numbers/strings or write it to a file and return its path"
-        )
+    what = f"task `{op.task_id}` returned"
     if getattr(op, "multiple_outputs", False):
         if not isinstance(result, dict) or not all(isinstance(k, str) for k in result):
             raise TypeError(
                 f"task `{op.task_id}` has multiple_outputs=True, so it must return a dict with string keys, "
                 f"got {type_name(result)}"
             )
+    try:  # before anything is pushed
+        encoded = encode_xcom(result, op.task_id, "return_value", ti._mapping_uses().get("return_value"),
+                              mapped=ti.map_index is not None and ti.map_index >= 0)
+    except XComSerdeError as e:
+        inner = f"a {type_name(result)} containing {e.what}" if e.nested else e.what
+        raise TypeError(f"{what} {inner}, which cannot be stored as an XCom" + (f"; {e.hint}" if e.hint else "")) from None
+    if is_short and _json_truthy(encoded) != bool(result):
+        encoded = bool(result)  # the scheduler reads the decision from this value's JSON truthiness
+    if getattr(op, "multiple_outputs", False):
         for key, value in result.items():
-            ti.xcom_push(key, value)
-    ti.xcom_push("return_value", result)
+            ti._push(key, value, f"{what} a dict whose key `{key}` is")
+    ti._put("return_value", encoded)
+
+
+def _json_truthy(value: Any) -> bool:
+    """Python truthiness of a JSON value, as pave's scheduler reads a short circuit's XCom."""
+    return bool(value)
+
+
+def mapping_uses(dag: Any, task_id: str) -> dict[str, tuple[str, str]]:
+    """The XCom keys of ``task_id`` that a mapped task expands over:
+    ``{key: ("expand" or "expand_kwargs", consuming task id)}``."""
+    from .xcom_arg import XComArg
+
+    uses: dict[str, tuple[str, str]] = {}
+    for t in (getattr(dag, "task_dict", None) or {}).values():
+        expand_input = getattr(t, "expand_input", None)
+        if not expand_input:
+            continue
+        kind, value = expand_input
+        sources = list(value.values()) if kind == "expand" else [value]
+        for src in sources:
+            if isinstance(src, XComArg) and src.operator.task_id == task_id:
+                if uses.get(src.key, ("",))[0] != "expand_kwargs":
+                    uses[src.key] = (kind, t.task_id)
+    return uses
+
+
+def encode_xcom(value: Any, task_id: str, key: str, use: tuple[str, str] | None, *, mapped: bool) -> Any:
+    """``value`` as the JSON pave stores for an XCom (``pave.serde``).
+
+    pave's scheduler reads an XCom that a mapped task expands over as a
+    plain JSON list (or dict) to count and hand out its elements, so such a
+    value is encoded element by element and a top-level tuple stays a list;
+    the mapped instances receive the elements exactly as in Airflow (which
+    maps over a returned tuple too). Like Airflow, a value that is not a
+    list, tuple or dict fails the task (``unmappable return type``)."""
+    if use is None or (mapped and use[0] == "expand"):
+        return serialize(value)
+    kind, consumer = use
+    if mapped:  # one element of an expand_kwargs source: a dict of arguments
+        items = [value]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, dict) and kind == "expand":
+        return serialize(value)
+    else:
+        raise XComSerdeError(
+            f"a {type_name(value)} (unmappable return type {type(value).__qualname__!r})",
+            f"the mapped task `{consumer}` expands over it ({kind}), so it must be a list, tuple"
+            f"{' or dict' if kind == 'expand' else ' of dicts'}",
+        )
+    out = [serialize(v, f"[{i}]") for i, v in enumerate(items)]
+    if kind == "expand_kwargs":
+        for i, (raw, enc) in enumerate(zip(items, out)):
+            if not isinstance(raw, dict):
+                raise XComSerdeError(
+                    f"a {type_name(raw)} at [{i}]" if not mapped else f"a {type_name(raw)}",
+                    f"the mapped task `{consumer}` takes its arguments from it (expand_kwargs), "
+                    "so each element must be a dict", not mapped,
+                )
+    return out[0] if mapped else out
+
+
+def decode_xcom(value: Any, what: str) -> Any:
+    """A pulled XCom value with serde envelopes turned back into objects."""
+    try:
+        return deserialize(value)
+    except (ImportError, TypeError, ValueError) as e:
+        try:
+            wrapped = type(e)(f"cannot read {what}: {e}")
+        except Exception:
+            raise e from None
+        raise wrapped from e
 
 
 def _check_branch(op: Any, result: Any) -> Any:
@@ -224,8 +331,12 @@ def run(env: dict[str, str] | None = None) -> int:
         ctx = api.get_context()
         context = build_context(ctx, dag, task, api)
         render = make_renderer(api)
+        mapped_args = dict(ctx.get("mapped_args") or {})
+        for name in mapped_args:
+            if not task._mapped_is_literal(name):  # values from XComs, in Airflow's serde format
+                mapped_args[name] = decode_xcom(mapped_args[name], f"the mapped argument `{name}`")
         with set_current_context(context, render):
-            op = task.prepare_for_execution(context, render, dict(ctx.get("mapped_args") or {}))
+            op = task.prepare_for_execution(context, render, mapped_args)
             context["task"] = op
             context["ti"].task = op
             result = op.execute(context)

@@ -24,13 +24,13 @@ class RuntimeResult:
 
 
 def run_task(task_id: str, context: dict[str, Any] | None = None, xcoms: dict | None = None,
-             **api_kwargs: Any) -> RuntimeResult:
+             env_extra: dict[str, str] | None = None, **api_kwargs: Any) -> RuntimeResult:
     ctx = {"dag_id": "rt", "task_id": task_id, "params": {"x": 5}}
     ctx.update(context or {})
     with FakeExecutionApi(ctx, xcoms, template_vars={"params": {"x": 5}}, **api_kwargs) as api:
         env = sdk_env(PAVE_API_URL=api.url, PAVE_TASK_TOKEN=api.TOKEN, PAVE_DAG_FILE=DAG_FILE,
                       PAVE_DAG_ID="rt", PAVE_TASK_ID=task_id, PAVE_RUN_ID=ctx.get("run_id", "r"),
-                      PAVE_MAP_INDEX=str(ctx.get("map_index", -1)), PAVE_TRY_NUMBER="1")
+                      PAVE_MAP_INDEX=str(ctx.get("map_index", -1)), PAVE_TRY_NUMBER="1", **(env_extra or {}))
         proc = subprocess.run([sys.executable, "-m", "pave.runtime"], capture_output=True, text=True,
                               env=env, timeout=60)
         return RuntimeResult(proc, api)
@@ -63,15 +63,19 @@ class RuntimeExitCodesTest(unittest.TestCase):
         self.assertIn("Traceback", r.stderr)
         self.assertIn("ValueError: kaboom", r.stderr)
 
-    def test_non_json_return_value(self) -> None:
+    def test_value_airflow_cannot_serialize_either(self) -> None:
         r = run_task("opaque")
         self.assertEqual(r.code, 1)
-        self.assertIn("task `opaque` returned a ", r.stderr)
-        self.assertIn("Opaque, which is not JSON-serializable", r.stderr)
-        r = run_task("nested_set")
-        self.assertIn("task `nested_set` returned a dict containing a set at ['x'], which is not JSON-serializable",
-                      r.stderr)
+        self.assertIn("TypeError: task `opaque` returned a Opaque, which cannot be stored as an XCom; "
+                      "Airflow's XCom serde (and pave's) stores JSON values, datetimes", r.stderr)
         self.assertEqual(r.pushed, {})
+        r = run_task("time_of_day")
+        self.assertEqual(r.code, 1)
+        self.assertIn("task `time_of_day` returned a list containing a datetime.time at [0], which cannot be "
+                      "stored as an XCom", r.stderr)
+        r = run_task("reserved")
+        self.assertEqual(r.code, 1)
+        self.assertIn("task `reserved` returned a dict with the reserved key '__classname__'", r.stderr)
 
     def test_too_large_xcom_fails_with_the_api_message(self) -> None:
         r = run_task("big")
@@ -135,6 +139,91 @@ class RuntimeXComTest(unittest.TestCase):
                                          "data_interval_start": None, "data_interval_end": None})
         self.assertEqual(r.code, 0, r.stderr)
         self.assertEqual(r.pushed, {"return_value": []})
+
+
+def envelope(classname: str, version: int, data: Any) -> dict[str, Any]:
+    return {"__classname__": classname, "__version__": version, "__data__": data}
+
+
+UTC_NOON = envelope("datetime.datetime", 2, {"timestamp": 1735732800.0, "tz": envelope(
+    "builtins.tuple", 1, ["UTC", "pendulum.tz.timezone.FixedTimezone", 1, True])})
+
+
+class RuntimeSerdeTest(unittest.TestCase):
+    """Non-JSON XCom values are stored in Airflow's serde format and read back."""
+
+    def test_values_are_pushed_as_airflow_serde_envelopes(self) -> None:
+        r = run_task("serde_values")
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"return_value": {
+            "at": UTC_NOON,
+            "pair": envelope("builtins.tuple", 1, [1, 2]),
+            "tags": envelope("builtins.set", 1, ["a"]),
+            "day": envelope("datetime.date", 2, "2025-01-02"),
+            "wait": envelope("datetime.timedelta", 2, 60.0),
+            "price": envelope("decimal.Decimal", 1, 1.5),
+        }})
+        r = run_task("nested_set")
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"return_value": {"x": envelope("builtins.set", 1, [1, 2])}})
+        r = run_task("as_tuple")
+        self.assertEqual(r.pushed, {"return_value": envelope("builtins.tuple", 1, [1, "a"])})
+
+    def test_xcom_push_encodes_too(self) -> None:
+        r = run_task("serde_push")
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"when": UTC_NOON, "pair": envelope("builtins.tuple", 1, [1, 2])})
+
+    def test_xcom_args_and_xcom_pull_decode(self) -> None:
+        values = run_task("serde_values").pushed["return_value"]
+        r = run_task("serde_consume", xcoms={("serde_values", "return_value"): values,
+                                             ("serde_push", "when"): UTC_NOON})
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed["return_value"], {
+            "at": ["datetime", "datetime.datetime(2025, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)"],
+            "pair": ["tuple", "(1, 2)"], "tags": ["set", "{'a'}"],
+            "day": ["date", "datetime.date(2025, 1, 2)"],
+            "wait": ["timedelta", "datetime.timedelta(seconds=60)"], "price": ["Decimal", "Decimal('1.5')"],
+            "when_pushed": ["datetime", "datetime.datetime(2025, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)"],
+        })
+
+    def test_own_classes_decode_only_when_allowed_as_in_airflow(self) -> None:
+        r = run_task("point")
+        self.assertEqual(r.code, 0, r.stderr)
+        value = r.pushed["return_value"]
+        self.assertRegex(value["__classname__"], r"^unusual_prefix_\w+_tasks\.Point$")
+        self.assertEqual((value["__version__"], value["__data__"]), (0, {"x": 1, "y": 2}))
+        r = run_task("use_point", xcoms={("point", "return_value"): value})
+        self.assertEqual(r.code, 1)
+        self.assertIn("cannot read the XCom `return_value` of task `point`: unusual_prefix_", r.stderr)
+        self.assertIn("was not found in allow list for deserialization imports", r.stderr)
+        r = run_task("use_point", xcoms={("point", "return_value"): value},
+                     env_extra={"AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES": "airflow.* unusual_prefix_*"})
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"return_value": ["Point", 3]})
+
+    def test_a_mapping_source_stays_a_plain_list(self) -> None:
+        r = run_task("mapping_source")
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"return_value": ["a", envelope("builtins.tuple", 1, [1, 2])]})
+        r = run_task("kwargs_source")
+        self.assertEqual(r.pushed, {"return_value": [{"x": envelope("builtins.tuple", 1, [1, 2])}]})
+
+    def test_an_unmappable_source_fails_as_in_airflow(self) -> None:
+        r = run_task("set_source")
+        self.assertEqual(r.code, 1)
+        self.assertIn("task `set_source` returned a set (unmappable return type 'set'), which cannot be "
+                      "stored as an XCom; the mapped task `each_set` expands over it", r.stderr)
+
+    def test_mapped_arguments_from_xcoms_are_decoded(self) -> None:
+        r = run_task("each", {"map_index": 1, "mapped_args": {"x": envelope("builtins.tuple", 1, [1, 2])}})
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed, {"return_value": envelope("builtins.tuple", 1, [1, 2])})
+
+    def test_flow_decisions_stay_readable(self) -> None:
+        self.assertEqual(run_task("empty_set_gate").pushed, {"return_value": False})
+        self.assertEqual(run_task("datetime_gate").pushed["return_value"]["__classname__"], "datetime.datetime")
+        self.assertEqual(run_task("branch_tuple").pushed, {"return_value": ["ret", "nothing"]})
 
 
 class RuntimeTemplatesTest(unittest.TestCase):

@@ -1,4 +1,8 @@
 """Tasks run by test_runtime.py through `python -m pave.runtime` and a fake execution API."""
+import dataclasses
+import decimal
+from datetime import date, datetime, timedelta, timezone
+
 from airflow.exceptions import AirflowFailException, AirflowSkipException
 from airflow.operators.bash import BashOperator
 from airflow.operators.python import PythonOperator
@@ -7,6 +11,12 @@ from airflow.sdk import dag, get_current_context, task
 
 class Opaque:
     pass
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
 
 
 def templated(p, templates_dict=None, **context):
@@ -107,6 +117,79 @@ def rt():
     @task
     def add(a, b):
         return a + b
+
+    @task
+    def serde_values():
+        return {"at": datetime(2025, 1, 1, 12, tzinfo=timezone.utc), "pair": (1, 2), "tags": {"a"},
+                "day": date(2025, 1, 2), "wait": timedelta(minutes=1), "price": decimal.Decimal("1.5")}
+
+    @task
+    def serde_consume(values, when_pushed, ti=None):
+        pulled = ti.xcom_pull(task_ids="serde_values")
+        assert pulled == values, (pulled, values)
+        return {k: [type(v).__name__, repr(v)] for k, v in {**values, "when_pushed": when_pushed}.items()}
+
+    @task
+    def serde_push(ti=None):
+        ti.xcom_push(key="when", value=datetime(2025, 1, 1, 12, tzinfo=timezone.utc))
+        ti.xcom_push(key="pair", value=(1, 2))
+
+    @task
+    def as_tuple():
+        return (1, "a")
+
+    @task
+    def point():
+        return Point(1, 2)
+
+    @task
+    def use_point(p):
+        return [type(p).__name__, p.x + p.y]
+
+    @task
+    def reserved():
+        return {"__classname__": "x"}
+
+    @task
+    def time_of_day():
+        from datetime import time
+
+        return [time(1, 2)]
+
+    @task
+    def mapping_source():
+        return ("a", (1, 2))
+
+    @task
+    def set_source():
+        return {"a"}
+
+    @task
+    def kwargs_source():
+        return [{"x": (1, 2)}]
+
+    @task
+    def each(x):
+        return x
+
+    @task.short_circuit
+    def empty_set_gate():
+        return set()
+
+    @task.short_circuit
+    def datetime_gate():
+        return datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+    @task.branch
+    def branch_tuple():
+        return ("ret", "nothing")
+
+    serde_consume(serde_values(), serde_push()["when"])
+    as_tuple(), reserved(), time_of_day(), empty_set_gate(), datetime_gate(), branch_tuple()
+    use_point(point())
+    each.expand(x=mapping_source())
+    each.override(task_id="each_set").expand(x=set_source())
+    each.override(task_id="each_kwargs").expand_kwargs(kwargs_source())
 
     r = ret()
     consume(r, [r["a"], {"k": r}])

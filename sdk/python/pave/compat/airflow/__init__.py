@@ -35,7 +35,8 @@ class _UnsupportedAirflowModules(importlib.abc.MetaPathFinder):
             f"pave does not support the Airflow module `{fullname}` yet "
             "(pave's Airflow compatibility package provides airflow.sdk, airflow.decorators, "
             "airflow.models, airflow.operators.*, airflow.providers.standard.operators.*, "
-            "airflow.exceptions and airflow.utils.{trigger_rule,task_group,dates,timezone})",
+            "airflow.providers.common.compat.sdk, airflow.exceptions and "
+            "airflow.utils.{trigger_rule,task_group,dates,timezone,edgemodifier})",
             name=fullname,
         )
 

@@ -1,0 +1,1 @@
+"""``airflow.providers.common``: only ``compat`` (the common.compat provider's re-exports)."""

@@ -1,0 +1,3 @@
+"""``airflow.sdk.definitions.edges``: edge labels (``Label``)."""
+
+from pave.edges import EdgeModifier, Label  # noqa: F401

@@ -1,0 +1,3 @@
+"""``airflow.utils.edgemodifier``: edge labels (``Label``)."""
+
+from pave.edges import EdgeModifier, Label  # noqa: F401
