@@ -10,16 +10,25 @@
 #   (c) mapped: one task `true` mapped over a literal list of 1000 inputs
 #   (d) one:    a single task `true` (pave's fixed cost per invocation)
 #   (e) examples/ml_pipeline.yaml
+#   (f) py_fanout: 100 independent no-op Python `@task`s (python3 -m pave.runtime each)
+#   (g) py_chain:  20 no-op Python `@task`s in sequence
 #
 # Baselines: 1000 x `true` and 1000 x `bash -c true` through `xargs -P $PAR`;
-# 1000 x `pave supervise -- bash -c true` through `xargs -P $PAR` (the
-# per-task process cost pave pays, without the scheduler); 100 x `true`,
-# `bash -c true` and `pave supervise` one after the other (the bare chain).
+# 1000 x `pave-supervise -- bash -c true` (the supervisor the local executor
+# starts, when it lies next to `pave`) and 1000 x `pave supervise -- bash -c
+# true` (the same code in the full binary, the fallback) through `xargs -P
+# $PAR`: the per-task process cost pave pays, without the scheduler; 100 x
+# `true`, `bash -c true` and the supervisors one after the other (the bare
+# chain). For the Python DAGs: `python3 -c pass` x100 through `xargs -P
+# $PAR`, and x20 one after the other.
 #
 # Usage: bench/local_executor.sh [RUNS]   (default 5; median reported)
-# Env:   PAVE=path/to/pave (default target/release/pave, built if missing)
-#        PAR=32 (parallelism of the xargs baselines; must match what
-#        `pave dags test` uses, which is hard-wired to 32 today)
+# Env:   PAVE=path/to/pave (default target/release/pave, built if missing);
+#        its sibling pave-supervise is used for the supervisor baselines
+#        (else target/release/pave-supervise)
+#        PAR=32 (parallelism of `pave dags test --parallelism` and of the
+#        xargs baselines)
+#        PY=python3 (the Python cases are skipped if it cannot import pave's SDK)
 #        NO_HYPERFINE=1 to force the date +%s%N loop.
 # Uses hyperfine when installed, else a loop with `date +%s%N`.
 # Peak RSS of pave comes from `/usr/bin/time -v` (install `time` if missing).
@@ -33,6 +42,15 @@ if [[ ! -x "$PAVE" ]]; then
   cargo build --release -p pave-cli
 fi
 PAVE="$(realpath "$PAVE")"
+SMALL_SUP="$(dirname "$PAVE")/pave-supervise"
+if [[ ! -x "$SMALL_SUP" ]]; then
+  SMALL_SUP="$(realpath target/release/pave-supervise)"
+fi
+PY="${PY:-python3}"
+HAVE_PY=""
+if PYTHONPATH="$PWD/sdk/python" "$PY" -c "import pave" >/dev/null 2>&1; then
+  HAVE_PY=1
+fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/pave-bench.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
@@ -70,6 +88,48 @@ gen_one() {
   echo "tasks:"
   echo '  t: {command: "true"}'
 }
+gen_py_fanout() {
+  cat <<'PYDAG'
+from pave import dag, task
+
+
+@dag(dag_id="bench_py_fanout", schedule=None, max_active_tasks=10000)
+def bench_py_fanout():
+    for i in range(100):
+        @task(task_id=f"t{i:03d}")
+        def noop():
+            return None
+
+        noop()
+
+
+bench_py_fanout()
+PYDAG
+}
+gen_py_chain() {
+  cat <<'PYDAG'
+from pave import dag, task
+
+
+@dag(dag_id="bench_py_chain", schedule=None, max_active_tasks=10000)
+def bench_py_chain():
+    prev = None
+    for i in range(20):
+        @task(task_id=f"t{i:03d}")
+        def noop():
+            return None
+
+        cur = noop()
+        if prev is not None:
+            prev >> cur
+        prev = cur
+
+
+bench_py_chain()
+PYDAG
+}
+gen_py_fanout > "$WORK/py_fanout.py"
+gen_py_chain > "$WORK/py_chain.py"
 gen_fanout > "$WORK/fanout.yaml"
 gen_chain > "$WORK/chain.yaml"
 gen_mapped > "$WORK/mapped.yaml"
@@ -79,7 +139,7 @@ cp examples/ml_pipeline.yaml "$WORK/ml_pipeline.yaml"
 # A check that every DAG runs and every task instance succeeds (once).
 check() {
   local file="$1" want="$2" out n
-  out="$("$PAVE" dags test "$file" --json)"
+  out="$("$PAVE" dags test "$file" --json --parallelism "$PAR")"
   n="$(grep -o '"state":"success"' <<<"$out" | wc -l)"
   # one of the "success" states is the run's own
   if [[ "$n" -ne $((want + 1)) ]]; then
@@ -92,26 +152,40 @@ check "$WORK/one.yaml" 1
 check "$WORK/fanout.yaml" 1000
 check "$WORK/chain.yaml" 100
 check "$WORK/mapped.yaml" 1000
+if [[ -n "$HAVE_PY" ]]; then
+  check "$WORK/py_fanout.py" 100
+  check "$WORK/py_chain.py" 20
+fi
 
 # Baseline: the supervisor pave runs per task, called directly (no scheduler).
 SUP="$WORK/sup"
 mkdir -p "$SUP"
 SUPERVISE="\"$PAVE\" supervise --result \"$SUP/{}.result\" --log \"$SUP/{}.log\" -- bash -c true"
+SMALL_SUPERVISE="\"$SMALL_SUP\" --result \"$SUP/{}.result\" --log \"$SUP/{}.log\" -- bash -c true"
 
 LOAD_START="$(cut -d" " -f1-3 /proc/loadavg)"
 declare -a NAMES CMDS
 add() { NAMES+=("$1"); CMDS+=("$2"); }
-add one          "\"$PAVE\" dags test \"$WORK/one.yaml\" --json >/dev/null"
-add fanout       "\"$PAVE\" dags test \"$WORK/fanout.yaml\" --json >/dev/null"
+DT="\"$PAVE\" dags test --parallelism $PAR"
+add one          "$DT \"$WORK/one.yaml\" --json >/dev/null"
+add fanout       "$DT \"$WORK/fanout.yaml\" --json >/dev/null"
 add bare_true_x1000_P$PAR      "seq 1000 | xargs -P $PAR -n 1 /bin/true"
 add bare_bash_x1000_P$PAR      "seq 1000 | xargs -P $PAR -n 1 bash -c true"
+add bare_small_supervise_x1000_P$PAR "rm -f \"$SUP\"/*; seq 1000 | xargs -P $PAR -I{} $SMALL_SUPERVISE"
 add bare_supervise_x1000_P$PAR "rm -f \"$SUP\"/*; seq 1000 | xargs -P $PAR -I{} $SUPERVISE"
-add chain        "\"$PAVE\" dags test \"$WORK/chain.yaml\" --json >/dev/null"
+add chain        "$DT \"$WORK/chain.yaml\" --json >/dev/null"
 add bare_true_chain100        "for i in \$(seq 100); do /bin/true; done"
 add bare_bash_chain100        "for i in \$(seq 100); do bash -c true; done"
+add bare_small_supervise_chain100 "rm -f \"$SUP\"/*; seq 100 | xargs -P 1 -I{} $SMALL_SUPERVISE"
 add bare_supervise_chain100   "rm -f \"$SUP\"/*; seq 100 | xargs -P 1 -I{} $SUPERVISE"
-add mapped       "\"$PAVE\" dags test \"$WORK/mapped.yaml\" --json >/dev/null"
-add ml_pipeline  "\"$PAVE\" dags test \"$WORK/ml_pipeline.yaml\" --json >/dev/null"
+add mapped       "$DT \"$WORK/mapped.yaml\" --json >/dev/null"
+add ml_pipeline  "$DT \"$WORK/ml_pipeline.yaml\" --json >/dev/null"
+if [[ -n "$HAVE_PY" ]]; then
+  add py_fanout100   "$DT \"$WORK/py_fanout.py\" --json >/dev/null"
+  add bare_python_x100_P$PAR "seq 100 | xargs -P $PAR -n 1 $PY -c pass"
+  add py_chain20     "$DT \"$WORK/py_chain.py\" --json >/dev/null"
+  add bare_python_chain20    "for i in \$(seq 20); do $PY -c pass; done"
+fi
 
 declare -A MEDIAN MIN MAX
 if command -v hyperfine >/dev/null 2>&1 && [[ -z "${NO_HYPERFINE:-}" ]]; then
@@ -148,9 +222,10 @@ fi
 
 # ------------------------------------------------------------------ peak RSS
 declare -A RSS
-for d in one fanout chain mapped ml_pipeline; do
+RSS_DAGS=(one fanout chain mapped ml_pipeline)
+for d in "${RSS_DAGS[@]}"; do
   if [[ -x /usr/bin/time ]]; then
-    RSS[$d]="$( { /usr/bin/time -v "$PAVE" dags test "$WORK/$d.yaml" --json >/dev/null; } 2>&1 \
+    RSS[$d]="$( { /usr/bin/time -v "$PAVE" dags test --parallelism "$PAR" "$WORK/$d.yaml" --json >/dev/null; } 2>&1 \
       | awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}')"
   else
     RSS[$d]="n/a"
@@ -176,17 +251,24 @@ echo "| derived | value |"
 echo "|---|---|"
 echo "| fanout 1000: ms per task above bare \`true\` x1000 -P$PAR | $(calc "($(m fanout) - $(m bare_true_x1000_P$PAR)) * 1000 / 1000") |"
 echo "| fanout 1000: ms per task above bare \`bash -c true\` x1000 -P$PAR | $(calc "($(m fanout) - $(m bare_bash_x1000_P$PAR)) * 1000 / 1000") |"
-echo "| fanout 1000: ms per task above \`pave supervise\` x1000 -P$PAR (scheduler + store only) | $(calc "($(m fanout) - $(m bare_supervise_x1000_P$PAR)) * 1000 / 1000") |"
+echo "| fanout 1000: ms per task above \`pave-supervise\` x1000 -P$PAR (scheduler + store only) | $(calc "($(m fanout) - $(m bare_small_supervise_x1000_P$PAR)) * 1000 / 1000") |"
+echo "| fanout 1000: ms per task above \`pave supervise\` x1000 -P$PAR | $(calc "($(m fanout) - $(m bare_supervise_x1000_P$PAR)) * 1000 / 1000") |"
+echo "| supervisor cost per task: \`pave-supervise\` / \`pave supervise\` x1000 -P$PAR above bare \`bash -c true\` (ms) | $(calc "($(m bare_small_supervise_x1000_P$PAR) - $(m bare_bash_x1000_P$PAR)) * 1000 / 1000") / $(calc "($(m bare_supervise_x1000_P$PAR) - $(m bare_bash_x1000_P$PAR)) * 1000 / 1000") |"
 echo "| fanout 1000 minus fixed cost (one-task DAG): ms per task above bare \`true\` | $(calc "($(m fanout) - $(m one) - $(m bare_true_x1000_P$PAR)) * 1000 / 1000") |"
 echo "| mapped 1000: ms per task above bare \`true\` x1000 -P$PAR | $(calc "($(m mapped) - $(m bare_true_x1000_P$PAR)) * 1000 / 1000") |"
 echo "| chain 100: ms per hop above bare \`true\` chain | $(calc "($(m chain) - $(m bare_true_chain100)) * 1000 / 100") |"
 echo "| chain 100: ms per hop above bare \`bash -c true\` chain | $(calc "($(m chain) - $(m bare_bash_chain100)) * 1000 / 100") |"
-echo "| chain 100: ms per hop above \`pave supervise\` chain (scheduler + store only) | $(calc "($(m chain) - $(m bare_supervise_chain100)) * 1000 / 100") |"
+echo "| chain 100: ms per hop above \`pave-supervise\` chain (scheduler + store only) | $(calc "($(m chain) - $(m bare_small_supervise_chain100)) * 1000 / 100") |"
+echo "| chain 100: ms per hop above \`pave supervise\` chain | $(calc "($(m chain) - $(m bare_supervise_chain100)) * 1000 / 100") |"
+if [[ -n "$HAVE_PY" ]]; then
+  echo "| Python fanout 100: ms per task above bare \`$PY -c pass\` x100 -P$PAR | $(calc "($(m py_fanout100) - $(m bare_python_x100_P$PAR)) * 1000 / 100") |"
+  echo "| Python chain 20: ms per hop above bare \`$PY -c pass\` x20 | $(calc "($(m py_chain20) - $(m bare_python_chain20)) * 1000 / 20") |"
+fi
 echo "| one-task DAG (fixed cost of \`pave dags test\`) s | $(calc "$(m one)") |"
 echo
 echo "| DAG | pave peak RSS MiB (/usr/bin/time -v) |"
 echo "|---|---|"
-for d in one fanout chain mapped ml_pipeline; do echo "| $d | ${RSS[$d]} |"; done
+for d in "${RSS_DAGS[@]}"; do echo "| $d | ${RSS[$d]} |"; done
 
 # ------------------------------------------------------------------ chain hop breakdown
 # From the task instances' own timestamps (one extra run of the chain):
@@ -195,7 +277,7 @@ for d in one fanout chain mapped ml_pipeline; do echo "| $d | ${RSS[$d]} |"; don
 #   in-attempt  = end(i) - start(i)    (spawn, supervisor, bash, watcher, event)
 #   scheduler   = start(i+1) - end(i)  (store the result, decide, admit, queue, spawn call)
 if command -v python3 >/dev/null 2>&1; then
-  "$PAVE" dags test "$WORK/chain.yaml" --json > "$WORK/chain.json"
+  "$PAVE" dags test --parallelism "$PAR" "$WORK/chain.yaml" --json > "$WORK/chain.json"
   python3 - "$WORK/chain.json" <<'PY'
 import json, sys, statistics
 from datetime import datetime

@@ -290,3 +290,40 @@ fn dags_test_leaves_pave_home_alone() {
         "dags test uses a throwaway store, but PAVE_HOME got {entries:?}"
     );
 }
+
+/// `cargo build -p pave-cli` puts the small `pave-supervise` next to `pave`
+/// (the local executor prefers it to `pave supervise`), and it supervises
+/// an attempt the same way.
+#[test]
+fn the_stand_alone_supervisor_ships_next_to_pave() {
+    let sup = std::path::Path::new(env!("CARGO_BIN_EXE_pave-supervise"));
+    assert_eq!(
+        sup.parent(),
+        std::path::Path::new(common::pave_bin()).parent()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    for program in [
+        vec![sup.to_str().expect("utf-8")],
+        vec![common::pave_bin(), "supervise"],
+    ] {
+        let result = dir.path().join(format!("{}.result", program.len()));
+        let log = dir.path().join(format!("{}.log", program.len()));
+        let status = std::process::Command::new(program[0])
+            .args(&program[1..])
+            .arg("--result")
+            .arg(&result)
+            .arg("--log")
+            .arg(&log)
+            .args(["--", "bash", "-c", "echo out; echo err >&2; exit 3"])
+            .status()
+            .expect("run the supervisor");
+        assert!(status.success(), "{program:?}: {status}");
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(&result).expect("result file"))
+                .expect("result JSON");
+        assert_eq!(v["exit"]["code"], 3, "{program:?}: {v}");
+        assert_eq!(v["last_line"], "out", "{program:?}: {v}");
+        let log = std::fs::read_to_string(&log).expect("log file");
+        assert!(log.contains("out") && log.contains("err"), "{log}");
+    }
+}

@@ -34,7 +34,9 @@ pub use claim::{Claim, claim_path};
 pub use error::ExecutorError;
 pub use executor::Executor;
 pub use host::{detect_cpu_millis, detect_gpus, detect_memory_bytes};
-pub use local::{DEFAULT_PARALLELISM, LocalExecutor, LocalExecutorConfig};
+pub use local::{
+    DEFAULT_PARALLELISM, LocalExecutor, LocalExecutorConfig, SUPERVISOR_BIN, default_supervisor,
+};
 pub use noop::{NoopExecutor, NoopOutcome};
 pub use supervise::{
     EXIT_ALREADY_CLAIMED, SuperviseArgs, SuperviseArgsError, supervise_cli, supervise_main,

@@ -39,7 +39,7 @@ pub const DEFAULT_PARALLELISM: usize = 32;
 #[derive(Clone, Debug)]
 pub struct LocalExecutorConfig {
     /// The supervisor program and its leading arguments; the executor appends
-    /// [`SuperviseArgs::to_args`]. Default: this executable + `supervise`.
+    /// [`SuperviseArgs::to_args`]. Default: [`default_supervisor`].
     pub supervisor: Vec<String>,
     /// Attempts that may run at once.
     pub parallelism: usize,
@@ -56,12 +56,31 @@ pub struct LocalExecutorConfig {
     pub adopt_poll_interval: Duration,
 }
 
+/// The name of the stand-alone supervisor binary, installed next to `pave`.
+pub const SUPERVISOR_BIN: &str = "pave-supervise";
+
+/// The supervisor the local executor starts by default: `pave-supervise`
+/// when it lies next to this executable (it starts in a fraction of the
+/// time of the full binary), else this executable with `supervise` (`pave
+/// supervise`, the same code).
+pub fn default_supervisor() -> Vec<String> {
+    let exe = std::env::current_exe().ok();
+    if let Some(sibling) = exe
+        .as_deref()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(SUPERVISOR_BIN))
+        .filter(|p| p.is_file())
+    {
+        return vec![sibling.to_string_lossy().into_owned()];
+    }
+    let exe = exe.map_or_else(|| "pave".to_owned(), |p| p.to_string_lossy().into_owned());
+    vec![exe, "supervise".to_owned()]
+}
+
 impl Default for LocalExecutorConfig {
     fn default() -> Self {
-        let exe = std::env::current_exe()
-            .map_or_else(|_| "pave".to_owned(), |p| p.to_string_lossy().into_owned());
         LocalExecutorConfig {
-            supervisor: vec![exe, "supervise".to_owned()],
+            supervisor: default_supervisor(),
             parallelism: DEFAULT_PARALLELISM,
             cpu_millis: None,
             memory_bytes: None,
@@ -698,5 +717,28 @@ pub(crate) fn read_result(path: &Path) -> Result<Option<AttemptResult>, Executor
             path: path.to_owned(),
             reason: e.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test binary has no `pave-supervise` next to it (Cargo keeps test
+    /// binaries in `deps/`): the default falls back to `<exe> supervise`.
+    #[test]
+    fn the_default_supervisor_falls_back_to_this_executable() {
+        let exe = std::env::current_exe().expect("current exe");
+        let sibling = exe
+            .parent()
+            .map(|d| d.join(SUPERVISOR_BIN))
+            .expect("parent");
+        let expected = if sibling.is_file() {
+            vec![sibling.to_string_lossy().into_owned()]
+        } else {
+            vec![exe.to_string_lossy().into_owned(), "supervise".to_owned()]
+        };
+        assert_eq!(default_supervisor(), expected);
+        assert_eq!(LocalExecutorConfig::default().supervisor, expected);
     }
 }

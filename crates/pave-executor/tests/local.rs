@@ -1,5 +1,5 @@
 //! The local executor against real processes, with the crate's own
-//! `pave-supervise` binary as supervisor.
+//! `pave-executor-supervise` binary as supervisor.
 
 use pave_core::{MapIndex, Resources, TryNumber};
 use pave_executor::{
@@ -22,7 +22,7 @@ struct Fixture {
 
 fn config(gpus: u32) -> LocalExecutorConfig {
     LocalExecutorConfig {
-        supervisor: vec![env!("CARGO_BIN_EXE_pave-supervise").to_owned()],
+        supervisor: vec![env!("CARGO_BIN_EXE_pave-executor-supervise").to_owned()],
         gpu_count: Some(gpus),
         kill_grace: Duration::from_secs(1),
         adopt_poll_interval: Duration::from_millis(50),
@@ -674,7 +674,7 @@ async fn a_supervisor_started_on_an_existing_claim_refuses_to_run() {
     );
 
     // The supervisor itself, as the executor would start it.
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_pave-supervise"))
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_pave-executor-supervise"))
         .arg("--result")
         .arg(&req.result_path)
         .arg("--log")
@@ -684,7 +684,7 @@ async fn a_supervisor_started_on_an_existing_claim_refuses_to_run() {
         .args(["--", "bash", "-c"])
         .arg(format!("touch '{}'", side.display()))
         .status()
-        .expect("run pave-supervise");
+        .expect("run pave-executor-supervise");
     assert_eq!(status.code(), Some(EXIT_ALREADY_CLAIMED), "{status}");
     assert!(!side.exists(), "the task ran despite the claim");
     assert!(

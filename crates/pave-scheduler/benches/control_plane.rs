@@ -101,7 +101,7 @@ const CASES: &[Case] = &[
 /// Calls and total time per store method.
 #[derive(Default)]
 struct Stats {
-    by_method: BTreeMap<&'static str, (u64, Duration)>,
+    by_method: BTreeMap<String, (u64, Duration)>,
 }
 
 /// `Arc<dyn Store>` that times every call of the store it wraps.
@@ -111,7 +111,7 @@ struct TimedStore {
 }
 
 impl TimedStore {
-    async fn timed<T>(&self, name: &'static str, fut: impl std::future::Future<Output = T>) -> T {
+    async fn timed<T>(&self, name: &str, fut: impl std::future::Future<Output = T>) -> T {
         let t = Instant::now();
         let out = fut.await;
         let d = t.elapsed();
@@ -119,13 +119,13 @@ impl TimedStore {
             .stats
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let e = s.by_method.entry(name).or_default();
+        let e = s.by_method.entry(name.to_owned()).or_default();
         e.0 += 1;
         e.1 += d;
         out
     }
 
-    fn snapshot(&self) -> BTreeMap<&'static str, (u64, Duration)> {
+    fn snapshot(&self) -> BTreeMap<String, (u64, Duration)> {
         self.stats
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -176,6 +176,10 @@ impl Store for TimedStore {
     async fn run_tis(&self, run: RunKey) -> StoreResult<Vec<TiRecord>> {
         self.timed("run_tis", self.inner.run_tis(run)).await
     }
+    async fn run_ti_views(&self, run: RunKey) -> StoreResult<Vec<pave_core::run::TiView>> {
+        self.timed("run_ti_views", self.inner.run_ti_views(run))
+            .await
+    }
     async fn active_run_tis(&self, states: &[TaskState]) -> StoreResult<Vec<TiRecord>> {
         self.timed("active_run_tis", self.inner.active_run_tis(states))
             .await
@@ -194,7 +198,28 @@ impl Store for TimedStore {
             .await
     }
     async fn apply(&self, batch: ChangeBatch) -> StoreResult<BatchOutcome> {
-        self.timed("apply", self.inner.apply(batch)).await
+        // Also by what the batch is for: the state its first task
+        // instance change moves to (or its first change's kind).
+        let kind = match batch.changes.first() {
+            Some(pave_store::Change::SetTiState(c)) => format!("apply[{}]", c.state),
+            Some(pave_store::Change::RecordTry(_)) => "apply[try]".to_owned(),
+            Some(pave_store::Change::SetRunState(_)) => "apply[run_state]".to_owned(),
+            Some(pave_store::Change::CreateRun(_)) => "apply[create_run]".to_owned(),
+            Some(pave_store::Change::ExpandMapped { .. }) => "apply[expand]".to_owned(),
+            Some(pave_store::Change::PutXcom(_)) => "apply[xcom]".to_owned(),
+            None => "apply[empty]".to_owned(),
+        };
+        let t = Instant::now();
+        let out = self.timed("apply", self.inner.apply(batch)).await;
+        let d = t.elapsed();
+        let mut s = self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = s.by_method.entry(kind).or_default();
+        e.0 += 1;
+        e.1 += d;
+        out
     }
     async fn list_pools(&self) -> StoreResult<Vec<PoolRecord>> {
         self.timed("list_pools", self.inner.list_pools()).await
@@ -337,6 +362,12 @@ async fn run_case(case: Case) -> Measured {
     cfg.create_scheduled_runs = false;
     cfg.default_max_active_runs = 10_000;
     cfg.default_max_active_tasks = 1_000_000;
+    if let Some(n) = std::env::var("PAVE_BENCH_ADMIT_CHUNK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.admit_chunk = n;
+    }
     let mut sched = Scheduler::new(
         store.clone(),
         Arc::new(executor),
@@ -401,7 +432,7 @@ async fn run_case(case: Case) -> Measured {
     m.store = timed
         .snapshot()
         .into_iter()
-        .map(|(k, (n, d))| (k.to_owned(), (n, d.as_secs_f64())))
+        .map(|(k, (n, d))| (k, (n, d.as_secs_f64())))
         .collect();
     m
 }
@@ -587,7 +618,7 @@ fn main() {
         calls.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
         let parts: Vec<String> = calls
             .iter()
-            .take(6)
+            .take(10)
             .map(|(k, (n, s))| format!("{k} {n} / {s:.3}s / {:.0}us", s * 1e6 / (*n).max(1) as f64))
             .collect();
         println!("  {}: {}", case.name, parts.join("; "));

@@ -65,6 +65,11 @@ pub struct SchedulerConfig {
     /// Environment every task gets (the task's own `env` wins), e.g.
     /// `PAVE_HOME`, under which tasks keep artifacts.
     pub task_env: std::collections::BTreeMap<String, String>,
+    /// Most task instances queued and started per store transaction: a step
+    /// that admits more does it in chunks of this size, so admitting 10,000
+    /// at once does not hold 10,000 prepared attempts (and one huge batch)
+    /// in memory. Executor completions are written in chunks of this size too.
+    pub admit_chunk: usize,
 }
 
 impl SchedulerConfig {
@@ -82,6 +87,7 @@ impl SchedulerConfig {
             python: None,
             gpu_fallback_to_cpu: true,
             task_env: Default::default(),
+            admit_chunk: 256,
         }
     }
 }

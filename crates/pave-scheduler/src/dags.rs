@@ -3,6 +3,7 @@
 
 use crate::error::SchedulerError;
 use pave_core::Dag;
+use pave_core::model::Task;
 use pave_store::{DagVersionId, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,51 @@ pub struct LoadedDag {
     pub dag: Dag,
     /// Effective priority weight per task (Airflow's weight rules), indexed like `dag.tasks`.
     pub weights: Vec<i64>,
+    /// Position in `dag.tasks` by task id, so hot paths need no linear search.
+    index: HashMap<String, usize>,
+    /// For each task whose `return_value` a mapped task expands over: the
+    /// first such mapped task (in `dag.tasks` order), by position.
+    mapping_dependant: HashMap<usize, usize>,
+}
+
+impl LoadedDag {
+    /// Derives the indexes of `dag`.
+    pub fn new(version: DagVersionId, dag: Dag) -> Self {
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(dag.tasks.len());
+        for (i, t) in dag.tasks.iter().enumerate() {
+            // The first task of an id wins, as in `Dag::task`.
+            index.entry(t.task_id.as_str().to_owned()).or_insert(i);
+        }
+        let mut mapping_dependant = HashMap::new();
+        for (i, t) in dag.tasks.iter().enumerate() {
+            for source in pave_core::decide::mapping_sources(t) {
+                if let Some(&s) = index.get(source.as_str()) {
+                    mapping_dependant.entry(s).or_insert(i);
+                }
+            }
+        }
+        LoadedDag {
+            version,
+            weights: pave_core::priority::effective_weights(&dag),
+            dag,
+            index,
+            mapping_dependant,
+        }
+    }
+
+    /// The task with this id (like `Dag::task`, by index).
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.index.get(id).and_then(|&i| self.dag.tasks.get(i))
+    }
+
+    /// The first mapped task that expands over `task`'s `return_value`, if
+    /// any (what `pave_core::decide::mapping_dependant` finds, precomputed).
+    pub fn mapping_dependant(&self, task: &Task) -> Option<&Task> {
+        let i = self.index.get(task.task_id.as_str())?;
+        self.mapping_dependant
+            .get(i)
+            .and_then(|&d| self.dag.tasks.get(d))
+    }
 }
 
 /// Versions are immutable, so a cache keyed by version never goes stale.
@@ -36,11 +82,7 @@ impl DagCache {
             &record.spec,
             &format!("{} of DAG `{}`", version, record.dag_id),
         )?;
-        let loaded = Arc::new(LoadedDag {
-            version,
-            weights: pave_core::priority::effective_weights(&dag),
-            dag,
-        });
+        let loaded = Arc::new(LoadedDag::new(version, dag));
         self.versions.insert(version, loaded.clone());
         Ok(loaded)
     }

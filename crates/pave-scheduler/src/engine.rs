@@ -46,6 +46,9 @@ struct Inflight {
     handle: AttemptHandle,
 }
 
+/// A run and the DAG version it is pinned to.
+type RunContext = (Arc<RunRecord>, Arc<LoadedDag>);
+
 /// The changes that end one attempt, not yet written.
 struct Ending {
     key: AttemptKey,
@@ -525,9 +528,7 @@ impl Scheduler {
             .dags
             .get(self.store.as_ref(), record.dag_version_id)
             .await?;
-        let records = self.store.run_tis(run).await?;
-        let mut tis: Vec<TiView> = records.iter().map(ti_view).collect();
-        drop(records);
+        let mut tis: Vec<TiView> = self.store.run_ti_views(run).await?;
         let mut index = TiIndex::new(&tis);
         let xcoms = self.mapping_xcoms(&loaded, run, &tis).await?;
 
@@ -762,9 +763,8 @@ impl Scheduler {
         }
         let capacity = self.capacity().await?;
         let mut candidates = Vec::with_capacity(scheduled.len());
-        let mut contexts: HashMap<RunKey, Option<(Arc<RunRecord>, Arc<LoadedDag>)>> =
-            HashMap::new();
-        let mut by_key: HashMap<admit::TiKey, (TiRecord, Arc<LoadedDag>, Arc<RunRecord>)> =
+        let mut contexts: HashMap<RunKey, Option<RunContext>> = HashMap::new();
+        let mut by_key: HashMap<admit::TiKey, (TiRecord, RunContext)> =
             HashMap::with_capacity(scheduled.len());
         for ti in scheduled {
             let context = match contexts.get(&ti.key.run) {
@@ -809,7 +809,7 @@ impl Scheduler {
                     .unwrap_or(self.cfg.default_max_active_tasks),
                 resources: attempt::effective_resources(&task.resources, self.cpu_only),
             });
-            by_key.insert(key, (ti, loaded, run));
+            by_key.insert(key, (ti, (run, loaded)));
         }
         drop(contexts);
         let admission = admit::admit(&candidates, &capacity);
@@ -817,7 +817,7 @@ impl Scheduler {
 
         let mut batch = ChangeBatch::new(now);
         for (key, reason) in &admission.impossible {
-            if let Some((ti, _, _)) = by_key.get(key) {
+            if let Some((ti, _)) = by_key.get(key) {
                 batch.push(
                     TiChange::new(ti.key.clone(), TaskState::Failed)
                         .expect(TaskState::Scheduled)
@@ -828,7 +828,7 @@ impl Scheduler {
             }
         }
         for (key, reason) in &admission.wait {
-            if let Some((ti, _, _)) = by_key.get(key) {
+            if let Some((ti, _)) = by_key.get(key) {
                 let text = reason.to_string();
                 if self.wait_reasons.get(&ti.key) != Some(&text) {
                     self.wait_reasons.insert(ti.key.clone(), text.clone());
@@ -853,7 +853,7 @@ impl Scheduler {
             // Prepare the chunk: render templates, resolve arguments.
             let mut prepared = Vec::with_capacity(chunk_size);
             for key in queue.by_ref().take(chunk_size) {
-                let Some((ti, loaded, run)) = by_key.remove(&key) else {
+                let Some((ti, (run, loaded))) = by_key.remove(&key) else {
                     continue;
                 };
                 self.wait_reasons.remove(&ti.key);
@@ -1377,17 +1377,6 @@ impl TiIndex {
 
     fn get(&self, task_id: &TaskId, map_index: MapIndex) -> Option<usize> {
         self.0.get(&(task_id.clone(), map_index)).copied()
-    }
-}
-
-fn ti_view(r: &TiRecord) -> TiView {
-    TiView {
-        task_id: r.key.task_id.clone(),
-        map_index: r.key.map_index,
-        state: r.state,
-        try_number: r.try_number.0,
-        next_retry_at: r.next_retry_at,
-        flow_result: r.flow_result.clone(),
     }
 }
 

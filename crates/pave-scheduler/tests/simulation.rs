@@ -251,3 +251,77 @@ async fn schedules_create_each_due_run_once() {
         );
     }
 }
+
+/// Completions waiting together are written in one transaction; when one of
+/// them is stale (its task instance was changed by someone else meanwhile),
+/// that one is ignored and the others still land.
+#[tokio::test]
+async fn a_stale_report_does_not_block_the_others_of_its_batch() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
+    store.migrate().await.expect("migrate");
+    let mut d = Dag::new("batch");
+    d.tasks = vec![
+        command("a", &[], 0),
+        command("b", &[], 0),
+        command("c", &[], 0),
+    ];
+    store
+        .upsert_dag(ParsedDag {
+            dag_id: d.dag_id.clone(),
+            fileloc: None,
+            spec: pave_scheduler::dags::encode(&d),
+            parsed_at: Utc::now(),
+            paused_at_creation: false,
+        })
+        .await
+        .expect("dag stored");
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("date"),
+    ));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec_clock = clock.clone();
+    let executor =
+        NoopExecutor::new(tx).with_clock(move || pave_scheduler::Clock::now(exec_clock.as_ref()));
+    let mut cfg = SchedulerConfig::new(std::env::temp_dir().join("pave-sim-logs"));
+    cfg.create_scheduled_runs = false;
+    cfg.poll_interval = Duration::from_secs(3600);
+    let mut s = Scheduler::new(store.clone(), Arc::new(executor), rx, clock.clone(), cfg);
+    let run = s
+        .trigger(&d.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+
+    // All three start; their completions wait in the channel.
+    let report = s.step().await.expect("step");
+    assert_eq!(report.started, 3);
+    // Meanwhile someone else (a CLI) marks `b` failed.
+    let b = pave_store::TiKey::unmapped(run.key, "b");
+    store
+        .apply(pave_store::ChangeBatch::one(
+            pave_scheduler::Clock::now(clock.as_ref()),
+            pave_store::TiChange::new(b.clone(), TaskState::Failed)
+                .expect(TaskState::Running)
+                .reason("marked failed by hand"),
+        ))
+        .await
+        .expect("mark b failed");
+    s.drain_events().await.expect("events");
+
+    let tis = store.run_tis(run.key).await.expect("tis");
+    let state = |id: &str| {
+        tis.iter()
+            .find(|t| t.key.task_id.as_str() == id)
+            .map(|t| (t.state, t.reason.clone()))
+    };
+    assert_eq!(state("a").map(|s| s.0), Some(TaskState::Success));
+    assert_eq!(state("c").map(|s| s.0), Some(TaskState::Success));
+    assert_eq!(
+        state("b"),
+        Some((TaskState::Failed, Some("marked failed by hand".to_owned())))
+    );
+    s.step().await.expect("step");
+    let r = store.get_run(run.key).await.expect("run");
+    assert_eq!(r.state, RunState::Failed);
+}

@@ -10,6 +10,7 @@ use crate::error::{Result, StoreError};
 use crate::records::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use pave_core::run::TiView;
 use pave_core::{DagId, RunId, TaskState};
 
 /// Persistent state of a pave installation. Object safe: share it as
@@ -49,6 +50,24 @@ pub trait Store: Send + Sync {
     /// Every task instance of a run, by task id then map index.
     /// NotFound if the run does not exist.
     async fn run_tis(&self, run: RunKey) -> Result<Vec<TiRecord>>;
+    /// What `pave_core::decide` needs of every task instance of a run, in
+    /// the order of [`Store::run_tis`]: a lighter read of the same rows
+    /// (the scheduler's hot path). NotFound if the run does not exist.
+    async fn run_ti_views(&self, run: RunKey) -> Result<Vec<TiView>> {
+        Ok(self
+            .run_tis(run)
+            .await?
+            .into_iter()
+            .map(|r| TiView {
+                task_id: r.key.task_id,
+                map_index: r.key.map_index,
+                state: r.state,
+                try_number: r.try_number.0,
+                next_retry_at: r.next_retry_at,
+                flow_result: r.flow_result,
+            })
+            .collect())
+    }
     /// Task instances in any of `states`, in queued or running runs of every
     /// DAG: what admission and restart reconciliation work from.
     async fn active_run_tis(&self, states: &[TaskState]) -> Result<Vec<TiRecord>>;

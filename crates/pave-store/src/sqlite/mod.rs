@@ -175,6 +175,9 @@ impl Store for SqliteStore {
     async fn run_tis(&self, run: RunKey) -> Result<Vec<TiRecord>> {
         tis::run_tis(&self.pool, run).await
     }
+    async fn run_ti_views(&self, run: RunKey) -> Result<Vec<pave_core::run::TiView>> {
+        tis::run_ti_views(&self.pool, run).await
+    }
     async fn active_run_tis(&self, states: &[TaskState]) -> Result<Vec<TiRecord>> {
         tis::active_run_tis(&self.pool, states).await
     }

@@ -245,7 +245,7 @@ pub(super) async fn create_run(
              max_tries, pool, pool_slots, priority_weight, updated_at)
          SELECT ?1, j.value ->> 0, -1, ?2, 'none', 0, j.value ->> 4, j.value ->> 1,
                 j.value ->> 2, j.value ->> 3, ?3
-         FROM json_each(?4) AS j",
+         FROM jsonb_each(?4) AS j",
     )
     .bind(id)
     .bind(run.dag_id.as_str())

@@ -4,6 +4,7 @@
 use super::conv::{corrupt_row, json_opt, json_text, parse, time, time_opt, unsigned};
 use crate::error::{Result, StoreError};
 use crate::records::{Occupancy, RunKey, TiKey, TiRecord, TryRecord};
+use pave_core::run::TiView;
 use pave_core::{DagId, MapIndex, RunId, TaskId, TaskState, TryNumber};
 use sqlx::{FromRow, SqlitePool};
 use std::time::Duration;
@@ -113,6 +114,56 @@ pub(super) async fn run_tis(pool: &SqlitePool, run: RunKey) -> Result<Vec<TiReco
         }
     }
     rows.into_iter().map(TiRow::into_record).collect()
+}
+
+/// The columns `decide` reads, without the join and the handle.
+#[derive(FromRow)]
+struct TiViewRow {
+    task_id: String,
+    map_index: i32,
+    state: String,
+    try_number: i64,
+    next_retry_at: Option<i64>,
+    flow_result: Option<String>,
+}
+
+pub(super) async fn run_ti_views(pool: &SqlitePool, run: RunKey) -> Result<Vec<TiView>> {
+    let rows: Vec<TiViewRow> = sqlx::query_as(
+        "SELECT task_id, map_index, state, try_number, next_retry_at, flow_result
+         FROM task_instance WHERE run_pk = ?1 ORDER BY task_id, map_index",
+    )
+    .bind(run.0)
+    .fetch_all(pool)
+    .await?;
+    if rows.is_empty() {
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM dag_run WHERE id = ?1")
+            .bind(run.0)
+            .fetch_optional(pool)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::not_found(run.to_string()));
+        }
+    }
+    rows.into_iter()
+        .map(|r| {
+            let key = TiKey {
+                run,
+                task_id: TaskId(r.task_id),
+                map_index: MapIndex(r.map_index),
+            };
+            let decoded = (|| {
+                Ok(TiView {
+                    state: parse("state", &r.state)?,
+                    try_number: unsigned("try_number", r.try_number)?,
+                    next_retry_at: time_opt("next_retry_at", r.next_retry_at)?,
+                    flow_result: json_opt("flow_result", r.flow_result.as_deref())?,
+                    task_id: key.task_id.clone(),
+                    map_index: key.map_index,
+                })
+            })();
+            corrupt_row(key, decoded)
+        })
+        .collect()
 }
 
 pub(super) async fn active_run_tis(

@@ -56,6 +56,7 @@ macro_rules! conformance_suite {
             try_history_upserts_and_keeps_attempts,
             xcom_put_get_list,
             active_run_tis_and_occupancy,
+            run_ti_views_match_run_tis,
             pools_crud,
             import_errors_replace_and_clear,
             scheduler_lease_is_exclusive_until_stale,

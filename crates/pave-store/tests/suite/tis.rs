@@ -513,3 +513,69 @@ pub async fn concurrent_reports_complete_once(h: &dyn Harness) {
     let e = s.apply(report(TaskState::Success)).await.unwrap_err();
     assert_err(e, "conflict", "expected running (try 1)");
 }
+
+/// `run_ti_views` is a lighter read of exactly what `run_tis` returns.
+pub async fn run_ti_views_match_run_tis(h: &dyn Harness) {
+    let s = h.open().await;
+    let v = s.upsert_dag(parsed("views", spec(0), t(0))).await.unwrap();
+    let run = new_run(&v, "r1", &["a", "b", "work", "z"], t(1));
+    let run = s.create_run(t(1), run).await.unwrap();
+    let (a, b) = (TiKey::unmapped(run, "a"), TiKey::unmapped(run, "b"));
+    let mut batch = ChangeBatch::new(t(10));
+    batch.push(Change::ExpandMapped {
+        run,
+        task_id: TaskId::new("work"),
+        count: 3,
+    });
+    batch.push(schedule(&a));
+    batch.push(schedule(&b));
+    batch.changes.extend(queue(&a, 1, t(10)));
+    batch.changes.extend(queue(&b, 1, t(10)));
+    s.apply(batch).await.unwrap();
+    let mut batch = ChangeBatch::new(t(20));
+    batch.push(
+        TiChange::new(a.clone(), TaskState::Success)
+            .expect_attempt(TaskState::Queued, TryNumber(1))
+            .flow_result(FlowResult::Branch {
+                follow: vec!["z".into()],
+            }),
+    );
+    batch.push(
+        TiChange::new(b.clone(), TaskState::UpForRetry)
+            .expect_attempt(TaskState::Queued, TryNumber(1))
+            .next_retry_at(t(50)),
+    );
+    s.apply(batch).await.unwrap();
+
+    let views = s.run_ti_views(run).await.unwrap();
+    let expected: Vec<_> = s
+        .run_tis(run)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| pave_core::run::TiView {
+            task_id: r.key.task_id,
+            map_index: r.key.map_index,
+            state: r.state,
+            try_number: r.try_number.0,
+            next_retry_at: r.next_retry_at,
+            flow_result: r.flow_result,
+        })
+        .collect();
+    assert_eq!(views, expected);
+    assert_eq!(views.len(), 6);
+    assert_eq!(
+        views[0].flow_result,
+        Some(FlowResult::Branch {
+            follow: vec!["z".into()]
+        })
+    );
+    assert_eq!(views[1].next_retry_at, Some(t(50)));
+
+    let ghost = RunKey(run.0 + 1000);
+    assert_err(
+        s.run_ti_views(ghost).await.unwrap_err(),
+        "not_found",
+        &ghost.to_string(),
+    );
+}
