@@ -16,6 +16,7 @@
 //! as Airflow's, pass for pass.
 
 use crate::ids::{MapIndex, TaskId};
+use crate::mapping::{xcom_refs, xcom_sources};
 use crate::model::{Dag, Flow, MapSource, Mapping, Task, TaskIdx, TaskRole};
 use crate::run::{Command, FlowResult, RunView, TiView, XcomMap};
 use crate::state::{RunState, TaskState};
@@ -206,11 +207,6 @@ impl<'a> Graph<'a> {
             })
             .collect()
     }
-}
-
-/// The XCom sources of a mapped task's expansion.
-fn xcom_sources(task: &Task) -> impl Iterator<Item = &TaskId> {
-    mapping_refs(task).map(|r| &r.task_id)
 }
 
 /// The run's task instances grouped by task (in map-index order).
@@ -936,7 +932,7 @@ pub fn mapping_dependant<'a>(dag: &'a Dag, task: &Task) -> Option<&'a Task> {
 /// The tasks whose `return_value` `task` expands over (none for an unmapped
 /// task), so a driver can precompute [`mapping_dependant`] once per DAG.
 pub fn mapping_sources(task: &Task) -> impl Iterator<Item = &TaskId> {
-    mapping_refs(task)
+    xcom_refs(task)
         .filter(|r| r.key == "return_value")
         .map(|r| &r.task_id)
 }
@@ -982,18 +978,6 @@ pub fn check_mapping_push(
         ));
     }
     Ok(())
-}
-
-fn mapping_refs(task: &Task) -> impl Iterator<Item = &crate::model::XcomRef> {
-    let sources: Vec<&MapSource> = match &task.mapping {
-        None => Vec::new(),
-        Some(Mapping::Expand { args }) => args.values().collect(),
-        Some(Mapping::ExpandKwargs { source }) => vec![source],
-    };
-    sources.into_iter().filter_map(|s| match s {
-        MapSource::Xcom(r) => Some(r),
-        MapSource::Literal { .. } => None,
-    })
 }
 
 /// Why a branch or short-circuit task's return value cannot steer the run.

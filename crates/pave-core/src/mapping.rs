@@ -10,7 +10,7 @@
 //! iterates it.
 
 use crate::ids::{MapIndex, TaskId};
-use crate::model::{MapSource, Mapping, Task};
+use crate::model::{MapSource, Mapping, Task, XcomRef};
 use crate::run::XcomMap;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -26,6 +26,25 @@ pub enum MappingError {
         index: i32,
         len: usize,
     },
+}
+
+/// The XCom references a mapped task expands over (none for an unmapped
+/// task or one mapped over literals only).
+pub fn xcom_refs(task: &Task) -> impl Iterator<Item = &XcomRef> {
+    let sources: Vec<&MapSource> = match &task.mapping {
+        None => Vec::new(),
+        Some(Mapping::Expand { args }) => args.values().collect(),
+        Some(Mapping::ExpandKwargs { source }) => vec![source],
+    };
+    sources.into_iter().filter_map(|s| match s {
+        MapSource::Xcom(r) => Some(r),
+        MapSource::Literal { .. } => None,
+    })
+}
+
+/// The tasks whose XComs a mapped task expands over.
+pub fn xcom_sources(task: &Task) -> impl Iterator<Item = &TaskId> {
+    xcom_refs(task).map(|r| &r.task_id)
 }
 
 /// The values one mapping source supplies, in order.

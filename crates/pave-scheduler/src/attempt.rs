@@ -6,7 +6,7 @@ use crate::paths;
 use crate::runs::iso;
 use chrono::{DateTime, Utc};
 use pave_core::mapping;
-use pave_core::model::{Arg, Dag, MapSource, Mapping, Task, TaskKind};
+use pave_core::model::{Arg, Dag, Task, TaskKind};
 use pave_core::run::XcomMap;
 use pave_core::template::{self, TemplateContext};
 use pave_core::{MapIndex, Resources, TaskId, TryNumber};
@@ -49,21 +49,7 @@ pub fn effective_resources(requested: &Resources, cpu_only: bool) -> Resources {
 
 /// Tasks whose XComs the given task reads through mapping.
 pub fn xcom_sources(task: &Task) -> Vec<TaskId> {
-    let mut out = Vec::new();
-    match &task.mapping {
-        Some(Mapping::Expand { args }) => {
-            for s in args.values() {
-                if let MapSource::Xcom(r) = s {
-                    out.push(r.task_id.clone());
-                }
-            }
-        }
-        Some(Mapping::ExpandKwargs {
-            source: MapSource::Xcom(r),
-        }) => out.push(r.task_id.clone()),
-        _ => {}
-    }
-    out
+    mapping::xcom_sources(task).cloned().collect()
 }
 
 /// Whether preparing the task needs the run's XComs.
