@@ -11,7 +11,7 @@ use pave_core::run::XcomMap;
 use pave_core::template::{self, TemplateContext};
 use pave_core::{MapIndex, Resources, TaskId, TryNumber};
 use pave_executor::{AttemptKey, AttemptResult, CommandLine, Exit, StartRequest};
-use pave_store::{RunRecord, TiRecord};
+use pave_store::{RunRecord, TiKey};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -68,7 +68,7 @@ pub struct AttemptInput<'a> {
     pub dag: &'a Dag,
     pub task: &'a Task,
     pub run: &'a RunRecord,
-    pub ti: &'a TiRecord,
+    pub ti: &'a TiKey,
     /// The try being prepared (1 for the first).
     pub try_number: u32,
     /// The run's XComs the task reads (mapping sources, XCom arguments).
@@ -92,7 +92,7 @@ pub fn prepare(cfg: &SchedulerConfig, input: AttemptInput<'_>) -> Prepared {
         dag_id: dag.dag_id.clone(),
         run_id: run.run_id.clone(),
         task_id: task.task_id.clone(),
-        map_index: ti.key.map_index,
+        map_index: ti.map_index,
         try_number: TryNumber(try_number),
     };
     let log_path = paths::log_path(
@@ -150,7 +150,7 @@ fn build(
     dag: &Dag,
     task: &Task,
     run: &RunRecord,
-    ti: &TiRecord,
+    ti: &TiKey,
     try_number: u32,
     xcoms: &XcomMap,
     key: &AttemptKey,
@@ -162,7 +162,7 @@ fn build(
         }
         TaskKind::Empty => return Err("empty tasks are not sent to executors".into()),
     };
-    let ctx = context(dag, task, run, ti.key.map_index, try_number, xcoms)?;
+    let ctx = context(dag, task, run, ti.map_index, try_number, xcoms)?;
     let script = template::render(command, &ctx)
         .map_err(|e| format!("task `{}`, field `command`: {e}", task.task_id))?;
     let cwd = cwd

@@ -52,6 +52,14 @@ impl LoadedDag {
         self.index.get(id).and_then(|&i| self.dag.tasks.get(i))
     }
 
+    /// The effective priority weight of the task with this id.
+    pub fn weight(&self, id: &str) -> Option<i64> {
+        self.index
+            .get(id)
+            .and_then(|&i| self.weights.get(i))
+            .copied()
+    }
+
     /// The first mapped task that expands over `task`'s `return_value`, if
     /// any (what `pave_core::decide::mapping_dependant` finds, precomputed).
     pub fn mapping_dependant(&self, task: &Task) -> Option<&Task> {

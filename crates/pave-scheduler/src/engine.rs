@@ -21,7 +21,7 @@ use pave_core::admit::{self, Candidate, PoolSlots};
 use pave_core::decide::flow_result_from_return;
 use pave_core::model::{OutputFormat, TaskKind};
 use pave_core::run::{AttemptOutcome, Command, RunView, TiView, XcomMap};
-use pave_core::{DagId, MapIndex, Resources, RunState, TaskId, TaskState, TryNumber};
+use pave_core::{DagId, MapIndex, Resources, RunId, RunState, TaskId, TaskState, TryNumber};
 use pave_executor::{
     AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, ClaimQuery, ClaimStatus, Executor,
     ExecutorEvent,
@@ -48,6 +48,44 @@ struct Inflight {
 
 /// A run and the DAG version it is pinned to.
 type RunContext = (Arc<RunRecord>, Arc<LoadedDag>);
+
+/// A task instance admission may take: `scheduled` in the store, or just
+/// decided ("fresh": scheduled in memory only, so that admission writes it
+/// once, as `queued` when it is taken, as `scheduled` when it must wait).
+#[derive(Clone, Debug)]
+struct Admissible {
+    key: TiKey,
+    dag_id: DagId,
+    run_id: RunId,
+    /// Attempts started so far.
+    try_number: u32,
+    /// The state the store holds, which the write admission makes expects.
+    stored: TaskState,
+    priority_weight: i64,
+    pool: String,
+    pool_slots: u32,
+}
+
+impl Admissible {
+    fn is_fresh(&self) -> bool {
+        self.stored != TaskState::Scheduled
+    }
+}
+
+impl From<TiRecord> for Admissible {
+    fn from(ti: TiRecord) -> Self {
+        Admissible {
+            key: ti.key,
+            dag_id: ti.dag_id,
+            run_id: ti.run_id,
+            try_number: ti.try_number.0,
+            stored: ti.state,
+            priority_weight: ti.priority_weight,
+            pool: ti.pool,
+            pool_slots: ti.pool_slots,
+        }
+    }
+}
 
 /// The changes that end one attempt, not yet written.
 struct Ending {
@@ -80,6 +118,9 @@ pub struct Scheduler {
     last_poll: Option<tokio::time::Instant>,
     /// Wait reasons already written, so a waiting task is not rewritten every step.
     wait_reasons: HashMap<TiKey, String>,
+    /// Task instances `decide` scheduled in this step, not written yet:
+    /// admission writes them (see [`Admissible`]).
+    fresh: Vec<Admissible>,
     /// The executor has no GPU and GPU requests fall back to CPU.
     cpu_only: bool,
 }
@@ -107,6 +148,7 @@ impl Scheduler {
             next_wake: None,
             last_poll: None,
             wait_reasons: HashMap::new(),
+            fresh: Vec::new(),
         }
     }
 
@@ -535,6 +577,7 @@ impl Scheduler {
         let mut batch = ChangeBatch::new(now);
         let mut to_kill = Vec::new();
         let mut final_state = None;
+        let mut fresh = Vec::new();
         // Apply decisions to the in-memory view and decide again until
         // nothing changes: a skip can make its downstream decidable at once.
         for _ in 0..64 {
@@ -554,11 +597,12 @@ impl Scheduler {
             for cmd in commands {
                 changed |= self.command_to_changes(
                     &loaded,
-                    run,
+                    &record,
                     cmd,
                     &mut tis,
                     &mut index,
                     &mut batch,
+                    &mut fresh,
                     &mut to_kill,
                     &mut final_state,
                     now,
@@ -582,6 +626,10 @@ impl Scheduler {
             let at = start + d;
             self.next_wake = Some(self.next_wake.map_or(at, |w| w.min(at)));
         }
+        // Fresh schedules of a run that just finished (a timeout) are dropped.
+        if final_state.is_none() {
+            self.fresh.append(&mut fresh);
+        }
         if batch.is_empty() {
             return Ok(Some(RunState::Running));
         }
@@ -590,6 +638,7 @@ impl Scheduler {
             Err(StoreError::Conflict { what }) => {
                 // Someone else changed the run meanwhile (a CLI clear): look again.
                 tracing::debug!(%run, "decision conflicted ({what}); deciding again");
+                self.fresh.retain(|a| a.key.run != run);
                 self.dirty.insert(run);
                 return Ok(Some(RunState::Running));
             }
@@ -618,15 +667,17 @@ impl Scheduler {
     fn command_to_changes(
         &self,
         loaded: &LoadedDag,
-        run: RunKey,
+        record: &RunRecord,
         cmd: Command,
         tis: &mut Vec<TiView>,
         index: &mut TiIndex,
         batch: &mut ChangeBatch,
+        fresh: &mut Vec<Admissible>,
         to_kill: &mut Vec<TiKey>,
         final_state: &mut Option<RunState>,
         now: DateTime<Utc>,
     ) -> bool {
+        let run = record.key;
         match cmd {
             Command::Schedule { task_id, map_index } => {
                 let Some(ti) = index.get(&task_id, map_index).and_then(|i| tis.get_mut(i)) else {
@@ -653,13 +704,23 @@ impl Scheduler {
                             .reason("empty task: marked success by the scheduler"),
                     );
                     ti.state = TaskState::Success;
-                } else {
-                    batch.push(
-                        TiChange::new(key, TaskState::Scheduled)
-                            .expect(ti.state)
-                            .reason("dependencies met"),
-                    );
+                } else if let Some(task) = loaded.task(task_id.as_str()) {
+                    // Written by admission, in this step (see `Admissible`).
+                    fresh.push(Admissible {
+                        key,
+                        dag_id: record.dag_id.clone(),
+                        run_id: record.run_id.clone(),
+                        try_number: ti.try_number,
+                        stored: ti.state,
+                        priority_weight: loaded
+                            .weight(task_id.as_str())
+                            .unwrap_or(task.priority_weight),
+                        pool: task.pool.clone(),
+                        pool_slots: task.pool_slots,
+                    });
                     ti.state = TaskState::Scheduled;
+                } else {
+                    return false;
                 }
                 true
             }
@@ -757,14 +818,36 @@ impl Scheduler {
     /// before any of its processes starts, then started, then recorded as
     /// running (one transaction).
     async fn admit_and_start(&mut self, now: DateTime<Utc>) -> Result<usize, SchedulerError> {
-        let scheduled = self.store.active_run_tis(&[TaskState::Scheduled]).await?;
-        if scheduled.is_empty() {
+        let fresh = std::mem::take(&mut self.fresh);
+        let stored = self.store.active_run_tis(&[TaskState::Scheduled]).await?;
+        if stored.is_empty() && fresh.is_empty() {
             return Ok(0);
         }
+        let fresh_runs: BTreeSet<RunKey> = fresh.iter().map(|a| a.key.run).collect();
+        let scheduled: Vec<Admissible> = stored
+            .into_iter()
+            .map(Admissible::from)
+            .chain(fresh)
+            .collect();
+        let started = self.admit_candidates(scheduled, now).await;
+        if !matches!(started, Ok(Some(_))) {
+            // Not everything fresh was written: decide those runs again.
+            self.dirty.extend(fresh_runs);
+        }
+        Ok(started?.unwrap_or(0))
+    }
+
+    /// Admission proper (see [`Scheduler::admit_and_start`]). `Ok(None)`
+    /// when a write conflicted and the rest was left for the next step.
+    async fn admit_candidates(
+        &mut self,
+        scheduled: Vec<Admissible>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<usize>, SchedulerError> {
         let capacity = self.capacity().await?;
         let mut candidates = Vec::with_capacity(scheduled.len());
         let mut contexts: HashMap<RunKey, Option<RunContext>> = HashMap::new();
-        let mut by_key: HashMap<admit::TiKey, (TiRecord, RunContext)> =
+        let mut by_key: HashMap<admit::TiKey, (Admissible, RunContext)> =
             HashMap::with_capacity(scheduled.len());
         for ti in scheduled {
             let context = match contexts.get(&ti.key.run) {
@@ -817,10 +900,10 @@ impl Scheduler {
 
         let mut batch = ChangeBatch::new(now);
         for (key, reason) in &admission.impossible {
-            if let Some((ti, _)) = by_key.get(key) {
+            if let Some((ti, _)) = by_key.remove(key) {
                 batch.push(
                     TiChange::new(ti.key.clone(), TaskState::Failed)
-                        .expect(TaskState::Scheduled)
+                        .expect(ti.stored)
                         .end_date(now)
                         .reason(reason.clone()),
                 );
@@ -830,16 +913,31 @@ impl Scheduler {
         for (key, reason) in &admission.wait {
             if let Some((ti, _)) = by_key.get(key) {
                 let text = reason.to_string();
-                if self.wait_reasons.get(&ti.key) != Some(&text) {
+                if ti.is_fresh() || self.wait_reasons.get(&ti.key) != Some(&text) {
                     self.wait_reasons.insert(ti.key.clone(), text.clone());
                     batch.push(
                         TiChange::new(ti.key.clone(), TaskState::Scheduled)
-                            .expect(TaskState::Scheduled)
+                            .expect(ti.stored)
                             .reason(text),
                     );
                 }
             }
         }
+        // A fresh task instance that admission neither takes nor explains
+        // is still written as scheduled.
+        let queued: std::collections::HashSet<&admit::TiKey> = admission.queue.iter().collect();
+        let waiting: std::collections::HashSet<&admit::TiKey> =
+            admission.wait.iter().map(|(k, _)| k).collect();
+        for (key, (ti, _)) in &by_key {
+            if ti.is_fresh() && !queued.contains(key) && !waiting.contains(key) {
+                batch.push(
+                    TiChange::new(ti.key.clone(), TaskState::Scheduled)
+                        .expect(ti.stored)
+                        .reason("dependencies met"),
+                );
+            }
+        }
+        drop((queued, waiting));
 
         let mut started = 0;
         let mut xcom_cache: HashMap<RunKey, XcomMap> = HashMap::new();
@@ -860,7 +958,7 @@ impl Scheduler {
                 let Some(task) = loaded.task(ti.key.task_id.as_str()) else {
                     continue;
                 };
-                let try_number = ti.try_number.0 + 1;
+                let try_number = ti.try_number + 1;
                 let xcoms = if attempt::needs_xcoms(task) {
                     if let std::collections::hash_map::Entry::Vacant(slot) =
                         xcom_cache.entry(run.key)
@@ -883,7 +981,7 @@ impl Scheduler {
                         dag: &loaded.dag,
                         task,
                         run: &run,
-                        ti: &ti,
+                        ti: &ti.key,
                         try_number,
                         xcoms: xcoms.unwrap_or(&empty),
                         cpu_only: self.cpu_only,
@@ -891,7 +989,7 @@ impl Scheduler {
                 );
                 batch.push(
                     TiChange::new(ti.key.clone(), TaskState::Queued)
-                        .expect(TaskState::Scheduled)
+                        .expect(ti.stored)
                         .try_number(TryNumber(try_number))
                         .queued_at(now)
                         .reason("queued"),
@@ -912,13 +1010,13 @@ impl Scheduler {
             if let Err(e) = self.apply_strict(queued).await {
                 if matches!(e, SchedulerError::Store(StoreError::Conflict { .. })) {
                     tracing::debug!("admission conflicted; will retry: {e}");
-                    return Ok(started);
+                    return Ok(None);
                 }
                 return Err(e);
             }
             started += self.start_prepared(prepared, now).await?;
         }
-        Ok(started)
+        Ok(Some(started))
     }
 
     /// Starts attempts committed as queued, records the started ones as
@@ -939,22 +1037,18 @@ impl Scheduler {
                         Ok(handle) => {
                             started += 1;
                             let handle_json = serde_json::to_value(&handle).unwrap_or_default();
+                            // Only the task instance: its try row was
+                            // written when queued and is completed when the
+                            // try ends (with the handle); while it runs, the
+                            // task instance holds the try's live state.
                             batch.push(
                                 TiChange::new(ti.clone(), TaskState::Running)
                                     .expect_attempt(TaskState::Queued, TryNumber(try_number))
                                     .start_date(handle.started_at)
-                                    .executor_handle(handle_json.clone())
+                                    .executor_handle(handle_json)
                                     .hostname(self.cfg.hostname.clone())
                                     .reason("running"),
                             );
-                            let mut tr = TryRecord::new(
-                                ti.clone(),
-                                TryNumber(try_number),
-                                TaskState::Running,
-                            );
-                            tr.start_date = Some(handle.started_at);
-                            tr.executor_handle = Some(handle_json);
-                            batch.push(tr);
                             self.inflight.insert(akey, Inflight { ti, handle });
                         }
                         Err(e) => {
@@ -983,7 +1077,7 @@ impl Scheduler {
         let mut endings = Vec::with_capacity(ended.len());
         for (akey, ti, result) in ended {
             if let Some(e) = self
-                .attempt_end(akey, ti, result, TaskState::Queued)
+                .attempt_end(akey, ti, result, TaskState::Queued, None)
                 .await?
             {
                 endings.push(e);
@@ -1087,7 +1181,13 @@ impl Scheduler {
                 continue;
             };
             if let Some(ending) = self
-                .attempt_end(key, inflight.ti, result, TaskState::Running)
+                .attempt_end(
+                    key,
+                    inflight.ti,
+                    result,
+                    TaskState::Running,
+                    Some(&inflight.handle),
+                )
                 .await?
             {
                 endings.push(ending);
@@ -1104,7 +1204,7 @@ impl Scheduler {
         result: AttemptResult,
         expected: TaskState,
     ) -> Result<(), SchedulerError> {
-        let ending = self.attempt_end(key, ti, result, expected).await?;
+        let ending = self.attempt_end(key, ti, result, expected, None).await?;
         self.apply_endings(ending.into_iter().collect()).await
     }
 
@@ -1155,6 +1255,7 @@ impl Scheduler {
         ti: TiKey,
         result: AttemptResult,
         expected: TaskState,
+        handle: Option<&AttemptHandle>,
     ) -> Result<Option<Ending>, SchedulerError> {
         let now = self.clock.now();
         let Some(run) = self.run_record(ti.run).await? else {
@@ -1300,6 +1401,7 @@ impl Scheduler {
         };
         tr.peak_rss_kb = Some(result.peak_rss_kib);
         tr.reason = Some(res.reason);
+        tr.executor_handle = handle.and_then(|h| serde_json::to_value(h).ok());
         batch.push(tr);
         if let Some(value) = xcom {
             batch.push(NewXcom {

@@ -325,3 +325,92 @@ async fn a_stale_report_does_not_block_the_others_of_its_batch() {
     let r = store.get_run(run.key).await.expect("run");
     assert_eq!(r.state, RunState::Failed);
 }
+
+/// What `decide` schedules is written once, by admission in the same step:
+/// `queued` when it is taken, `scheduled` with the reason when it must wait.
+/// A try's row is written when it is queued and completed when it ends;
+/// while it runs, `list_tries` reads its live state from the task instance.
+#[tokio::test]
+async fn decided_task_instances_are_written_once_by_admission() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
+    store.migrate().await.expect("migrate");
+    let mut d = Dag::new("admission");
+    d.max_active_tasks = Some(1);
+    d.tasks = vec![
+        command("a", &[], 0),
+        command("b", &[], 0),
+        command("c", &[], 0),
+    ];
+    store
+        .upsert_dag(ParsedDag {
+            dag_id: d.dag_id.clone(),
+            fileloc: None,
+            spec: pave_scheduler::dags::encode(&d),
+            parsed_at: Utc::now(),
+            paused_at_creation: false,
+        })
+        .await
+        .expect("dag stored");
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("date"),
+    ));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec_clock = clock.clone();
+    let executor =
+        NoopExecutor::new(tx).with_clock(move || pave_scheduler::Clock::now(exec_clock.as_ref()));
+    let mut cfg = SchedulerConfig::new(std::env::temp_dir().join("pave-sim-logs"));
+    cfg.create_scheduled_runs = false;
+    cfg.poll_interval = Duration::from_secs(3600);
+    let mut s = Scheduler::new(store.clone(), Arc::new(executor), rx, clock.clone(), cfg);
+    let run = s
+        .trigger(&d.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+
+    // One step: one task instance taken, two waiting for the DAG's limit.
+    assert_eq!(s.step().await.expect("step").started, 1);
+    let tis = store.run_tis(run.key).await.expect("tis");
+    let running: Vec<_> = tis
+        .iter()
+        .filter(|t| t.state == TaskState::Running)
+        .collect();
+    let waiting: Vec<_> = tis
+        .iter()
+        .filter(|t| t.state == TaskState::Scheduled)
+        .collect();
+    assert_eq!((running.len(), waiting.len()), (1, 2), "{tis:?}");
+    for t in &waiting {
+        let reason = t.reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("max_active_tasks"), "{reason}");
+        assert!(store.list_tries(&t.key).await.expect("tries").is_empty());
+    }
+    let live = store.list_tries(&running[0].key).await.expect("tries");
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].state, TaskState::Running);
+    assert_eq!(live[0].start_date, running[0].start_date);
+    assert!(live[0].executor_handle.is_some());
+    assert!(live[0].log_path.is_some());
+
+    for _ in 0..10 {
+        s.drain_events().await.expect("events");
+        if s.step()
+            .await
+            .expect("step")
+            .finished_runs
+            .contains(&run.key)
+        {
+            break;
+        }
+    }
+    let r = store.get_run(run.key).await.expect("run");
+    assert_eq!(r.state, RunState::Success);
+    for t in store.run_tis(run.key).await.expect("tis") {
+        let tries = store.list_tries(&t.key).await.expect("tries");
+        assert_eq!(tries.len(), 1, "{}: {tries:?}", t.key);
+        assert_eq!(tries[0].state, TaskState::Success);
+        assert!(tries[0].end_date.is_some());
+        assert!(tries[0].executor_handle.is_some(), "{}", t.key);
+    }
+}

@@ -73,7 +73,10 @@ pub trait Store: Send + Sync {
     async fn active_run_tis(&self, states: &[TaskState]) -> Result<Vec<TiRecord>>;
     /// Slots and counts taken by active task instances.
     async fn occupancy(&self) -> Result<Occupancy>;
-    /// The attempts of one task instance, by try number.
+    /// The attempts of one task instance, by try number. The scheduler writes
+    /// a try row when the try is queued and completes it when the try ends;
+    /// a queued row whose task instance is now running that try reads as
+    /// running, with the task instance's start date, hostname and handle.
     async fn list_tries(&self, ti: &TiKey) -> Result<Vec<TryRecord>>;
 
     // ------------------------------------------------------------ XComs

@@ -274,11 +274,24 @@ impl TryRow {
 
 pub(super) async fn list_tries(pool: &SqlitePool, ti: &TiKey) -> Result<Vec<TryRecord>> {
     let rows: Vec<TryRow> = sqlx::query_as(
-        "SELECT run_pk, task_id, map_index, try_number, state, start_date, end_date,
-                exit_code, peak_rss_kb, hostname, executor_handle, reason, log_path
-         FROM task_instance_try
-         WHERE run_pk = ?1 AND task_id = ?2 AND map_index = ?3
-         ORDER BY try_number",
+        // A try row is written when the try is queued and completed when it
+        // ends; in between, the task instance holds the live state of its
+        // current try (running, its start and handle), read through here.
+        "SELECT t.run_pk, t.task_id, t.map_index, t.try_number,
+                CASE WHEN live.id IS NOT NULL THEN live.state ELSE t.state END AS state,
+                COALESCE(t.start_date, live.start_date) AS start_date, t.end_date,
+                t.exit_code, t.peak_rss_kb, COALESCE(t.hostname, live.hostname) AS hostname,
+                COALESCE(t.executor_handle, live.executor_handle) AS executor_handle,
+                CASE WHEN live.id IS NOT NULL THEN live.reason ELSE t.reason END AS reason,
+                t.log_path
+         FROM task_instance_try AS t
+         LEFT JOIN task_instance AS live
+           ON live.run_pk = t.run_pk AND live.task_id = t.task_id
+          AND live.map_index = t.map_index AND live.try_number = t.try_number
+          AND t.end_date IS NULL AND t.state = 'queued'
+          AND live.state IN ('running', 'restarting', 'deferred')
+         WHERE t.run_pk = ?1 AND t.task_id = ?2 AND t.map_index = ?3
+         ORDER BY t.try_number",
     )
     .bind(ti.run.0)
     .bind(ti.task_id.as_str())
