@@ -347,7 +347,7 @@ impl Capacity {
 /// One GPU an executor can hand out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuInfo {
-    /// The id put in `CUDA_VISIBLE_DEVICES` (nvidia-smi's index; the executor
+    /// The id put in `CUDA_VISIBLE_DEVICES` (NVML's and nvidia-smi's index; the executor
     /// also sets `CUDA_DEVICE_ORDER=PCI_BUS_ID` so CUDA numbers them the same).
     pub id: u32,
     pub uuid: Option<String>,

@@ -30,8 +30,42 @@ pub(crate) fn parse_meminfo_total(meminfo: &str) -> Option<u64> {
     }
 }
 
-/// GPUs as `nvidia-smi` lists them; empty when it is missing or fails.
+/// The machine's NVIDIA GPUs: from NVML (the driver's library, loaded at
+/// run time) when it is present, else from `nvidia-smi`; empty when neither
+/// answers.
 pub fn detect_gpus() -> Vec<GpuInfo> {
+    match nvml_gpus() {
+        Ok(gpus) => gpus,
+        Err(e) => {
+            tracing::debug!("NVML unavailable ({e}); asking nvidia-smi");
+            nvidia_smi_gpus()
+        }
+    }
+}
+
+/// GPUs as NVML reports them, in NVML's index order (the order of
+/// `CUDA_VISIBLE_DEVICES` with `CUDA_DEVICE_ORDER=PCI_BUS_ID`). An error
+/// when the library cannot be loaded (no driver) or does not answer.
+pub fn nvml_gpus() -> Result<Vec<GpuInfo>, String> {
+    let nvml = nvml_wrapper::Nvml::init().map_err(|e| e.to_string())?;
+    let count = nvml.device_count().map_err(|e| e.to_string())?;
+    let mut gpus = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    for id in 0..count {
+        let device = nvml
+            .device_by_index(id)
+            .map_err(|e| format!("GPU {id}: {e}"))?;
+        gpus.push(GpuInfo {
+            id,
+            uuid: device.uuid().ok(),
+            name: device.name().ok(),
+            memory_bytes: device.memory_info().ok().map(|m| m.total),
+        });
+    }
+    Ok(gpus)
+}
+
+/// GPUs as `nvidia-smi` lists them; empty when it is missing or fails.
+pub fn nvidia_smi_gpus() -> Vec<GpuInfo> {
     let output = Command::new("nvidia-smi")
         .args([
             "--query-gpu=index,uuid,name,memory.total",
@@ -206,6 +240,20 @@ mod tests {
         assert_eq!(gpus[0].uuid.as_deref(), Some("GPU-aaaa"));
         assert_eq!(gpus[1].name.as_deref(), Some("NVIDIA H200"));
         assert_eq!(gpus[1].memory_bytes, Some(143771 * 1024 * 1024));
+    }
+
+    #[test]
+    fn nvml_without_a_driver_is_an_error_not_a_panic() {
+        // On a machine with the NVIDIA driver this lists its GPUs; without
+        // one, NVML's library is missing and detection falls back.
+        let driver = std::path::Path::new("/proc/driver/nvidia/version").exists();
+        match nvml_gpus() {
+            Ok(gpus) => assert!(driver, "NVML answered without a driver: {gpus:?}"),
+            Err(e) => assert!(!e.is_empty()),
+        }
+        if !driver {
+            assert_eq!(detect_gpus(), nvidia_smi_gpus());
+        }
     }
 
     #[test]

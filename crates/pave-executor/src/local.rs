@@ -48,7 +48,7 @@ pub struct LocalExecutorConfig {
     /// Total memory; `None`: `MemTotal` from `/proc/meminfo`.
     pub memory_bytes: Option<u64>,
     /// `Some(n)`: exactly GPUs `0..n` (like `PAVE_GPUS=n`), no detection.
-    /// `None`: the GPUs `nvidia-smi` lists, or none without it.
+    /// `None`: the GPUs NVML (else `nvidia-smi`) reports, or none without them.
     pub gpu_count: Option<u32>,
     /// Time between SIGTERM and SIGKILL on a timeout or a kill.
     pub kill_grace: Duration,
