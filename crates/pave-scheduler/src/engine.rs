@@ -87,6 +87,13 @@ impl From<TiRecord> for Admissible {
     }
 }
 
+/// What one admission did.
+struct Admitted {
+    started: usize,
+    /// Task instances are `scheduled` in the store after it.
+    left_scheduled: bool,
+}
+
 /// The changes that end one attempt, not yet written.
 struct Ending {
     key: AttemptKey,
@@ -121,6 +128,12 @@ pub struct Scheduler {
     /// Task instances `decide` scheduled in this step, not written yet:
     /// admission writes them (see [`Admissible`]).
     fresh: Vec<Admissible>,
+    /// The store may hold `scheduled` task instances that admission has
+    /// not seen: set by anything that writes one (a waiting task instance,
+    /// reconciliation) and by every poll (another process may have); cleared
+    /// by an admission that leaves none behind. While it is clear,
+    /// admission does not read the store for them.
+    stored_scheduled: bool,
     /// The executor has no GPU and GPU requests fall back to CPU.
     cpu_only: bool,
 }
@@ -149,6 +162,7 @@ impl Scheduler {
             last_poll: None,
             wait_reasons: HashMap::new(),
             fresh: Vec::new(),
+            stored_scheduled: true,
         }
     }
 
@@ -168,6 +182,13 @@ impl Scheduler {
     /// Attempts this scheduler is watching now.
     pub fn inflight_count(&self) -> usize {
         self.inflight.len()
+    }
+
+    /// Makes the next `step` look at the store at once instead of at the
+    /// next poll: another writer in the process (the REST API) created or
+    /// changed runs or task instances.
+    pub fn poke(&mut self) {
+        self.last_poll = None;
     }
 
     /// Creates a manual run of `dag_id`; it is picked up by the next step.
@@ -211,6 +232,7 @@ impl Scheduler {
     /// task instance to scheduled with the previous try number instead, as
     /// Airflow resets orphaned queued task instances.
     pub async fn reconcile(&mut self) -> Result<(), SchedulerError> {
+        self.stored_scheduled = true;
         let tis = self
             .store
             .active_run_tis(&[TaskState::Queued, TaskState::Running])
@@ -460,6 +482,7 @@ impl Scheduler {
             .is_none_or(|t| t.elapsed() >= self.cfg.poll_interval)
         {
             self.last_poll = Some(tokio::time::Instant::now());
+            self.stored_scheduled = true;
             report.runs_created = self.poll(now).await?;
         }
         let dirty = std::mem::take(&mut self.dirty);
@@ -819,22 +842,34 @@ impl Scheduler {
     /// running (one transaction).
     async fn admit_and_start(&mut self, now: DateTime<Utc>) -> Result<usize, SchedulerError> {
         let fresh = std::mem::take(&mut self.fresh);
-        let stored = self.store.active_run_tis(&[TaskState::Scheduled]).await?;
+        let stored = if self.stored_scheduled {
+            self.store.active_run_tis(&[TaskState::Scheduled]).await?
+        } else {
+            Vec::new()
+        };
         if stored.is_empty() && fresh.is_empty() {
+            self.stored_scheduled = false;
             return Ok(0);
         }
+        // Cleared again below only if this admission leaves none behind.
+        self.stored_scheduled = true;
         let fresh_runs: BTreeSet<RunKey> = fresh.iter().map(|a| a.key.run).collect();
         let scheduled: Vec<Admissible> = stored
             .into_iter()
             .map(Admissible::from)
             .chain(fresh)
             .collect();
-        let started = self.admit_candidates(scheduled, now).await;
-        if !matches!(started, Ok(Some(_))) {
-            // Not everything fresh was written: decide those runs again.
-            self.dirty.extend(fresh_runs);
+        match self.admit_candidates(scheduled, now).await {
+            Ok(Some(admitted)) => {
+                self.stored_scheduled = admitted.left_scheduled;
+                Ok(admitted.started)
+            }
+            outcome => {
+                // Not everything fresh was written: decide those runs again.
+                self.dirty.extend(fresh_runs);
+                outcome.map(|_| 0)
+            }
         }
-        Ok(started?.unwrap_or(0))
     }
 
     /// Admission proper (see [`Scheduler::admit_and_start`]). `Ok(None)`
@@ -843,8 +878,9 @@ impl Scheduler {
         &mut self,
         scheduled: Vec<Admissible>,
         now: DateTime<Utc>,
-    ) -> Result<Option<usize>, SchedulerError> {
+    ) -> Result<Option<Admitted>, SchedulerError> {
         let capacity = self.capacity().await?;
+        let offered = scheduled.len();
         let mut candidates = Vec::with_capacity(scheduled.len());
         let mut contexts: HashMap<RunKey, Option<RunContext>> = HashMap::new();
         let mut by_key: HashMap<admit::TiKey, (Admissible, RunContext)> =
@@ -896,6 +932,7 @@ impl Scheduler {
         }
         drop(contexts);
         let admission = admit::admit(&candidates, &capacity);
+        let mut left_scheduled = candidates.len() < offered || !admission.wait.is_empty();
         drop(candidates);
 
         let mut batch = ChangeBatch::new(now);
@@ -930,6 +967,7 @@ impl Scheduler {
             admission.wait.iter().map(|(k, _)| k).collect();
         for (key, (ti, _)) in &by_key {
             if ti.is_fresh() && !queued.contains(key) && !waiting.contains(key) {
+                left_scheduled = true;
                 batch.push(
                     TiChange::new(ti.key.clone(), TaskState::Scheduled)
                         .expect(ti.stored)
@@ -1016,7 +1054,10 @@ impl Scheduler {
             }
             started += self.start_prepared(prepared, now).await?;
         }
-        Ok(Some(started))
+        Ok(Some(Admitted {
+            started,
+            left_scheduled,
+        }))
     }
 
     /// Starts attempts committed as queued, records the started ones as
