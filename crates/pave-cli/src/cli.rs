@@ -20,7 +20,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the scheduler and the local executor on $PAVE_HOME (the UI joins later).
+    /// Run the scheduler, the local executor and the REST API on $PAVE_HOME.
     Standalone(StandaloneArgs),
     /// Inspect, test, trigger and pause DAGs.
     #[command(subcommand)]
@@ -31,8 +31,16 @@ pub enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Users of the REST API and web UI.
+    #[command(subcommand)]
+    Users(crate::accounts::UsersCommand),
+    /// API tokens for scripts.
+    #[command(subcommand)]
+    Tokens(crate::accounts::TokensCommand),
     /// Print pave's version.
     Version(JsonFlag),
+    /// Serve a simulated Kubernetes cluster (for the Kubernetes executor and kubectl).
+    KubeSim(crate::kube_sim::KubeSimArgs),
     /// Internal: run one task attempt under supervision (used by the local executor).
     #[command(hide = true, trailing_var_arg = true)]
     Supervise {
@@ -43,9 +51,13 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct StandaloneArgs {
-    /// Port for the UI and API (0 picks a free port).
+    /// Port for the UI and API on 127.0.0.1 (0 picks a free port).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// Address for the UI and API, e.g. 0.0.0.0:8080 (overrides --port).
+    /// Off loopback, session cookies are marked Secure: serve it behind HTTPS.
+    #[arg(long, env = "PAVE_LISTEN")]
+    pub listen: Option<String>,
     /// Folder of DAG files (default: $PAVE_HOME/dags, seeded with the examples).
     #[arg(long, env = "PAVE_DAGS_FOLDER")]
     pub dags: Option<PathBuf>,

@@ -1,7 +1,7 @@
 //! `$PAVE_HOME`: where the database, logs and DAGs of an installation live.
 
 use anyhow::{Context, Result};
-use pave_store::{SqliteStore, Store};
+use pave_store::{ApiStore, SqliteStore, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,6 +49,12 @@ impl Home {
 
     /// Creates the home folder if needed and opens (and migrates) its database.
     pub async fn open_store(&self) -> Result<Arc<dyn Store>> {
+        let store: Arc<dyn Store> = self.open_api_store().await?;
+        Ok(store)
+    }
+
+    /// The same database with the REST API's queries and accounts.
+    pub async fn open_api_store(&self) -> Result<Arc<dyn ApiStore>> {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create PAVE_HOME {}", self.root.display()))?;
         let store = SqliteStore::open(self.db_path())

@@ -1,8 +1,10 @@
 //! `pave`: the scheduler, executors, DAG processor and CLI in one binary.
 
+mod accounts;
 mod cli;
 mod commands;
 mod home;
+mod kube_sim;
 mod output;
 mod processor;
 mod sdk;
@@ -54,6 +56,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Standalone(args) => standalone::run(home, args).await,
         Command::Dags(cmd) => commands::dags(home, cmd).await,
         Command::Tasks(cmd) => commands::tasks(home, cmd).await,
+        Command::Users(cmd) => accounts::users(home, cmd).await,
+        Command::Tokens(cmd) => accounts::tokens(home, cmd).await,
         Command::Db(cli::DbCommand::Migrate) => {
             home.open_store().await?;
             println!("database {} is up to date", home.db_path().display());
@@ -68,6 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::KubeSim(args) => kube_sim::run(args).await,
         // Handled in `main` before the runtime starts.
         Command::Supervise { .. } => Ok(ExitCode::FAILURE),
     }

@@ -1,12 +1,16 @@
-//! `pave standalone`: the DAG processor, scheduler and local executor in one
-//! process on `$PAVE_HOME`.
+//! `pave standalone`: the DAG processor, scheduler, local executor and the
+//! REST API in one process on `$PAVE_HOME`.
 
 use crate::cli::StandaloneArgs;
 use crate::home::Home;
 use crate::processor::DagProcessor;
 use anyhow::{Context, Result};
-use pave_scheduler::TriggerRequest;
+use pave_rest::{RestConfig, RestState, SchedulerLink};
+use pave_scheduler::{SystemClock, TriggerRequest};
+use pave_store::{ApiStore, Store};
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Holds `$PAVE_HOME/scheduler.lock` for the life of the process, so two
@@ -29,15 +33,23 @@ fn lock_home(home: &Home) -> Result<nix::fcntl::Flock<std::fs::File>> {
 }
 
 pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
-    let store = home.open_store().await?;
+    let api_store = home.open_api_store().await?;
+    let store: Arc<dyn Store> = api_store.clone();
     let _lock = lock_home(&home)?;
     let dags_dir = home.dags_dir(args.dags.clone())?;
     println!("pave standalone: home {}", home.root.display());
     println!("pave standalone: DAGs folder {}", dags_dir.display());
-    println!(
-        "pave standalone: the web UI and REST API are not part of this build yet (port {} stays free)",
-        args.port
-    );
+    if let Some(password) = crate::accounts::first_admin(api_store.as_ref()).await? {
+        println!("pave standalone: created user admin (role admin) with password: {password}");
+        println!(
+            "pave standalone: the password is shown only this once; change it with \
+             `pave users set-password --username admin --password-stdin`"
+        );
+    }
+    let link = SchedulerLink::default();
+    let api_addr = serve_api(&home, &args, api_store, link.clone()).await?;
+    println!("pave standalone: web UI at http://{api_addr}/ (see docs/ui.md)");
+    println!("pave standalone: REST API at http://{api_addr}/api/v1 (see docs/rest-api.md)");
 
     let mut processor = DagProcessor::with_python(crate::services::python_parser(&home));
     let report = processor.sync(store.as_ref(), &dags_dir).await?;
@@ -94,6 +106,7 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     loop {
+        link.beat(chrono::Utc::now());
         let report = scheduler.step().await?;
         for run in &report.finished_runs {
             if let Ok(r) = store.get_run(*run).await {
@@ -109,10 +122,48 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
         }
         tokio::select! {
             r = scheduler.wait() => r?,
+            // A write through the REST API: look at the store now.
+            _ = link.poked() => scheduler.poke(),
             _ = &mut stop => {
                 println!("pave standalone: stopping; {} running attempt(s) keep running", scheduler.inflight_count());
                 return Ok(ExitCode::SUCCESS);
             }
         }
     }
+}
+
+/// Binds the REST API's address (`--listen`, else 127.0.0.1:`--port`) and
+/// serves it in the background; returns the address it got.
+async fn serve_api(
+    home: &Home,
+    args: &StandaloneArgs,
+    store: Arc<dyn ApiStore>,
+    link: SchedulerLink,
+) -> Result<SocketAddr> {
+    let wanted: SocketAddr = match &args.listen {
+        Some(text) => text.parse().with_context(|| {
+            format!(
+                "invalid --listen `{text}`: use HOST:PORT with an IP address, e.g. 127.0.0.1:8080"
+            )
+        })?,
+        None => SocketAddr::from(([127, 0, 0, 1], args.port)),
+    };
+    let listener = tokio::net::TcpListener::bind(wanted).await.with_context(|| {
+        format!("cannot listen on {wanted} for the REST API; pick another --port (0 picks a free one) or --listen")
+    })?;
+    let addr = listener.local_addr()?;
+    let config = RestConfig {
+        // Browsers send Secure cookies over HTTPS only, and reach loopback
+        // over plain http; anywhere else pave is meant to sit behind HTTPS.
+        secure_cookies: !addr.ip().is_loopback(),
+        ..RestConfig::default()
+    };
+    let state = RestState::new(store, Arc::new(SystemClock), home.logs_dir(), link, config);
+    let router = pave_rest::router(state);
+    tokio::spawn(async move {
+        if let Err(e) = pave_api::serve(listener, router, std::future::pending()).await {
+            tracing::error!("the REST API stopped: {e}");
+        }
+    });
+    Ok(addr)
 }

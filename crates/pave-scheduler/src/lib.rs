@@ -1,6 +1,7 @@
 //! pave-scheduler: the driver that turns pave-core's pure decisions into
 //! stored state and started attempts. See `engine.rs` for the loop.
 
+pub mod actions;
 pub mod attempt;
 pub mod clock;
 pub mod config;

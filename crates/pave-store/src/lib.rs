@@ -13,12 +13,18 @@
 
 pub mod batch;
 pub mod error;
+pub mod query;
 pub mod records;
 pub mod sqlite;
 pub mod store;
 
 pub use batch::{BatchOutcome, Change, ChangeBatch, Expected, Field, RunChange, TiChange};
 pub use error::{Result, StoreError};
+pub use query::{
+    ApiStore, ApiTokenRecord, AuthStore, DagQuery, DagSort, NewApiToken, NewUser, Order, Page,
+    PageRequest, QueryStore, Role, RunQuery, RunSort, SessionRecord, SortDir, TiQuery, TiSort,
+    TimeRange, TokenId, UserId, UserRecord, XcomQuery,
+};
 pub use records::*;
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::Store;

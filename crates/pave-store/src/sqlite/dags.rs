@@ -9,7 +9,7 @@ use sqlx::{FromRow, SqliteConnection, SqlitePool};
 use std::fmt::Write as _;
 
 #[derive(FromRow)]
-struct DagRow {
+pub(super) struct DagRow {
     dag_id: String,
     is_paused: bool,
     fileloc: Option<String>,
@@ -19,7 +19,7 @@ struct DagRow {
 }
 
 impl DagRow {
-    fn into_record(self) -> Result<DagRecord> {
+    pub(super) fn into_record(self) -> Result<DagRecord> {
         let row = format!("dag `{}`", self.dag_id);
         corrupt_row(
             row,
@@ -38,7 +38,7 @@ impl DagRow {
 }
 
 #[derive(FromRow)]
-struct VersionRow {
+pub(super) struct VersionRow {
     id: i64,
     dag_id: String,
     version_number: i64,
@@ -48,7 +48,7 @@ struct VersionRow {
 }
 
 impl VersionRow {
-    fn into_record(self) -> Result<DagVersionRecord> {
+    pub(super) fn into_record(self) -> Result<DagVersionRecord> {
         let row = format!("dag version #{} of dag `{}`", self.id, self.dag_id);
         corrupt_row(
             row,

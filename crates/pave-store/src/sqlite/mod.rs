@@ -11,10 +11,12 @@
 //! the `Store` trait.
 
 mod apply;
+mod auth;
 mod conv;
 mod dags;
 mod jobs;
 mod pools;
+mod query;
 mod runs;
 mod tis;
 mod xcom;

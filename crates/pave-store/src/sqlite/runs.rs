@@ -24,7 +24,7 @@ macro_rules! run_select {
 }
 
 #[derive(FromRow)]
-struct RunRow {
+pub(super) struct RunRow {
     id: i64,
     dag_id: String,
     run_id: String,
@@ -45,7 +45,7 @@ struct RunRow {
 }
 
 impl RunRow {
-    fn into_record(self) -> Result<RunRecord> {
+    pub(super) fn into_record(self) -> Result<RunRecord> {
         let row = format!("run `{}` of dag `{}`", self.run_id, self.dag_id);
         corrupt_row(
             row,

@@ -8,7 +8,7 @@ use pave_core::{MapIndex, TaskId};
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
 #[derive(FromRow)]
-struct XcomRow {
+pub(super) struct XcomRow {
     run_pk: i64,
     task_id: String,
     map_index: i32,
@@ -19,7 +19,7 @@ struct XcomRow {
 }
 
 impl XcomRow {
-    fn into_record(self) -> Result<XcomRecord> {
+    pub(super) fn into_record(self) -> Result<XcomRecord> {
         let ti = TiKey {
             run: RunKey(self.run_pk),
             task_id: TaskId(self.task_id),

@@ -1,0 +1,69 @@
+//! `pave kube-sim`: serves a simulated Kubernetes cluster (pave-kube-sim)
+//! on a local port, for the Kubernetes executor, kubectl and demos.
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use pave_kube_sim::{Cluster, ClusterConfig, KubeletMode};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// How the simulated kubelet runs pods.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kubelet {
+    /// Run each pod's first container command as a local process.
+    Process,
+    /// Succeed after a moment, unless a pod's `sim.pave.dev/outcome` annotation says otherwise.
+    Script,
+}
+
+#[derive(Args, Debug)]
+pub struct KubeSimArgs {
+    /// Node file: YAML, generic CSV, or the Alibaba GPU trace CSV (see docs/kube-sim.md).
+    #[arg(long)]
+    pub nodes: PathBuf,
+    /// Address to serve the Kubernetes API on (plain http).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// Write a kubeconfig for the served API here.
+    #[arg(long)]
+    pub write_kubeconfig: Option<PathBuf>,
+    /// How pods run.
+    #[arg(long, value_enum, default_value = "process")]
+    pub kubelet: Kubelet,
+    /// Images that fail to pull (ErrImagePull); `*` matches anything. Repeatable.
+    #[arg(long = "bad-image")]
+    pub bad_images: Vec<String>,
+}
+
+pub async fn run(args: KubeSimArgs) -> Result<ExitCode> {
+    let nodes = pave_kube_sim::load_node_file(&args.nodes)?;
+    let cluster = Cluster::start(ClusterConfig {
+        kubelet: match args.kubelet {
+            Kubelet::Process => KubeletMode::Process,
+            Kubelet::Script => KubeletMode::Script,
+        },
+        bad_images: args.bad_images,
+        ..Default::default()
+    });
+    cluster.add_nodes(&nodes);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let url = format!("http://{addr}");
+    if let Some(path) = &args.write_kubeconfig {
+        pave_kube_sim::write_kubeconfig(path, &url)?;
+        eprintln!("kubeconfig written to {}", path.display());
+    }
+    eprintln!(
+        "simulated Kubernetes API ({} nodes) on {url}; Ctrl-C stops it",
+        cluster.nodes().len()
+    );
+    tokio::select! {
+        served = pave_kube_sim::serve(cluster.clone(), listener) => served?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    cluster.shutdown();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,259 @@
+//! End to end: the real `pave standalone` serves the REST API next to its
+//! scheduler. Start it on a temporary home and a free port, read the admin
+//! password it prints once, log in with it, create API tokens with the
+//! CLI, trigger a DAG over HTTP, poll the run until it succeeds, read a
+//! task's log, and see a viewer refused.
+
+mod common;
+
+use common::{Pave, Running, copy_fixtures, dags_dir};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A minimal HTTP/1.1 client: one request per connection.
+struct Http {
+    addr: String,
+}
+
+struct HttpReply {
+    status: u16,
+    body: Value,
+    raw: String,
+}
+
+impl Http {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> HttpReply {
+        let mut stream = TcpStream::connect(&self.addr).expect("connect to the REST API");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("a read timeout");
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            payload.len()
+        );
+        if body.is_some() {
+            request.push_str("Content-Type: application/json\r\n");
+        }
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(&payload);
+        stream
+            .write_all(request.as_bytes())
+            .expect("send the request");
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).expect("read the reply");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP reply");
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status code");
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        let body_text = if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_owned()
+        };
+        HttpReply {
+            status,
+            body: serde_json::from_str(&body_text).unwrap_or(Value::Null),
+            raw: text,
+        }
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The text after `marker` on the first line that has it.
+fn after<'a>(lines: &'a [String], marker: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest.trim()))
+        .unwrap_or_else(|| panic!("no line with {marker:?} in:\n{}", lines.join("\n")))
+}
+
+#[test]
+fn standalone_serves_the_rest_api_end_to_end() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    copy_fixtures(dir.path(), &["hello.yaml"]);
+    let dags = dir.path().to_str().expect("utf-8");
+    let mut standalone =
+        Running::spawn(pave.command(&["standalone", "--dags", dags, "--port", "0"]));
+    standalone.wait_for_line("REST API at http://", START_TIMEOUT);
+    let password = after(&standalone.seen, "with password:").to_owned();
+    let base = after(&standalone.seen, "REST API at http://")
+        .split_whitespace()
+        .next()
+        .expect("an address")
+        .to_owned();
+    let addr = base.trim_end_matches("/api/v1").to_owned();
+    let http = Http { addr };
+
+    // Only health answers without credentials.
+    let health = http.call("GET", "/api/v1/health", &[], None);
+    assert_eq!(health.status, 200, "{}", health.raw);
+    let anonymous = http.call("GET", "/api/v1/dags", &[], None);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.raw);
+    assert!(anonymous.raw.contains("application/problem+json"));
+
+    // The printed admin password logs in.
+    let login = http.call(
+        "POST",
+        "/api/v1/auth/login",
+        &[],
+        Some(&json!({"username": "admin", "password": password})),
+    );
+    assert_eq!(login.status, 200, "{}", login.raw);
+    assert_eq!(login.body["role"], "admin");
+    assert!(login.raw.contains("HttpOnly"), "{}", login.raw);
+
+    // A token from the CLI, used over HTTP.
+    let token = pave
+        .ok(&["tokens", "create", "--username", "admin", "--name", "e2e"])
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("pave_"), "{token}");
+    let auth = format!("Bearer {token}");
+    let h = [("Authorization", auth.as_str())];
+    // The DAG processor parses the folder in the background: wait for it.
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        let dags_list = http.call("GET", "/api/v1/dags", &h, None);
+        assert_eq!(dags_list.status, 200, "{}", dags_list.raw);
+        if dags_list.body["dags"][0]["dag_id"] == "hello" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the DAG was never listed: {}",
+            dags_list.raw
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let trigger = http.call(
+        "POST",
+        "/api/v1/dags/hello/dagRuns",
+        &h,
+        Some(&json!({"dag_run_id": "e2e_run", "conf": {}})),
+    );
+    assert_eq!(trigger.status, 200, "{}", trigger.raw);
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let run = loop {
+        let run = http.call("GET", "/api/v1/dags/hello/dagRuns/e2e_run", &h, None);
+        assert_eq!(run.status, 200, "{}", run.raw);
+        if run.body["state"] == "success" || run.body["state"] == "failed" {
+            break run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not finish: {}",
+            run.raw
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(run.body["state"], "success", "{}", run.raw);
+    let tis = http.call(
+        "GET",
+        "/api/v1/dags/hello/dagRuns/e2e_run/taskInstances",
+        &h,
+        None,
+    );
+    assert_eq!(
+        tis.body["task_instances"][0]["state"], "success",
+        "{}",
+        tis.raw
+    );
+    let log = http.call(
+        "GET",
+        "/api/v1/dags/hello/dagRuns/e2e_run/taskInstances/say/logs/1",
+        &h,
+        None,
+    );
+    assert_eq!(log.status, 200, "{}", log.raw);
+    assert!(
+        log.body["content"].as_str().unwrap_or("").contains("hello"),
+        "{}",
+        log.raw
+    );
+    assert_eq!(log.body["end_of_log"], true);
+
+    // A viewer created with the CLI may read but not trigger.
+    let mut create = pave.command(&[
+        "users",
+        "create",
+        "--username",
+        "vic",
+        "--role",
+        "viewer",
+        "--password-stdin",
+    ]);
+    create.stdin(Stdio::piped());
+    let mut child = create.spawn().expect("spawn pave users create");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"a long password\n")
+        .expect("write the password");
+    let out = common::wait_with_timeout(child, common::COMMAND_TIMEOUT, "pave users create");
+    assert!(out.success(), "{out}");
+    let viewer_token = pave
+        .ok(&[
+            "tokens",
+            "create",
+            "--username",
+            "vic",
+            "--expires-in",
+            "1h",
+        ])
+        .trim()
+        .to_owned();
+    let viewer = format!("Bearer {viewer_token}");
+    let vh = [("Authorization", viewer.as_str())];
+    assert_eq!(
+        http.call("GET", "/api/v1/dags/hello/dagRuns", &vh, None)
+            .status,
+        200
+    );
+    let refused = http.call("POST", "/api/v1/dags/hello/dagRuns", &vh, Some(&json!({})));
+    assert_eq!(refused.status, 403, "{}", refused.raw);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("viewer")
+    );
+    drop(standalone);
+}

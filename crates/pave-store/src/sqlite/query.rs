@@ -1,0 +1,514 @@
+//! Paged, filtered and ordered listings in SQLite (`QueryStore`), and
+//! deleting a run.
+//!
+//! Each listing is one statement for the page and one for the count, made
+//! of fixed pieces: every filter is a fixed condition with a bound value,
+//! and the ORDER BY column comes from a fixed table per sort field, so no
+//! text from a request ever becomes SQL.
+
+use super::SqliteStore;
+use super::conv::{corrupt_row, json_opt, json_text, parse, time, time_opt, ts, unsigned};
+use super::dags::{DagRow, VersionRow};
+use super::runs::RunRow;
+use super::xcom::XcomRow;
+use crate::error::{Result, StoreError};
+use crate::query::{
+    DagQuery, DagSort, Order, Page, PageRequest, QueryStore, RunQuery, RunSort, SortDir, TiQuery,
+    TiSort, TimeRange, XcomQuery,
+};
+use crate::records::{
+    DagRecord, DagVersionRecord, ImportErrorRecord, RunKey, RunRecord, TiKey, TiRecord, XcomRecord,
+};
+use async_trait::async_trait;
+use pave_core::{DagId, MapIndex, RunId, TaskId, TryNumber};
+use sqlx::{AssertSqlSafe, FromRow, SqlitePool};
+use std::time::Duration;
+
+/// A value bound to a `?` of a listing's statement.
+#[derive(Clone, Debug)]
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+/// The WHERE clause of a listing, built from fixed conditions.
+#[derive(Default)]
+struct Filter {
+    conditions: Vec<&'static str>,
+    binds: Vec<Bind>,
+}
+
+impl Filter {
+    fn cond(&mut self, sql: &'static str, bind: Bind) {
+        self.conditions.push(sql);
+        self.binds.push(bind);
+    }
+    /// `column IN (values)`, the values travelling as one JSON array.
+    fn any_of(&mut self, sql: &'static str, values: Vec<&str>) {
+        if !values.is_empty() {
+            self.cond(sql, Bind::Text(json_text(&values)));
+        }
+    }
+    fn range(&mut self, gte: &'static str, lte: &'static str, range: TimeRange) {
+        if let Some(t) = range.gte {
+            self.cond(gte, Bind::Int(ts(t)));
+        }
+        if let Some(t) = range.lte {
+            self.cond(lte, Bind::Int(ts(t)));
+        }
+    }
+    fn where_clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+}
+
+fn dir(d: SortDir) -> &'static str {
+    match d {
+        SortDir::Asc => "ASC",
+        SortDir::Desc => "DESC",
+    }
+}
+
+/// `ORDER BY column dir, tie-breakers dir` from fixed pieces.
+fn order_by<F: Copy>(
+    order: Order<F>,
+    column: impl Fn(F) -> &'static str,
+    ties: &[&'static str],
+) -> String {
+    let d = dir(order.dir);
+    let mut parts = vec![format!("{} {d}", column(order.field))];
+    parts.extend(ties.iter().map(|t| format!("{t} {d}")));
+    format!(" ORDER BY {}", parts.join(", "))
+}
+
+fn limit_offset(page: PageRequest) -> (i64, i64) {
+    (
+        i64::from(page.limit),
+        i64::try_from(page.offset).unwrap_or(i64::MAX),
+    )
+}
+
+/// Runs the page and count statements of a listing.
+async fn page<R>(
+    pool: &SqlitePool,
+    select: &str,
+    from: &str,
+    filter: &Filter,
+    order: &str,
+    page: PageRequest,
+) -> Result<(Vec<R>, u64)>
+where
+    R: for<'r> FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+{
+    let where_clause = filter.where_clause();
+    let (limit, offset) = limit_offset(page);
+    let sql = format!("{select} {from}{where_clause}{order} LIMIT ? OFFSET ?");
+    let mut q = sqlx::query_as::<_, R>(AssertSqlSafe(sql));
+    for b in &filter.binds {
+        q = match b {
+            Bind::Int(v) => q.bind(*v),
+            Bind::Text(v) => q.bind(v.clone()),
+        };
+    }
+    let rows = q.bind(limit).bind(offset).fetch_all(pool).await?;
+    let count_sql = format!("SELECT COUNT(*) {from}{where_clause}");
+    let mut c = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql));
+    for b in &filter.binds {
+        c = match b {
+            Bind::Int(v) => c.bind(*v),
+            Bind::Text(v) => c.bind(v.clone()),
+        };
+    }
+    let total = c.fetch_one(pool).await?;
+    Ok((rows, u64::try_from(total).unwrap_or(0)))
+}
+
+fn dag_column(f: DagSort) -> &'static str {
+    match f {
+        DagSort::DagId => "dag_id",
+        DagSort::LastParsedAt => "last_parsed_at",
+        DagSort::CreatedAt => "created_at",
+    }
+}
+
+fn run_column(f: RunSort) -> &'static str {
+    match f {
+        RunSort::Id => "id",
+        RunSort::RunId => "run_id",
+        RunSort::DagId => "dag_id",
+        RunSort::State => "state",
+        RunSort::RunAfter => "run_after",
+        RunSort::LogicalDate => "logical_date",
+        RunSort::StartDate => "start_date",
+        RunSort::EndDate => "end_date",
+    }
+}
+
+fn ti_column(f: TiSort) -> &'static str {
+    match f {
+        TiSort::Key => "ti.run_pk",
+        TiSort::TaskId => "ti.task_id",
+        TiSort::MapIndex => "ti.map_index",
+        TiSort::State => "ti.state",
+        TiSort::StartDate => "ti.start_date",
+        TiSort::EndDate => "ti.end_date",
+        TiSort::Duration => "ti.duration_us",
+        TiSort::TryNumber => "ti.try_number",
+        TiSort::PriorityWeight => "ti.priority_weight",
+        TiSort::Pool => "ti.pool",
+    }
+}
+
+/// A task-instance row with its run id. (The same columns as the
+/// scheduler's reads in `tis.rs`; kept apart so either can change alone.)
+#[derive(FromRow)]
+struct TiListRow {
+    run_pk: i64,
+    task_id: String,
+    map_index: i32,
+    dag_id: String,
+    run_id: String,
+    state: String,
+    try_number: i64,
+    max_tries: i64,
+    next_retry_at: Option<i64>,
+    start_date: Option<i64>,
+    end_date: Option<i64>,
+    duration_us: Option<i64>,
+    pool: String,
+    pool_slots: i64,
+    priority_weight: i64,
+    queued_at: Option<i64>,
+    executor_handle: Option<String>,
+    hostname: Option<String>,
+    flow_result: Option<String>,
+    reason: Option<String>,
+    updated_at: i64,
+}
+
+impl TiListRow {
+    fn into_record(self) -> Result<TiRecord> {
+        let key = TiKey {
+            run: RunKey(self.run_pk),
+            task_id: TaskId(self.task_id),
+            map_index: MapIndex(self.map_index),
+        };
+        let decoded = (|| {
+            Ok(TiRecord {
+                state: parse("state", &self.state)?,
+                try_number: TryNumber(unsigned("try_number", self.try_number)?),
+                max_tries: unsigned("max_tries", self.max_tries)?,
+                next_retry_at: time_opt("next_retry_at", self.next_retry_at)?,
+                start_date: time_opt("start_date", self.start_date)?,
+                end_date: time_opt("end_date", self.end_date)?,
+                duration: self
+                    .duration_us
+                    .and_then(|us| u64::try_from(us).ok())
+                    .map(Duration::from_micros),
+                pool_slots: unsigned("pool_slots", self.pool_slots)?,
+                queued_at: time_opt("queued_at", self.queued_at)?,
+                executor_handle: json_opt("executor_handle", self.executor_handle.as_deref())?,
+                flow_result: json_opt("flow_result", self.flow_result.as_deref())?,
+                updated_at: time("updated_at", self.updated_at)?,
+                key: key.clone(),
+                dag_id: DagId(self.dag_id),
+                run_id: RunId(self.run_id),
+                pool: self.pool,
+                priority_weight: self.priority_weight,
+                hostname: self.hostname,
+                reason: self.reason,
+            })
+        })();
+        corrupt_row(key, decoded)
+    }
+}
+
+const TI_COLUMNS: &str = "SELECT ti.run_pk, ti.task_id, ti.map_index, ti.dag_id, r.run_id,
+        ti.state, ti.try_number, ti.max_tries, ti.next_retry_at, ti.start_date, ti.end_date,
+        ti.duration_us, ti.pool, ti.pool_slots, ti.priority_weight, ti.queued_at,
+        ti.executor_handle, ti.hostname, ti.flow_result, ti.reason, ti.updated_at";
+
+#[derive(FromRow)]
+struct ImportErrorRow {
+    fileloc: String,
+    timestamp: i64,
+    stacktrace: String,
+}
+
+#[async_trait]
+impl QueryStore for SqliteStore {
+    async fn query_dags(&self, query: &DagQuery) -> Result<Page<DagRecord>> {
+        let mut f = Filter::default();
+        if let Some(p) = &query.dag_id_pattern {
+            f.cond("dag_id LIKE '%' || ? || '%'", Bind::Text(p.clone()));
+        }
+        if let Some(paused) = query.paused {
+            f.cond("is_paused = ?", Bind::Int(i64::from(paused)));
+        }
+        f.any_of(
+            "EXISTS (SELECT 1 FROM dag_version v, json_each(v.spec_json, '$.dags[0].tags') t
+                     WHERE v.id = dag.latest_version_id
+                       AND t.value IN (SELECT value FROM json_each(?)))",
+            query.tags.iter().map(String::as_str).collect(),
+        );
+        let order = order_by(query.order, dag_column, &["dag_id"]);
+        let (rows, total) = page::<DagRow>(
+            &self.pool,
+            "SELECT dag_id, is_paused, fileloc, latest_version_id, last_parsed_at, created_at",
+            "FROM dag",
+            &f,
+            &order,
+            query.page,
+        )
+        .await?;
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(DagRow::into_record)
+                .collect::<Result<_>>()?,
+            total_entries: total,
+        })
+    }
+
+    async fn query_runs(&self, query: &RunQuery) -> Result<Page<RunRecord>> {
+        let mut f = Filter::default();
+        if let Some(d) = &query.dag_id {
+            f.cond("dag_id = ?", Bind::Text(d.to_string()));
+        }
+        f.any_of(
+            "state IN (SELECT value FROM json_each(?))",
+            query.states.iter().map(|s| s.as_str()).collect(),
+        );
+        f.any_of(
+            "run_type IN (SELECT value FROM json_each(?))",
+            query.run_types.iter().map(|t| t.as_str()).collect(),
+        );
+        f.range("logical_date >= ?", "logical_date <= ?", query.logical_date);
+        f.range("start_date >= ?", "start_date <= ?", query.start_date);
+        f.range("end_date >= ?", "end_date <= ?", query.end_date);
+        let order = order_by(query.order, run_column, &["id"]);
+        let (rows, total) = page::<RunRow>(
+            &self.pool,
+            "SELECT id, dag_id, run_id, dag_version_id, state, run_type, logical_date,
+                    data_interval_start, data_interval_end, run_after, conf, start_date,
+                    end_date, queued_at, note, created_at, updated_at",
+            "FROM dag_run",
+            &f,
+            &order,
+            query.page,
+        )
+        .await?;
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(RunRow::into_record)
+                .collect::<Result<_>>()?,
+            total_entries: total,
+        })
+    }
+
+    async fn query_tis(&self, query: &TiQuery) -> Result<Page<TiRecord>> {
+        let mut f = Filter::default();
+        if let Some(d) = &query.dag_id {
+            f.cond("ti.dag_id = ?", Bind::Text(d.to_string()));
+        }
+        if let Some(r) = &query.run_id {
+            f.cond("r.run_id = ?", Bind::Text(r.to_string()));
+        }
+        f.any_of(
+            "ti.task_id IN (SELECT value FROM json_each(?))",
+            query.task_ids.iter().map(TaskId::as_str).collect(),
+        );
+        if let Some(m) = query.map_index {
+            f.cond("ti.map_index = ?", Bind::Int(i64::from(m.0)));
+        }
+        f.any_of(
+            "ti.state IN (SELECT value FROM json_each(?))",
+            query.states.iter().map(|s| s.as_str()).collect(),
+        );
+        f.any_of(
+            "ti.pool IN (SELECT value FROM json_each(?))",
+            query.pools.iter().map(String::as_str).collect(),
+        );
+        f.range("ti.start_date >= ?", "ti.start_date <= ?", query.start_date);
+        f.range("ti.end_date >= ?", "ti.end_date <= ?", query.end_date);
+        let order = order_by(
+            query.order,
+            ti_column,
+            &["ti.run_pk", "ti.task_id", "ti.map_index"],
+        );
+        let (rows, total) = page::<TiListRow>(
+            &self.pool,
+            TI_COLUMNS,
+            "FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk",
+            &f,
+            &order,
+            query.page,
+        )
+        .await?;
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(TiListRow::into_record)
+                .collect::<Result<_>>()?,
+            total_entries: total,
+        })
+    }
+
+    async fn query_xcoms(&self, query: &XcomQuery) -> Result<Page<XcomRecord>> {
+        let mut f = Filter::default();
+        f.cond("run_pk = ?", Bind::Int(query.run.0));
+        if let Some(t) = &query.task_id {
+            f.cond("task_id = ?", Bind::Text(t.to_string()));
+        }
+        if let Some(m) = query.map_index {
+            f.cond("map_index = ?", Bind::Int(i64::from(m.0)));
+        }
+        if let Some(k) = &query.key {
+            f.cond("key = ?", Bind::Text(k.clone()));
+        }
+        let (rows, total) = page::<XcomRow>(
+            &self.pool,
+            "SELECT run_pk, task_id, map_index, key, value, size_bytes, updated_at",
+            "FROM xcom",
+            &f,
+            " ORDER BY task_id, map_index, key",
+            query.page,
+        )
+        .await?;
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(XcomRow::into_record)
+                .collect::<Result<_>>()?,
+            total_entries: total,
+        })
+    }
+
+    async fn list_dag_versions(
+        &self,
+        dag_id: &DagId,
+        page_request: PageRequest,
+    ) -> Result<Page<DagVersionRecord>> {
+        // NotFound for an unknown DAG, rather than an empty page.
+        super::dags::get_dag(&self.pool, dag_id).await?;
+        let mut f = Filter::default();
+        f.cond("dag_id = ?", Bind::Text(dag_id.to_string()));
+        let (rows, total) = page::<VersionRow>(
+            &self.pool,
+            "SELECT id, dag_id, version_number, spec_hash, spec_json, created_at",
+            "FROM dag_version",
+            &f,
+            " ORDER BY version_number DESC",
+            page_request,
+        )
+        .await?;
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(VersionRow::into_record)
+                .collect::<Result<_>>()?,
+            total_entries: total,
+        })
+    }
+
+    async fn get_dag_version_by_number(
+        &self,
+        dag_id: &DagId,
+        number: u32,
+    ) -> Result<DagVersionRecord> {
+        let row: Option<VersionRow> = sqlx::query_as(
+            "SELECT id, dag_id, version_number, spec_hash, spec_json, created_at
+             FROM dag_version WHERE dag_id = ?1 AND version_number = ?2",
+        )
+        .bind(dag_id.as_str())
+        .bind(i64::from(number))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| StoreError::not_found(format!("version {number} of dag `{dag_id}`")))?
+            .into_record()
+    }
+
+    async fn query_import_errors(
+        &self,
+        page_request: PageRequest,
+    ) -> Result<Page<ImportErrorRecord>> {
+        let (rows, total) = page::<ImportErrorRow>(
+            &self.pool,
+            "SELECT fileloc, timestamp, stacktrace",
+            "FROM import_error",
+            &Filter::default(),
+            " ORDER BY fileloc",
+            page_request,
+        )
+        .await?;
+        let items = rows
+            .into_iter()
+            .map(|r| {
+                let timestamp = corrupt_row(
+                    format!("import error of `{}`", r.fileloc),
+                    time("timestamp", r.timestamp),
+                )?;
+                Ok(ImportErrorRecord {
+                    fileloc: r.fileloc,
+                    timestamp,
+                    stacktrace: r.stacktrace,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Page {
+            items,
+            total_entries: total,
+        })
+    }
+
+    async fn delete_run(&self, run: RunKey) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM dag_run WHERE id = ?1")
+            .bind(run.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::not_found(run.to_string()));
+        }
+        let active: Vec<(String, i32, String)> = sqlx::query_as(
+            "SELECT task_id, map_index, state FROM task_instance
+             WHERE run_pk = ?1 AND state IN ('queued', 'running', 'restarting')
+             ORDER BY task_id, map_index",
+        )
+        .bind(run.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !active.is_empty() {
+            let names: Vec<String> = active
+                .iter()
+                .map(|(t, m, s)| {
+                    if *m < 0 {
+                        format!("`{t}` ({s})")
+                    } else {
+                        format!("`{t}`[{m}] ({s})")
+                    }
+                })
+                .collect();
+            return Err(StoreError::conflict(format!(
+                "{run} has task instances with attempts in flight: {}; \
+                 wait for them to end or mark them first",
+                names.join(", ")
+            )));
+        }
+        for sql in [
+            "DELETE FROM xcom WHERE run_pk = ?1",
+            "DELETE FROM task_instance_try WHERE run_pk = ?1",
+            "DELETE FROM task_instance WHERE run_pk = ?1",
+            "DELETE FROM dag_run WHERE id = ?1",
+        ] {
+            sqlx::query(sql).bind(run.0).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
