@@ -257,3 +257,82 @@ fn standalone_serves_the_rest_api_end_to_end() {
     );
     drop(standalone);
 }
+
+/// Marking a running task instance through the API kills its attempt: the
+/// mark stands, the run goes on, and the try's row records how it ended.
+#[test]
+fn marking_a_running_task_kills_its_attempt() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    std::fs::write(
+        dir.path().join("nap.yaml"),
+        "dag_id: nap\ntasks:\n  nap: {command: \"sleep 120\"}\n  after: {command: \"echo done\", upstream: nap}\n",
+    )
+    .expect("write the DAG");
+    let dags = dir.path().to_str().expect("utf-8");
+    let mut standalone =
+        Running::spawn(pave.command(&["standalone", "--dags", dags, "--port", "0"]));
+    standalone.wait_for_line("REST API at http://", START_TIMEOUT);
+    let base = after(&standalone.seen, "REST API at http://")
+        .split_whitespace()
+        .next()
+        .expect("an address")
+        .to_owned();
+    let http = Http {
+        addr: base.trim_end_matches("/api/v1").to_owned(),
+    };
+    let token = pave
+        .ok(&["tokens", "create", "--username", "admin"])
+        .trim()
+        .to_owned();
+    let auth = format!("Bearer {token}");
+    let h = [("Authorization", auth.as_str())];
+    let wait_for = |what: &str, path: &str, done: &dyn Fn(&Value) -> bool| -> Value {
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        loop {
+            let reply = http.call("GET", path, &h, None);
+            if reply.status == 200 && done(&reply.body) {
+                return reply.body;
+            }
+            assert!(Instant::now() < deadline, "{what}: {}", reply.raw);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("the DAG was never listed", "/api/v1/dags", &|b| {
+        b["dags"][0]["dag_id"] == "nap"
+    });
+    let trigger = http.call(
+        "POST",
+        "/api/v1/dags/nap/dagRuns",
+        &h,
+        Some(&json!({"dag_run_id": "r1"})),
+    );
+    assert_eq!(trigger.status, 200, "{}", trigger.raw);
+    let ti = "/api/v1/dags/nap/dagRuns/r1/taskInstances/nap";
+    wait_for("nap never ran", ti, &|b| b["state"] == "running");
+
+    let marked = http.call(
+        "PATCH",
+        ti,
+        &h,
+        Some(&json!({"new_state": "success", "dry_run": false})),
+    );
+    assert_eq!(marked.status, 200, "{}", marked.raw);
+    // Well before `sleep 120` would end: killed, and the run carried on.
+    let run = wait_for(
+        "the run did not finish",
+        "/api/v1/dags/nap/dagRuns/r1",
+        &|b| b["state"] == "success" || b["state"] == "failed",
+    );
+    assert_eq!(run["state"], "success", "{run}");
+    let tries = wait_for(
+        "the try row was never completed",
+        &format!("{ti}/tries"),
+        &|b| !b["task_instances"][0]["end_date"].is_null(),
+    );
+    // The mark stands; the try itself was killed, so it failed.
+    let nap = http.call("GET", ti, &h, None);
+    assert_eq!(nap.body["state"], "success", "{}", nap.raw);
+    assert_eq!(tries["task_instances"][0]["state"], "failed", "{tries}");
+    drop(standalone);
+}

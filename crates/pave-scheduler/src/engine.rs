@@ -108,6 +108,9 @@ pub struct StepReport {
     pub runs_decided: usize,
     pub started: usize,
     pub finished_runs: Vec<RunKey>,
+    /// Attempts killed because their task instance moved on without them
+    /// (marked or cleared through the API or CLI, its run marked finished).
+    pub killed: usize,
 }
 
 pub struct Scheduler {
@@ -484,6 +487,7 @@ impl Scheduler {
             self.last_poll = Some(tokio::time::Instant::now());
             self.stored_scheduled = true;
             report.runs_created = self.poll(now).await?;
+            report.killed = self.kill_superseded().await?;
         }
         let dirty = std::mem::take(&mut self.dirty);
         for run in dirty {
@@ -524,6 +528,37 @@ impl Scheduler {
             .collect();
         self.dirty.extend(running);
         Ok(created)
+    }
+
+    /// Kills the attempts this scheduler watches whose task instance is no
+    /// longer queued or running that try: someone marked it, cleared it or
+    /// finished its run (as Airflow terminates a task whose state was
+    /// changed under it). Their reports, when they come, change no task
+    /// instance; they only complete the try's history row.
+    async fn kill_superseded(&mut self) -> Result<usize, SchedulerError> {
+        if self.inflight.is_empty() {
+            return Ok(0);
+        }
+        let live: std::collections::HashSet<(TiKey, TryNumber)> = self
+            .store
+            .active_run_tis(&[TaskState::Queued, TaskState::Running])
+            .await?
+            .into_iter()
+            .map(|t| (t.key, t.try_number))
+            .collect();
+        let superseded: Vec<(AttemptKey, AttemptHandle)> = self
+            .inflight
+            .iter()
+            .filter(|(k, f)| !live.contains(&(f.ti.clone(), k.try_number)))
+            .map(|(k, f)| (k.clone(), f.handle.clone()))
+            .collect();
+        for (key, handle) in &superseded {
+            match self.executor.kill(handle).await {
+                Ok(()) => tracing::info!(attempt = %key, "killed: its task instance moved on"),
+                Err(e) => tracing::warn!(attempt = %key, "cannot kill a superseded attempt: {e}"),
+            }
+        }
+        Ok(superseded.len())
     }
 
     /// Queued runs become running, oldest first, up to each DAG's max_active_runs.
@@ -1274,10 +1309,25 @@ impl Scheduler {
             }
         }
         for e in endings {
+            let history: Vec<pave_store::Change> = e
+                .batch
+                .changes
+                .iter()
+                .filter(|c| matches!(c, pave_store::Change::RecordTry(_)))
+                .cloned()
+                .collect();
             match self.store.apply(e.batch).await {
                 Ok(_) => {}
                 Err(StoreError::Conflict { what }) => {
-                    tracing::warn!(attempt = %e.key, "attempt report ignored: {what}");
+                    // The task instance moved on (marked, cleared): its
+                    // state stands, but the try's row still gets how the
+                    // attempt ended.
+                    tracing::info!(attempt = %e.key, "attempt report changes no task instance: {what}");
+                    let mut batch = ChangeBatch::new(self.clock.now());
+                    batch.changes = history;
+                    if let Err(err) = self.store.apply(batch).await {
+                        tracing::warn!(attempt = %e.key, "try history not completed: {err}");
+                    }
                 }
                 Err(err) => return Err(err.into()),
             }

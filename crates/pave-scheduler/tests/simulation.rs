@@ -307,7 +307,15 @@ async fn a_stale_report_does_not_block_the_others_of_its_batch() {
         ))
         .await
         .expect("mark b failed");
+    // The next poll finds b's attempt superseded and kills it.
+    s.poke();
+    assert_eq!(s.step().await.expect("step").killed, 1);
     s.drain_events().await.expect("events");
+    // b's report changed no task instance, but completed b's try row.
+    let tries = store.list_tries(&b).await.expect("tries");
+    assert_eq!(tries.len(), 1, "{tries:?}");
+    assert_eq!(tries[0].state, TaskState::Success);
+    assert!(tries[0].end_date.is_some() && tries[0].exit_code == Some(0));
 
     let tis = store.run_tis(run.key).await.expect("tis");
     let state = |id: &str| {
