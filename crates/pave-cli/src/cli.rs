@@ -37,6 +37,9 @@ pub enum Command {
     /// API tokens for scripts.
     #[command(subcommand)]
     Tokens(crate::accounts::TokensCommand),
+    /// Pools: slots shared by task instances (`default_pool` always exists).
+    #[command(subcommand)]
+    Pools(crate::pools::PoolsCommand),
     /// Print pave's version.
     Version(JsonFlag),
     /// Serve a simulated Kubernetes cluster (for the Kubernetes executor and kubectl).

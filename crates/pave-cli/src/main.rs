@@ -6,6 +6,7 @@ mod commands;
 mod home;
 mod kube_sim;
 mod output;
+mod pools;
 mod processor;
 mod sdk;
 mod services;
@@ -58,6 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks(cmd) => commands::tasks(home, cmd).await,
         Command::Users(cmd) => accounts::users(home, cmd).await,
         Command::Tokens(cmd) => accounts::tokens(home, cmd).await,
+        Command::Pools(cmd) => pools::run(home, cmd).await,
         Command::Db(cli::DbCommand::Migrate) => {
             home.open_store().await?;
             println!("database {} is up to date", home.db_path().display());

@@ -264,3 +264,58 @@ fn default_dags_folder_is_seeded_with_the_examples() {
     );
     assert!(pave.home_path().join("dags/ml_pipeline.yaml").is_file());
 }
+
+#[test]
+fn pools_are_set_listed_and_deleted() {
+    let pave = Pave::new();
+    let pools = pave.json(&["pools", "list", "--json"]);
+    assert_eq!(pools[0]["name"], "default_pool", "{pools}");
+    assert_eq!(pools[0]["slots"], 128, "{pools}");
+
+    pave.ok(&[
+        "pools",
+        "set",
+        "gpu_pool",
+        "4",
+        "--description",
+        "the GPU box",
+    ]);
+    pave.ok(&["pools", "set", "gpu_pool", "8"]);
+    let pools = pave.json(&["pools", "list", "--json"]);
+    let gpu = pools
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == "gpu_pool"))
+        .unwrap_or_else(|| panic!("no gpu_pool in {pools}"));
+    // Slots changed; the description set before is kept.
+    assert_eq!(gpu["slots"], 8, "{gpu}");
+    assert_eq!(gpu["description"], "the GPU box", "{gpu}");
+    assert_eq!(gpu["occupied_slots"], 0, "{gpu}");
+    let table = pave.ok(&["pools", "list"]);
+    assert!(
+        table.contains("gpu_pool") && table.contains("the GPU box"),
+        "{table}"
+    );
+
+    // Bad input: clear errors, and nothing stored changes.
+    let err = pave.fails(&["pools", "delete", "default_pool"]);
+    assert!(err.contains("default_pool"), "{err}");
+    let err = pave.fails(&["pools", "delete", "no_such_pool"]);
+    assert!(
+        err.contains("no_such_pool") && err.contains("pools list"),
+        "{err}"
+    );
+    let err = pave.fails(&["pools", "set", " spaced", "3"]);
+    assert!(err.contains("pool name"), "{err}");
+    let err = pave.fails(&["pools", "set", "gpu_pool", "-1"]);
+    assert!(err.contains("-1") || err.contains("SLOTS"), "{err}");
+    assert_eq!(
+        pave.json(&["pools", "list", "--json"])
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    pave.ok(&["pools", "delete", "gpu_pool"]);
+    let pools = pave.json(&["pools", "list", "--json"]);
+    assert_eq!(pools.as_array().map(Vec::len), Some(1), "{pools}");
+}
