@@ -1,5 +1,5 @@
 //! pave-scheduler: the driver that turns pave-core's pure decisions into
-//! stored state and started attempts. See `engine.rs` for the loop.
+//! stored state and started attempts. See `engine/` for the loop.
 
 pub mod actions;
 pub mod attempt;
