@@ -21,6 +21,14 @@ fn python() -> String {
     std::env::var("PAVE_PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
 
+/// Where the pre-forked Python interpreters of this home keep their
+/// sockets, unless `PAVE_PYTHON_PREFORK=0` turns them off
+/// (docs/python-runtime.md).
+fn prefork_dir(home: &Home) -> Option<std::path::PathBuf> {
+    let off = std::env::var(pave_executor::PREFORK_ENV).is_ok_and(|v| v.trim() == "0");
+    (!off).then(|| home.root.join("zygote"))
+}
+
 /// How DAG files written in Python are parsed on this home.
 pub fn python_parser(home: &Home) -> Option<PythonParser> {
     match crate::sdk::unpack(&home.root) {
@@ -89,6 +97,7 @@ pub async fn scheduler(
                 python: python(),
                 sdk_path,
                 api_url: format!("http://{addr}{EXECUTION_API_PREFIX}"),
+                zygote_dir: prefork_dir(home),
                 issue_token: Arc::new(move |run: i64, key: &pave_executor::AttemptKey| {
                     let scope = AttemptScope {
                         dag_id: key.dag_id.clone(),

@@ -24,6 +24,7 @@ mod local;
 mod noop;
 mod slots;
 pub mod supervise;
+mod zygote;
 
 pub use attempt::{
     AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, ClaimQuery, ClaimStatus,
@@ -41,3 +42,4 @@ pub use noop::{NoopExecutor, NoopOutcome};
 pub use supervise::{
     EXIT_ALREADY_CLAIMED, SuperviseArgs, SuperviseArgsError, supervise_cli, supervise_main,
 };
+pub use zygote::{ATTEMPT_VARS, DEFAULT_IDLE_SECS, IDLE_ENV, PREFORK_ENV, ZYGOTE_DIR_ENV};

@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 /// How long to keep reading pipes after the task's group is gone.
-const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Longest stdout line kept for `last_line`; the rest of a longer line is dropped.
 const MAX_LINE: usize = 1 << 20;
@@ -261,6 +261,15 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
         None => Ok(()),
     };
 
+    // A Python task may run as a child of a pre-forked interpreter instead
+    // (crate::zygote), which writes the result itself; `None`: nothing was
+    // forked, run it as below.
+    if claimed.is_ok()
+        && let Some(code) = crate::zygote::run_attempt(&args, started_at, clock)
+    {
+        return code;
+    }
+
     let outcome = match claimed.and_then(|()| prepare(&args)) {
         Ok((log, signals, child)) => {
             run.pid = Some(child.id());
@@ -387,14 +396,14 @@ fn prepare(args: &SuperviseArgs) -> Result<(File, SignalFd, Child), String> {
     }
 }
 
-fn open_log(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_log(path: &Path) -> std::io::Result<File> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-fn append_note(log: &Path, note: &str) {
+pub(crate) fn append_note(log: &Path, note: &str) {
     if let Ok(mut f) = open_log(log) {
         let _ = f.write_all(note.as_bytes());
     }
@@ -663,7 +672,7 @@ pub(crate) fn write_result(path: &Path, result: &AttemptResult) -> std::io::Resu
 
 /// Tracks the last non-empty line of a byte stream, chunk by chunk.
 #[derive(Default)]
-struct LastLine {
+pub(crate) struct LastLine {
     /// The line being read (no newline seen yet), at most [`MAX_LINE`] bytes.
     partial: Vec<u8>,
     /// The last complete non-empty line.
@@ -671,7 +680,7 @@ struct LastLine {
 }
 
 impl LastLine {
-    fn feed(&mut self, chunk: &[u8]) {
+    pub(crate) fn feed(&mut self, chunk: &[u8]) {
         let mut rest = chunk;
         while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
             self.push_partial(&rest[..nl]);
@@ -696,7 +705,7 @@ impl LastLine {
         }
     }
 
-    fn finish(mut self) -> Option<String> {
+    pub(crate) fn finish(mut self) -> Option<String> {
         self.end_line();
         self.last
             .map(|l| String::from_utf8_lossy(l.trim_ascii_end()).into_owned())

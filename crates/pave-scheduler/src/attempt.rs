@@ -181,7 +181,11 @@ fn build(
 }
 
 /// A Python task: `python -m pave.runtime`, which fetches its arguments
-/// from the task execution API with a token scoped to this attempt.
+/// from the task execution API with a token scoped to this attempt. With
+/// `PAVE_ZYGOTE_DIR` set, the supervisor runs it as a child of a
+/// pre-forked interpreter that has imported the DAG file already, and falls
+/// back to this command line whenever that interpreter cannot be used
+/// (docs/python-runtime.md).
 fn python_command(
     cfg: &SchedulerConfig,
     dag: &Dag,
@@ -222,6 +226,12 @@ fn python_command(
     env.insert("PAVE_API_URL".into(), py.api_url.clone());
     env.insert("PAVE_TASK_TOKEN".into(), (py.issue_token)(run.key.0, key));
     env.insert("PAVE_DAG_FILE".into(), file.clone());
+    if let Some(dir) = &py.zygote_dir {
+        env.insert(
+            pave_executor::ZYGOTE_DIR_ENV.into(),
+            dir.display().to_string(),
+        );
+    }
     insert_context_vars(&mut env, dag, task, run, key.map_index, try_number);
     let argv = vec![py.python.clone(), "-m".into(), "pave.runtime".into()];
     Ok((CommandLine::Argv { argv }, None, env))

@@ -10,7 +10,9 @@ use std::time::Duration;
 pub type TokenIssuer = dyn Fn(i64, &AttemptKey) -> String + Send + Sync;
 
 /// How Python tasks run: `PYTHON -m pave.runtime` with the SDK on its
-/// path, talking to the task execution API (docs/execution-api.md).
+/// path, talking to the task execution API (docs/execution-api.md), in a
+/// child of a pre-forked interpreter when `zygote_dir` is set
+/// (docs/python-runtime.md).
 #[derive(Clone)]
 pub struct PythonTasks {
     /// The interpreter (default `python3`).
@@ -20,6 +22,10 @@ pub struct PythonTasks {
     /// Base URL of the execution API, e.g. `http://127.0.0.1:4123/execution/v1`.
     pub api_url: String,
     pub issue_token: Arc<TokenIssuer>,
+    /// Where the supervisors keep the pre-forked interpreters' sockets
+    /// (`$PAVE_HOME/zygote`); `None` starts a fresh interpreter for every
+    /// attempt (`PAVE_PYTHON_PREFORK=0`).
+    pub zygote_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PythonTasks {
@@ -28,6 +34,7 @@ impl std::fmt::Debug for PythonTasks {
             .field("python", &self.python)
             .field("sdk_path", &self.sdk_path)
             .field("api_url", &self.api_url)
+            .field("zygote_dir", &self.zygote_dir)
             .finish_non_exhaustive()
     }
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -309,8 +310,36 @@ def _check_branch(op: Any, result: Any) -> Any:
     )
 
 
-def run(env: dict[str, str] | None = None) -> int:
-    """Run the attempt described by ``env`` (default: ``os.environ``); the exit status."""
+#: Longest wait for the scheduler to record that this attempt started.
+START_WAIT = 10.0
+
+
+def get_context_once_started(api: ExecutionApi, try_number: str, wait: float = START_WAIT) -> dict[str, Any]:
+    """``GET /ti/context``, waiting while the scheduler has not recorded the
+    start of this attempt yet: it marks the attempt running right after the
+    executor started it, and a task forked from a pre-forked interpreter
+    (``pave.zygote``) can ask before that commit lands. The API answers 409
+    with ``state queued, try N`` then; any other 409 (the attempt was
+    cleared, fenced or ended) is final. Later requests need no such wait:
+    an attempt never goes back to queued."""
+    delay, deadline = 0.002, time.monotonic() + wait
+    while True:
+        try:
+            return api.get_context()
+        except ApiError as e:
+            starting = e.status == 409 and f"(state queued, try {try_number})" in e.message
+            if not starting or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def run(env: dict[str, str] | None = None, dags: list[Any] | None = None) -> int:
+    """Run the attempt described by ``env`` (default: ``os.environ``); the exit status.
+
+    ``dags`` are the DAGs of ``PAVE_DAG_FILE`` when this process imported it
+    already: a child of the pre-forked interpreter (``pave.zygote``) passes
+    them, so the file is not imported twice. ``None`` imports the file here."""
     env = dict(os.environ if env is None else env)
     missing = [k for k in ("PAVE_API_URL", "PAVE_TASK_TOKEN", "PAVE_DAG_FILE", "PAVE_DAG_ID", "PAVE_TASK_ID") if not env.get(k)]
     if missing:
@@ -319,16 +348,17 @@ def run(env: dict[str, str] | None = None) -> int:
     api = ExecutionApi(env["PAVE_API_URL"], env["PAVE_TASK_TOKEN"])
     task_id = env["PAVE_TASK_ID"]
     try:
-        from .loader import load_dag_file
+        if dags is None:
+            from .loader import load_dag_file
 
-        _, dags = load_dag_file(env["PAVE_DAG_FILE"])
+            _, dags = load_dag_file(env["PAVE_DAG_FILE"])
         dag = next((d for d in dags if d.dag_id == env["PAVE_DAG_ID"]), None)
         if dag is None:
             raise AirflowException(f"DAG file {env['PAVE_DAG_FILE']} does not define DAG `{env['PAVE_DAG_ID']}`")
         if task_id not in dag.task_dict:
             raise AirflowException(f"DAG `{dag.dag_id}` has no task `{task_id}`")
         task = dag.task_dict[task_id]
-        ctx = api.get_context()
+        ctx = get_context_once_started(api, env.get("PAVE_TRY_NUMBER", ""))
         context = build_context(ctx, dag, task, api)
         render = make_renderer(api)
         mapped_args = dict(ctx.get("mapped_args") or {})
@@ -357,6 +387,7 @@ def run(env: dict[str, str] | None = None) -> int:
 
 
 def main() -> int:
+    """``python -m pave.runtime``: run the attempt described by the environment."""
     return run()
 
 

@@ -1,0 +1,431 @@
+//! Python tasks through the pre-forked interpreter (the zygote,
+//! docs/python-runtime.md), from the real binary: fan-out and chains run in
+//! forked children of one zygote, module state never leaks from one task to
+//! the next, a timeout kills a forked task, an edited DAG file is imported
+//! again, a zygote killed mid-run costs a retry, and `PAVE_PYTHON_PREFORK=0`
+//! (or a DAG file a zygote cannot serve) runs fresh interpreters.
+//!
+//! Every task appends one JSON line to a record file: its pid, its parent,
+//! and whether it runs in a zygote's child (its parent runs `pave.zygote`).
+
+mod common;
+
+use common::{Pave, Running, dags_dir, state_try};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What every task calls: one line per attempt in `RECORD`.
+const PRELUDE: &str = r#"
+import json, os, sys, time
+from datetime import timedelta
+from pave import dag, task, get_current_context
+
+RECORD = "@RECORD@"
+STATE = []
+
+def record(**extra):
+    ctx = get_current_context()
+    STATE.append(ctx["ti"].task_id)
+    with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+        forked = b"pave.zygote" in f.read()
+    line = {"task": ctx["ti"].task_id, "try": ctx["ti"].try_number, "pid": os.getpid(),
+            "ppid": os.getppid(), "forked": forked, "state": list(STATE)}
+    line.update(extra)
+    with open(RECORD, "a") as f:
+        f.write(json.dumps(line) + "\n")
+"#;
+
+fn write_dag(dir: &Path, name: &str, record: &Path, body: &str) -> std::path::PathBuf {
+    let source = PRELUDE.replace("@RECORD@", &record.display().to_string()) + body;
+    let path = dir.join(name);
+    std::fs::write(&path, source).expect("write the DAG file");
+    path
+}
+
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record {l:?}: {e}")))
+        .collect()
+}
+
+fn dags_test(pave: &Pave, file: &Path, env: &[(&str, &str)]) -> Value {
+    let mut cmd = pave.command(&["dags", "test", "--json", "--parallelism", "8"]);
+    cmd.arg(file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = pave.run_cmd(cmd, &["dags", "test"]);
+    assert!(out.success(), "{out}");
+    common::single_json(&out.stdout)
+}
+
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+        })
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+fn wait_dead(pid: u64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+const FAN_OUT_AND_CHAIN: &str = r#"
+@dag(dag_id="shape", schedule=None)
+def shape():
+    @task
+    def start():
+        record()
+
+    @task
+    def leaf():
+        record()
+
+    @task
+    def hop():
+        record()
+
+    s = start()
+    leaves = [leaf.override(task_id=f"leaf{i}")() for i in range(12)]
+    s >> leaves
+    prev = leaves[-1]
+    for i in range(4):
+        h = hop.override(task_id=f"hop{i}")()
+        prev >> h
+        prev = h
+
+shape()
+"#;
+
+#[test]
+fn fan_out_and_chain_run_in_children_of_one_zygote_without_sharing_state() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let file = write_dag(dir.path(), "shape.py", &record, FAN_OUT_AND_CHAIN);
+    let v = dags_test(&pave, &file, &[]);
+    assert_eq!(v["state"], "success", "{v:#}");
+    let lines = records(&record);
+    assert_eq!(lines.len(), 17, "{lines:#?}");
+    for line in &lines {
+        assert_eq!(line["forked"], true, "not pre-forked: {line}");
+        // Each task sees the module as the DAG file's import left it.
+        assert_eq!(line["state"].as_array().map(Vec::len), Some(1), "{line}");
+    }
+    let parents: std::collections::BTreeSet<u64> =
+        lines.iter().filter_map(|l| l["ppid"].as_u64()).collect();
+    assert_eq!(parents.len(), 1, "one zygote serves the run: {lines:#?}");
+    let pids: std::collections::BTreeSet<u64> =
+        lines.iter().filter_map(|l| l["pid"].as_u64()).collect();
+    assert_eq!(pids.len(), lines.len(), "one process per attempt");
+}
+
+#[test]
+fn prefork_off_and_unservable_files_run_fresh_interpreters() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let file = write_dag(dir.path(), "shape.py", &record, FAN_OUT_AND_CHAIN);
+    let v = dags_test(&pave, &file, &[("PAVE_PYTHON_PREFORK", "0")]);
+    assert_eq!(v["state"], "success", "{v:#}");
+    let lines = records(&record);
+    assert_eq!(lines.len(), 17);
+    assert!(lines.iter().all(|l| l["forked"] == false), "{lines:#?}");
+
+    // A file that reads a per-attempt variable at import time cannot be
+    // served by a zygote (the zygote does not have the variable).
+    std::fs::remove_file(&record).expect("rm");
+    let body = format!("TASK_AT_IMPORT = os.environ.get('PAVE_TASK_ID')\n{FAN_OUT_AND_CHAIN}");
+    let file = write_dag(dir.path(), "reads_env.py", &record, &body);
+    let v = dags_test(&pave, &file, &[]);
+    assert_eq!(v["state"], "success", "{v:#}");
+    let lines = records(&record);
+    assert_eq!(lines.len(), 17);
+    assert!(lines.iter().all(|l| l["forked"] == false), "{lines:#?}");
+}
+
+#[test]
+fn a_timeout_kills_the_forked_task_and_what_it_started() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let body = r#"
+@dag(dag_id="slow", schedule=None)
+def slow():
+    @task(execution_timeout=timedelta(seconds=1), retries=0)
+    def sleeper():
+        import subprocess
+        child = subprocess.Popen(["sleep", "120"], process_group=0)
+        record(child=child.pid)
+        time.sleep(120)
+
+    sleeper()
+
+slow()
+"#;
+    let file = write_dag(dir.path(), "slow.py", &record, body);
+    let started = Instant::now();
+    let mut cmd = pave.command(&["dags", "test", "--json"]);
+    cmd.arg(&file);
+    let out = pave.run_cmd(cmd, &["dags", "test"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let v = common::single_json(&out.stdout);
+    assert_eq!(
+        state_try(&v, "sleeper", -1),
+        ("failed".to_owned(), 1),
+        "{v:#}"
+    );
+    let lines = records(&record);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["forked"], true);
+    for key in ["pid", "child"] {
+        let pid = lines[0][key].as_u64().expect("pid");
+        assert!(
+            wait_dead(pid, Duration::from_secs(10)),
+            "{key} {pid} survived the timeout"
+        );
+    }
+}
+
+#[test]
+fn a_zygote_killed_mid_run_costs_a_retry_in_a_new_zygote() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let body = r#"
+import signal
+
+@dag(dag_id="crash", schedule=None)
+def crash():
+    @task(retries=1, retry_delay=timedelta(seconds=0))
+    def victim():
+        record()
+        if get_current_context()["ti"].try_number == 1:
+            os.kill(os.getppid(), signal.SIGKILL)  # the zygote; this task dies with it
+            time.sleep(30)
+
+    victim()
+
+crash()
+"#;
+    let file = write_dag(dir.path(), "crash.py", &record, body);
+    let v = dags_test(&pave, &file, &[]);
+    assert_eq!(
+        state_try(&v, "victim", -1),
+        ("success".to_owned(), 2),
+        "{v:#}"
+    );
+    let lines = records(&record);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines.iter().all(|l| l["forked"] == true), "{lines:#?}");
+    assert_ne!(
+        lines[0]["ppid"], lines[1]["ppid"],
+        "the retry needs a new zygote"
+    );
+}
+
+fn standalone_once(pave: &Pave, dags: &Path) -> Vec<String> {
+    let cmd = pave.command(&[
+        "standalone",
+        "--dags",
+        dags.to_str().expect("utf-8"),
+        "--port",
+        "0",
+        "--parallelism",
+        "4",
+        "--trigger-all",
+        "--exit-when-idle",
+    ]);
+    let (status, lines) = Running::spawn(cmd).wait(Duration::from_secs(90));
+    assert!(status.success(), "{}", lines.join("\n"));
+    lines
+}
+
+#[test]
+fn an_edited_dag_file_is_imported_again_by_a_new_zygote() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let body = |version: u32| {
+        format!(
+            r#"
+VERSION = {version}
+
+@dag(dag_id="versioned", schedule=None)
+def versioned():
+    @task
+    def which():
+        record(version=VERSION)
+
+    which()
+
+versioned()
+"#
+        )
+    };
+    write_dag(dir.path(), "versioned.py", &record, &body(1));
+    standalone_once(&pave, dir.path());
+    // The first zygote is still there (it idles for a minute), keyed by the
+    // same interpreter, folder and environment; the file is not the same.
+    std::thread::sleep(Duration::from_millis(20));
+    write_dag(dir.path(), "versioned.py", &record, &body(2));
+    standalone_once(&pave, dir.path());
+    let lines = records(&record);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_eq!(lines[0]["version"], 1);
+    assert_eq!(
+        lines[1]["version"], 2,
+        "the edit was not imported: {lines:#?}"
+    );
+    assert!(lines.iter().all(|l| l["forked"] == true), "{lines:#?}");
+    assert_ne!(lines[0]["ppid"], lines[1]["ppid"]);
+    let sockets = std::fs::read_dir(pave.home_path().join("zygote"))
+        .expect("the zygote folder")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".sock"))
+        .count();
+    assert_eq!(sockets, 1, "the stale zygote left its socket behind");
+}
+
+#[test]
+fn a_killed_supervisor_takes_its_forked_task_with_it() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let body = r#"
+@dag(dag_id="orphaned", schedule=None)
+def orphaned():
+    @task(retries=0)
+    def long():
+        record()
+        time.sleep(120)
+
+    long()
+
+orphaned()
+"#;
+    write_dag(dir.path(), "orphaned.py", &record, body);
+    let mut cmd = pave.command(&[
+        "standalone",
+        "--dags",
+        dir.path().to_str().expect("utf-8"),
+        "--port",
+        "0",
+        "--trigger-all",
+        "--exit-when-idle",
+    ]);
+    cmd.env("PAVE_LOG", "info");
+    let running = Running::spawn(cmd);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let task_pid = loop {
+        if let Some(line) = records(&record).first() {
+            assert_eq!(line["forked"], true, "{line}");
+            break line["pid"].as_u64().expect("pid");
+        }
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let claim = find_file(&pave.home_path().join("logs"), "attempt=1.claim").expect("claim");
+    let claim: Value =
+        serde_json::from_str(&std::fs::read_to_string(claim).expect("read claim")).expect("json");
+    let supervisor = claim["pid"].as_i64().expect("supervisor pid");
+    let supervisor = nix::unistd::Pid::from_raw(i32::try_from(supervisor).expect("pid"));
+    nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGKILL).expect("kill");
+    assert!(
+        wait_dead(task_pid, Duration::from_secs(10)),
+        "the forked task outlived its supervisor"
+    );
+    let (status, lines) = running.wait(Duration::from_secs(60));
+    assert!(status.success(), "{}", lines.join("\n"));
+    let list = pave.json(&["tasks", "list", "orphaned", "--json"]);
+    assert_eq!(state_try(&list, "long", -1).0, "failed", "{list:#}");
+}
+
+fn find_file(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_forked_task_outlives_a_kill_9_of_the_scheduler_and_is_adopted() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let body = r#"
+@dag(dag_id="survivor", schedule=None)
+def survivor():
+    @task(retries=0)
+    def slow():
+        record(phase="start")
+        time.sleep(2)
+        record(phase="end")
+
+    slow()
+
+survivor()
+"#;
+    write_dag(dir.path(), "survivor.py", &record, body);
+    let args = |extra: &'static str| {
+        vec![
+            "standalone".to_owned(),
+            "--dags".to_owned(),
+            dir.path().display().to_string(),
+            "--port".to_owned(),
+            "0".to_owned(),
+            extra.to_owned(),
+        ]
+    };
+    let first = Running::spawn(pave.command(&args("--trigger-all")));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records(&record).is_empty() {
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = first.kill9();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while records(&record).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the task died with the scheduler"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, lines) =
+        Running::spawn(pave.command(&args("--exit-when-idle"))).wait(Duration::from_secs(60));
+    assert!(status.success(), "{}", lines.join("\n"));
+    let lines = records(&record);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines.iter().all(|l| l["forked"] == true), "{lines:#?}");
+    let list = pave.json(&["tasks", "list", "survivor", "--json"]);
+    assert_eq!(
+        state_try(&list, "slow", -1),
+        ("success".to_owned(), 1),
+        "{list:#}"
+    );
+}

@@ -1,0 +1,948 @@
+//! Python attempts through a pre-forked interpreter (a "zygote"), the
+//! supervisor's side: find or start the zygote of the attempt's DAG file,
+//! hand it the attempt, and supervise the forked task.
+//!
+//! A Python attempt is `PYTHON -m pave.runtime` with `PAVE_ZYGOTE_DIR` in its
+//! environment (the scheduler sets it when pre-forking is on). Instead of
+//! spawning that interpreter, the supervisor connects to the zygote for the
+//! attempt's interpreter, working directory and environment (less the
+//! variables that differ per attempt, [`ATTEMPT_VARS`]): a Python process
+//! (`sdk/python/pave/zygote.py`) that has imported the DAG file once and
+//! forks one child per attempt. It sends the attempt's environment, working
+//! directory and argv, and passes the task's stdout (a pipe the supervisor
+//! tees, as before) and stderr (the log file) with `SCM_RIGHTS`. The zygote
+//! answers with the child's pid, which is also the task's process group and
+//! session, and later with its exit status and peak RSS (`wait4`).
+//!
+//! The supervisor keeps everything it owns: the claim (taken before this
+//! runs), the log, the timeout and kill request (SIGTERM, grace, SIGKILL to
+//! the task's process group and session), and the result file, written the
+//! same way. If the supervisor dies, the zygote sees the connection close
+//! and SIGKILLs the task; if the zygote dies, its children die with it
+//! (`PR_SET_PDEATHSIG`) and the supervisor records a SIGKILL.
+//!
+//! Nothing here is needed for correctness: whenever the zygote cannot be
+//! used before the fork (no zygote can start, the DAG file fails to import
+//! or is unsafe to fork from, a socket error, `PAVE_PYTHON_PREFORK=0`),
+//! [`run_attempt`] returns `None` and the supervisor runs the interpreter
+//! as before. A start-up that failed is remembered next to the socket for a
+//! minute (while the DAG file is unchanged), so the other attempts of a
+//! broken DAG file do not each pay for a failed start.
+//!
+//! Files, under `PAVE_ZYGOTE_DIR` (mode 0700), per zygote key: `KEY.sock`,
+//! `KEY.lock` (held while starting one, so two supervisors never start two),
+//! `KEY.log` (the zygote's own stderr) and `KEY.unusable`.
+
+use crate::attempt::{AttemptResult, Exit};
+use crate::supervise::{DRAIN_LIMIT, LastLine, SuperviseArgs, append_note, open_log, write_result};
+use chrono::{DateTime, Utc};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal, killpg};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use nix::unistd::Pid;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{IoSlice, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Set by the scheduler on a Python attempt when pre-forking is on: the
+/// folder of the zygotes' sockets, locks and logs.
+pub const ZYGOTE_DIR_ENV: &str = "PAVE_ZYGOTE_DIR";
+
+/// `0` turns pre-forking off (the scheduler then does not set
+/// [`ZYGOTE_DIR_ENV`]; the supervisor checks it too).
+pub const PREFORK_ENV: &str = "PAVE_PYTHON_PREFORK";
+
+/// Seconds an unused zygote lives (default [`DEFAULT_IDLE_SECS`]).
+pub const IDLE_ENV: &str = "PAVE_PYTHON_PREFORK_IDLE";
+
+/// Default idle lifetime of a zygote, in seconds.
+pub const DEFAULT_IDLE_SECS: u32 = 60;
+
+/// The environment variables that differ from one attempt to the next (a
+/// trailing `*` makes a prefix): a zygote is started without them, serves
+/// every attempt whose other variables equal its own, and refuses to serve
+/// a DAG file that reads one of them at import time.
+pub const ATTEMPT_VARS: &[&str] = &[
+    "PAVE_TASK_TOKEN",
+    "PAVE_API_URL",
+    "PAVE_DAG_ID",
+    "PAVE_TASK_ID",
+    "PAVE_RUN_ID",
+    "PAVE_TRY_NUMBER",
+    "PAVE_MAP_INDEX",
+    "PAVE_LOGICAL_DATE",
+    "PAVE_GPU_FALLBACK",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "AIRFLOW_CTX_*",
+];
+
+/// Longest wait for a zygote to import its DAG file and listen.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest wait for a zygote's answer to a request (the pid of the fork).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a failed start is remembered (while the DAG file is unchanged).
+const UNUSABLE_TTL: Duration = Duration::from_secs(60);
+
+/// Requests sent before giving up on the zygote (a zygote may step aside
+/// between our connect and its answer: idle, or its DAG file changed).
+const TRIES: usize = 3;
+
+/// Longest `sun_path` (108 bytes with the terminating NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// Runs the attempt in a forked child of its zygote, supervises it and
+/// writes its result file, when the attempt is a Python attempt with
+/// pre-forking on. Returns the supervisor's exit code (as
+/// [`crate::supervise_main`]), or `None` when nothing was forked and the
+/// caller must run the attempt as usual. The claim is taken by then.
+pub(crate) fn run_attempt(
+    args: &SuperviseArgs,
+    started_at: DateTime<Utc>,
+    clock: Instant,
+) -> Option<i32> {
+    let plan = Plan::new(args)?;
+    let log = open_log(&args.log).ok()?;
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    let start_timeout = args.timeout.map_or(START_TIMEOUT, |t| t.min(START_TIMEOUT));
+    let task = match plan.launch(&log, out_w, start_timeout) {
+        Ok(task) => task,
+        Err(Fallback(note)) => {
+            if let Some(note) = note {
+                append_note(
+                    &args.log,
+                    &format!("[pave] running in a fresh interpreter: {note}\n"),
+                );
+            }
+            return None;
+        }
+    };
+
+    let mut run = Forked::new(task.pid);
+    let exit = match block_signals() {
+        Ok(signals) => run.supervise(args, log, &signals, task, File::from(out_r)),
+        Err(e) => {
+            kill_task(run.pid, Signal::SIGKILL);
+            run.notes.push(format!(
+                "cannot set up signal handling in the supervisor: {e}"
+            ));
+            Exit::Signal {
+                signal: Signal::SIGKILL as i32,
+            }
+        }
+    };
+    let result = AttemptResult {
+        exit,
+        pid: u32::try_from(run.pid.as_raw()).ok(),
+        timed_out: run.timed_out,
+        cancelled: run.cancelled,
+        started_at,
+        ended_at: Utc::now(),
+        duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        peak_rss_kib: run.peak_rss_kib,
+        last_line: run.last_line.finish(),
+        error: None,
+        notes: run.notes,
+    };
+    Some(match write_result(&args.result, &result) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!(
+                "pave supervise: cannot write result file {}: {e}",
+                args.result.display()
+            );
+            1
+        }
+    })
+}
+
+/// Why the zygote was not used; `Some` note goes to the attempt's log.
+struct Fallback(Option<String>);
+
+impl Fallback {
+    fn silent() -> Fallback {
+        Fallback(None)
+    }
+    fn note(note: impl Into<String>) -> Fallback {
+        Fallback(Some(note.into()))
+    }
+}
+
+/// A forked task, as the zygote announced it.
+struct Task {
+    stream: UnixStream,
+    lines: Lines,
+    pid: Pid,
+}
+
+/// What the zygote writes, one JSON object per line; see `pave/zygote.py`.
+#[derive(Debug, Default, Deserialize)]
+struct Answer {
+    pid: Option<i32>,
+    refused: Option<String>,
+    #[serde(default)]
+    retry: bool,
+    exit: Option<Exit>,
+    maxrss_kib: Option<u64>,
+    ready: Option<bool>,
+    unusable: Option<String>,
+}
+
+/// The zygote an attempt needs and the request it sends it.
+struct Plan {
+    python: String,
+    cwd: PathBuf,
+    /// The whole environment of the attempt (what the child gets).
+    env: BTreeMap<String, String>,
+    /// The environment less [`ATTEMPT_VARS`] (what the zygote starts with).
+    base_env: BTreeMap<String, String>,
+    dag_file: PathBuf,
+    idle_secs: String,
+    files: Files,
+}
+
+/// The paths of one zygote.
+struct Files {
+    dir: PathBuf,
+    sock: PathBuf,
+    lock: PathBuf,
+    log: PathBuf,
+    unusable: PathBuf,
+}
+
+fn is_attempt_var(name: &str) -> bool {
+    ATTEMPT_VARS.iter().any(|v| match v.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == *v,
+    })
+}
+
+impl Plan {
+    /// The plan of a Python attempt with pre-forking on; `None` otherwise
+    /// (or when the environment cannot be sent as JSON: not UTF-8).
+    fn new(args: &SuperviseArgs) -> Option<Plan> {
+        let [python, dash_m, module] = args.argv.as_slice() else {
+            return None;
+        };
+        if dash_m != "-m" || module != "pave.runtime" || python.is_empty() {
+            return None;
+        }
+        let dir = std::env::var_os(ZYGOTE_DIR_ENV).filter(|d| !d.is_empty())?;
+        if std::env::var_os(PREFORK_ENV).is_some_and(|v| v == "0") {
+            return None;
+        }
+        let mut env = BTreeMap::new();
+        for (k, v) in std::env::vars_os() {
+            env.insert(k.into_string().ok()?, v.into_string().ok()?);
+        }
+        let dag_file = PathBuf::from(env.get("PAVE_DAG_FILE")?);
+        let cwd = match &args.cwd {
+            Some(cwd) => cwd.clone(),
+            None => std::env::current_dir().ok()?,
+        };
+        let cwd = std::fs::canonicalize(cwd).ok()?;
+        let base_env: BTreeMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| !is_attempt_var(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let idle_secs = env
+            .get(IDLE_ENV)
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map_or_else(|| DEFAULT_IDLE_SECS.to_string(), |s| s.to_string());
+        let mut h = DefaultHasher::new();
+        (&args.argv, &cwd, &base_env).hash(&mut h);
+        let key = format!("{:016x}", h.finish());
+        let dir = PathBuf::from(dir);
+        let files = Files {
+            sock: dir.join(format!("{key}.sock")),
+            lock: dir.join(format!("{key}.lock")),
+            log: dir.join(format!("{key}.log")),
+            unusable: dir.join(format!("{key}.unusable")),
+            dir,
+        };
+        Some(Plan {
+            python: python.clone(),
+            cwd,
+            env,
+            base_env,
+            dag_file,
+            idle_secs,
+            files,
+        })
+    }
+
+    /// Gets the attempt forked by a zygote (starting one if needed).
+    fn launch(
+        &self,
+        log: &File,
+        stdout: OwnedFd,
+        start_timeout: Duration,
+    ) -> Result<Task, Fallback> {
+        let request = self.request()?;
+        let mut stdout = Some(stdout);
+        for _ in 0..TRIES {
+            let stream = self.connect_or_start(start_timeout)?;
+            let Some(out) = stdout.as_ref() else {
+                break;
+            };
+            match send_request(&stream, &request, out, log) {
+                Ok(()) => {}
+                // The zygote stepped aside after accepting: try again.
+                Err(e) if is_gone(&e) => continue,
+                Err(e) => return Err(Fallback::note(format!("cannot reach the zygote: {e}"))),
+            }
+            let mut lines = Lines::default();
+            let answer = match lines.read_answer(&mut &stream, Instant::now() + ANSWER_TIMEOUT) {
+                Ok(Some(a)) => a,
+                // Closed before answering: it stepped aside (nothing was forked).
+                Ok(None) => continue,
+                Err(e) => {
+                    return Err(Fallback::note(format!(
+                        "the zygote did not answer ({e}); closing the connection stops anything it forked"
+                    )));
+                }
+            };
+            if let Some(pid) = answer.pid.filter(|p| *p > 0) {
+                // Only the child holds the write end now: its exit closes the pipe.
+                drop(stdout.take());
+                return Ok(Task {
+                    stream,
+                    lines,
+                    pid: Pid::from_raw(pid),
+                });
+            }
+            match answer.refused {
+                Some(_) if answer.retry => continue,
+                Some(why) => return Err(Fallback::note(format!("the zygote refused: {why}"))),
+                None => return Err(Fallback::note("the zygote answered without a pid")),
+            }
+        }
+        Err(Fallback::note(format!(
+            "the zygote stepped aside {TRIES} times in a row"
+        )))
+    }
+
+    /// The request: length-prefixed JSON.
+    fn request(&self) -> Result<Vec<u8>, Fallback> {
+        let body = serde_json::json!({
+            "argv": [self.python, "-m", "pave.runtime"],
+            "env": self.env,
+            "cwd": self.cwd,
+        });
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| Fallback::note(format!("cannot encode the request: {e}")))?;
+        let len = u32::try_from(body.len())
+            .map_err(|_| Fallback::note("the environment is too large to send"))?;
+        let mut framed = len.to_be_bytes().to_vec();
+        framed.extend_from_slice(&body);
+        Ok(framed)
+    }
+
+    fn connect_or_start(&self, start_timeout: Duration) -> Result<UnixStream, Fallback> {
+        match connect(&self.files.sock) {
+            Ok(s) => return Ok(s),
+            Err(e) if is_not_listening(&e) => {}
+            Err(e) => return Err(Fallback::note(format!("cannot connect to the zygote: {e}"))),
+        }
+        if self.known_unusable().is_some() {
+            return Err(Fallback::silent());
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.files.dir)
+            .map_err(|e| {
+                Fallback::note(format!("cannot create {}: {e}", self.files.dir.display()))
+            })?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&self.files.lock)
+            .map_err(|e| {
+                Fallback::note(format!("cannot open {}: {e}", self.files.lock.display()))
+            })?;
+        // Whoever holds the lock starts the zygote; the others wait here,
+        // then find it listening. Released when `lock` is dropped.
+        lock.lock().map_err(|e| {
+            Fallback::note(format!("cannot lock {}: {e}", self.files.lock.display()))
+        })?;
+        match connect(&self.files.sock) {
+            Ok(s) => return Ok(s),
+            Err(e) if is_not_listening(&e) => {}
+            Err(e) => return Err(Fallback::note(format!("cannot connect to the zygote: {e}"))),
+        }
+        if self.known_unusable().is_some() {
+            return Err(Fallback::silent());
+        }
+        if let Err(why) = self.start(start_timeout) {
+            self.remember_unusable(&why);
+            return Err(Fallback::note(why));
+        }
+        connect(&self.files.sock).map_err(|e| {
+            Fallback::note(format!("cannot connect to the zygote it just started: {e}"))
+        })
+    }
+
+    /// Starts a zygote and waits until it listens; the reason it is unusable otherwise.
+    fn start(&self, timeout: Duration) -> Result<(), String> {
+        let zlog = File::create(&self.files.log)
+            .map_err(|e| format!("cannot create {}: {e}", self.files.log.display()))?;
+        // The zygote detaches (fork, setsid) and its parent exits at once.
+        // Were we still a subreaper, the detached zygote would become our
+        // child, and ours to kill when the attempt ends.
+        let _ = nix::sys::prctl::set_child_subreaper(false);
+        let spawned = Command::new(&self.python)
+            .args(["-m", "pave.zygote", "--socket"])
+            .arg(&self.files.sock)
+            .arg("--lock")
+            .arg(&self.files.lock)
+            .args(["--idle", &self.idle_secs, "--attempt-vars"])
+            .arg(ATTEMPT_VARS.join(","))
+            .env_clear()
+            .envs(&self.base_env)
+            .current_dir(&self.cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(zlog)
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = nix::sys::prctl::set_child_subreaper(true);
+                return Err(format!(
+                    "cannot start `{} -m pave.zygote`: {e}",
+                    self.python
+                ));
+            }
+        };
+        // The environment again, as JSON on stdin: the zygote compares
+        // requests with it, not with its own environment, which a wrapper
+        // of the interpreter (a pyenv shim) may have changed.
+        if let Some(mut stdin) = child.stdin.take() {
+            let env = serde_json::to_vec(&self.base_env).unwrap_or_default();
+            let _ = stdin.write_all(&env);
+        }
+        let launcher = child.wait();
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+        if let Ok(status) = launcher
+            && !status.success()
+        {
+            return Err(format!(
+                "`{} -m pave.zygote` exited with {status} (its log: {})",
+                self.python,
+                self.files.log.display()
+            ));
+        }
+        let Some(mut out) = child.stdout.take() else {
+            return Err("the zygote's stdout was not captured".to_owned());
+        };
+        let deadline = Instant::now() + timeout;
+        let mut lines = Lines::default();
+        let mut zygote_pid = None;
+        loop {
+            let answer = match lines.read_answer(&mut out, deadline) {
+                Ok(Some(a)) => a,
+                Ok(None) => {
+                    return Err(format!(
+                        "the zygote exited while starting (its log: {})",
+                        self.files.log.display()
+                    ));
+                }
+                Err(e) => {
+                    if let Some(pid) = zygote_pid {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                    return Err(format!(
+                        "the zygote did not get ready in {}s ({e})",
+                        timeout.as_secs_f64()
+                    ));
+                }
+            };
+            if let Some(pid) = answer.pid {
+                zygote_pid = Some(pid);
+            }
+            if answer.ready == Some(true) {
+                return Ok(());
+            }
+            if let Some(why) = answer.unusable {
+                return Err(why);
+            }
+        }
+    }
+
+    /// What the DAG file looks like now, to tell whether a remembered failure still holds.
+    fn dag_fingerprint(&self) -> String {
+        std::fs::metadata(&self.dag_file).map_or_else(
+            |_| "missing".to_owned(),
+            |m| format!("{}.{}:{}:{}", m.mtime(), m.mtime_nsec(), m.size(), m.ino()),
+        )
+    }
+
+    /// The reason a recent start failed, if the DAG file has not changed since.
+    fn known_unusable(&self) -> Option<String> {
+        let meta = std::fs::metadata(&self.files.unusable).ok()?;
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())?;
+        if age > UNUSABLE_TTL {
+            return None;
+        }
+        let text = std::fs::read_to_string(&self.files.unusable).ok()?;
+        let (fingerprint, why) = text.split_once('\n')?;
+        (fingerprint == self.dag_fingerprint()).then(|| why.to_owned())
+    }
+
+    fn remember_unusable(&self, why: &str) {
+        let tmp = self.files.unusable.with_extension("unusable.tmp");
+        let text = format!("{}\n{why}", self.dag_fingerprint());
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.files.unusable);
+        }
+    }
+}
+
+/// Connects to a unix socket, also when its path is longer than `sun_path`
+/// (through `/proc/self/fd/N/NAME` of an open folder).
+fn connect(path: &Path) -> std::io::Result<UnixStream> {
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return UnixStream::connect(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::other("not a socket path"));
+    };
+    let dir = File::open(dir)?;
+    let mut short = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    short.push(name);
+    UnixStream::connect(short)
+}
+
+/// Nobody listens on the socket (yet, or any more).
+fn is_not_listening(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::ENOENT | Errno::ECONNREFUSED)
+    )
+}
+
+/// The zygote closed the connection under us.
+fn is_gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EPIPE | Errno::ECONNRESET)
+    )
+}
+
+/// Sends the request, with the task's stdout and stderr attached to its
+/// first bytes.
+fn send_request(
+    stream: &UnixStream,
+    request: &[u8],
+    stdout: &OwnedFd,
+    stderr: &File,
+) -> std::io::Result<()> {
+    let fds = [stdout.as_raw_fd(), stderr.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let sent = loop {
+        match sendmsg::<()>(
+            stream.as_raw_fd(),
+            &[IoSlice::new(request)],
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(n) => break n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut rest = request.get(sent..).unwrap_or_default();
+    let mut writer = stream;
+    while !rest.is_empty() {
+        match writer.write(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// JSON lines read from the zygote, possibly in pieces.
+#[derive(Default)]
+struct Lines {
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl Lines {
+    /// The next complete line as an [`Answer`] (a line that is not one is skipped).
+    fn next_answer(&mut self) -> Option<Answer> {
+        while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=nl).collect();
+            if let Ok(answer) = serde_json::from_slice::<Answer>(&line) {
+                return Some(answer);
+            }
+        }
+        None
+    }
+
+    /// Reads what is there (one `read`); false at end of file.
+    fn fill(&mut self, source: &mut impl Read) -> std::io::Result<bool> {
+        let mut chunk = [0u8; 4096];
+        match source.read(&mut chunk) {
+            Ok(0) => {
+                self.eof = true;
+                Ok(false)
+            }
+            Ok(n) => {
+                self.buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default());
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next answer from `source`, waiting until `deadline`; `None` at end of file.
+    fn read_answer<S: Read + AsFd>(
+        &mut self,
+        source: &mut S,
+        deadline: Instant,
+    ) -> std::io::Result<Option<Answer>> {
+        loop {
+            if let Some(a) = self.next_answer() {
+                return Ok(Some(a));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            let mut fds = [PollFd::new(source.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, poll_timeout(left)) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.fill(&mut *source)?;
+        }
+    }
+}
+
+fn poll_timeout(d: Duration) -> PollTimeout {
+    // Round up so we never spin on a sub-millisecond remainder.
+    PollTimeout::try_from(d + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX)
+}
+
+/// Signals become readable events on a signalfd, as in the plain supervisor.
+fn block_signals() -> nix::Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(s);
+    }
+    mask.thread_block()?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+}
+
+/// Signals the task's process group and every process of its session (the
+/// forked child leads both).
+fn kill_task(pid: Pid, signal: Signal) {
+    let _ = killpg(pid, signal);
+    if let Ok(leader) = u32::try_from(pid.as_raw()) {
+        crate::host::signal_session(leader, None, signal);
+    }
+}
+
+/// The state of one forked attempt.
+struct Forked {
+    pid: Pid,
+    timed_out: bool,
+    cancelled: bool,
+    notes: Vec<String>,
+    last_line: LastLine,
+    peak_rss_kib: u64,
+    log_failed: bool,
+}
+
+impl Forked {
+    fn new(pid: Pid) -> Forked {
+        Forked {
+            pid,
+            timed_out: false,
+            cancelled: false,
+            notes: Vec::new(),
+            last_line: LastLine::default(),
+            peak_rss_kib: 0,
+            log_failed: false,
+        }
+    }
+
+    /// The event loop: the task's stdout, the zygote's report, signals and
+    /// deadlines, as in the plain supervisor, until the exit is known and
+    /// stdout is closed.
+    fn supervise(
+        &mut self,
+        args: &SuperviseArgs,
+        mut log: File,
+        signals: &SignalFd,
+        mut task: Task,
+        stdout: File,
+    ) -> Exit {
+        let pid = self.pid;
+        let mut stdout = Some(stdout);
+        let deadline = args.timeout.map(|t| Instant::now() + t);
+        let mut kill_at: Option<Instant> = None;
+        let mut drain_until: Option<Instant> = None;
+        let mut exit: Option<Exit> = None;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if exit.is_none()
+                && let Some(e) = self.report(&mut task)
+            {
+                exit = Some(e);
+                drain_until = Some(Instant::now() + DRAIN_LIMIT);
+            }
+            let now = Instant::now();
+            if exit.is_some() && stdout.is_none() {
+                break;
+            }
+            if drain_until.is_some_and(|d| now >= d) {
+                self.notes.push(format!(
+                    "a process outside the task's process group kept its output open; stopped reading {}s after the task exited",
+                    DRAIN_LIMIT.as_secs()
+                ));
+                break;
+            }
+            if exit.is_none() && !self.timed_out && deadline.is_some_and(|d| now >= d) {
+                self.timed_out = true;
+                let secs = args.timeout.map_or(0.0, |t| t.as_secs_f64());
+                self.log_line(&mut log, &format!("[pave] execution_timeout of {secs}s exceeded: sending SIGTERM to process group {pid}"));
+                kill_task(pid, Signal::SIGTERM);
+                kill_at = Some(now + args.grace);
+            }
+            if exit.is_none() && kill_at.is_some_and(|k| now >= k) {
+                self.log_line(
+                    &mut log,
+                    &format!(
+                        "[pave] process group {pid} still running after SIGTERM: sending SIGKILL"
+                    ),
+                );
+                kill_task(pid, Signal::SIGKILL);
+                kill_at = None;
+            }
+            let wake = [
+                if self.timed_out || exit.is_some() {
+                    None
+                } else {
+                    deadline
+                },
+                if exit.is_some() { None } else { kill_at },
+                drain_until,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let timeout = wake.map_or(PollTimeout::NONE, |w| {
+                poll_timeout(w.saturating_duration_since(now))
+            });
+            let (sig_ready, out_ready, zygote_ready) = {
+                let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+                let out_at = stdout.as_ref().map(|out| {
+                    fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
+                    fds.len() - 1
+                });
+                let zygote_at = exit.is_none().then(|| {
+                    fds.push(PollFd::new(task.stream.as_fd(), PollFlags::POLLIN));
+                    fds.len() - 1
+                });
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => {
+                        self.notes
+                            .push(format!("poll failed in the supervisor: {e}"));
+                        break;
+                    }
+                }
+                let ready = |i: Option<usize>| {
+                    i.and_then(|i| fds.get(i))
+                        .and_then(PollFd::any)
+                        .unwrap_or(false)
+                };
+                (ready(Some(0)), ready(out_at), ready(zygote_at))
+            };
+            if out_ready && !self.pump(stdout.as_mut(), &mut log, &mut buf) {
+                stdout = None;
+            }
+            if zygote_ready && task.lines.fill(&mut &task.stream).is_err() {
+                task.lines.eof = true;
+            }
+            if sig_ready {
+                while let Ok(Some(info)) = signals.read_signal() {
+                    let signo = i32::try_from(info.ssi_signo).unwrap_or(0);
+                    if (signo == Signal::SIGTERM as i32 || signo == Signal::SIGINT as i32)
+                        && exit.is_none()
+                        && !self.cancelled
+                    {
+                        self.cancelled = true;
+                        self.log_line(
+                            &mut log,
+                            &format!(
+                                "[pave] kill requested: sending SIGTERM to process group {pid}"
+                            ),
+                        );
+                        kill_task(pid, Signal::SIGTERM);
+                        kill_at = Some(Instant::now() + args.grace);
+                    }
+                }
+            }
+        }
+        if self.log_failed {
+            self.notes.push(format!(
+                "writing the log file {} failed; the log is incomplete",
+                args.log.display()
+            ));
+        }
+        exit.unwrap_or(Exit::Signal {
+            signal: Signal::SIGKILL as i32,
+        })
+    }
+
+    /// The task's exit, once the zygote reported it; a SIGKILL when the
+    /// zygote went away without a report (its children die with it).
+    fn report(&mut self, task: &mut Task) -> Option<Exit> {
+        while let Some(answer) = task.lines.next_answer() {
+            if let Some(exit) = answer.exit {
+                self.peak_rss_kib = answer.maxrss_kib.unwrap_or(0);
+                return Some(exit);
+            }
+        }
+        if task.lines.eof {
+            kill_task(self.pid, Signal::SIGKILL);
+            self.notes.push(
+                "the zygote (the pre-forked interpreter) exited while the task ran, which kills the task; its exit status and peak memory are unknown".to_owned(),
+            );
+            return Some(Exit::Signal {
+                signal: Signal::SIGKILL as i32,
+            });
+        }
+        None
+    }
+
+    /// Reads what is available from stdout into the log. Returns false at EOF.
+    fn pump(&mut self, pipe: Option<&mut File>, log: &mut File, buf: &mut [u8]) -> bool {
+        let Some(p) = pipe else { return false };
+        match p.read(buf) {
+            Ok(0) => false,
+            Ok(n) => {
+                let chunk = buf.get(..n).unwrap_or_default();
+                self.last_line.feed(chunk);
+                if !self.log_failed && log.write_all(chunk).is_err() {
+                    self.log_failed = true;
+                }
+                true
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::Interrupted
+                    || e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn log_line(&mut self, log: &mut File, line: &str) {
+        if log.write_all(format!("{line}\n").as_bytes()).is_err() {
+            self.log_failed = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_variables_are_named_or_prefixed() {
+        for name in [
+            "PAVE_TASK_TOKEN",
+            "AIRFLOW_CTX_DAG_ID",
+            "CUDA_VISIBLE_DEVICES",
+        ] {
+            assert!(is_attempt_var(name), "{name}");
+        }
+        for name in [
+            "PAVE_HOME",
+            "PAVE_DAG_FILE",
+            "PYTHONPATH",
+            "AIRFLOW_CTX",
+            "CUDA_DEVICE_ORDER",
+        ] {
+            assert!(!is_attempt_var(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn answers_are_read_line_by_line_across_chunks() {
+        let mut lines = Lines::default();
+        lines
+            .buf
+            .extend_from_slice(b"{\"pid\": 12}\nnot json\n{\"exit\": {\"type\": \"co");
+        let first = lines.next_answer().expect("pid");
+        assert_eq!(first.pid, Some(12));
+        assert!(lines.next_answer().is_none());
+        lines
+            .buf
+            .extend_from_slice(b"de\", \"code\": 98}, \"maxrss_kib\": 2048}\n");
+        let second = lines.next_answer().expect("exit");
+        assert_eq!(second.exit, Some(Exit::Code { code: 98 }));
+        assert_eq!(second.maxrss_kib, Some(2048));
+        let refused: Answer =
+            serde_json::from_str(r#"{"refused": "changed", "retry": true}"#).expect("refused");
+        assert!(refused.retry && refused.pid.is_none());
+    }
+
+    #[test]
+    fn long_socket_paths_connect_through_the_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let deep = dir.path().join("d".repeat(120));
+        std::fs::create_dir_all(&deep).expect("mkdir");
+        let path = deep.join("k.sock");
+        assert!(path.as_os_str().len() > SUN_PATH_MAX);
+        let err = connect(&path).expect_err("nobody listens");
+        assert!(is_not_listening(&err), "{err}");
+    }
+}

@@ -1,0 +1,791 @@
+"""``python -m pave.zygote``: a pre-forked interpreter for one DAG file.
+
+Starting ``python3 -m pave.runtime`` costs an interpreter start-up, the SDK's
+imports and the DAG file's import for every task attempt. A zygote pays them
+once: it imports the DAG file (and the runtime's own modules), then listens
+on a unix socket and forks one child per attempt. The child is a fresh copy
+of that state (so what one task does to module state never reaches the
+next), puts itself in a new session, takes the attempt's environment,
+working directory and stdio, and runs ``pave.runtime.run`` in-process.
+
+Who uses it: the supervisor of an attempt (``pave-supervise``, Rust,
+``crates/pave-executor/src/zygote.rs``). The supervisor stays the owner of
+the attempt (claim, log, timeout, result); the zygote only replaces
+``fork + exec python``. Anything that goes wrong before the fork makes the
+supervisor run ``python3 -m pave.runtime`` as before, so correctness never
+depends on the zygote. docs/python-runtime.md describes the design.
+
+Start-up (argv: ``--socket PATH --lock PATH --idle SECS --attempt-vars
+A,B,PREFIX_*``; environment: the attempts' environment less the variables
+that differ per attempt, also sent as a JSON object on stdin, which tells
+what a wrapper of the interpreter such as a pyenv shim changed; working
+directory: the attempts'):
+the started process forks and exits at once (the supervisor reaps it), the
+grandchild calls ``setsid`` and is the zygote. On its stdout (a pipe to the
+supervisor) it writes JSON lines: ``{"pid": N}``, then ``{"ready": true}``
+once it listens, or ``{"unusable": "why"}`` and exits: the DAG file failed
+to import, started threads, opened a GPU device, or read a per-attempt
+variable (``--attempt-vars``) at import time. Its stderr is its own log.
+
+Protocol on the socket, one connection per attempt:
+
+- request: a 4-byte big-endian length, then that many bytes of JSON
+  ``{"argv": [...], "env": {...}, "cwd": "..."}``; the first bytes carry two
+  file descriptors (``SCM_RIGHTS``): the task's stdout and stderr.
+- answers, JSON lines: ``{"pid": N}`` once the child is in its own session
+  (its pid is also its process group and session id), then
+  ``{"exit": {"type": "code", "code": C} | {"type": "signal", "signal": S},
+  "maxrss_kib": K}`` when it has been reaped (``wait4``). Or, instead of
+  ``pid``, ``{"refused": "why", "retry": bool}``: nothing was forked
+  (``retry``: the DAG file or a module it imported changed, so this zygote
+  stops accepting and a new one should be started).
+- if the supervisor's end of the connection closes while the child runs,
+  the supervisor died: the zygote SIGKILLs the child's process group and
+  session, as the scheduler would.
+
+The zygote is single-threaded (never fork from a process with threads): one
+``selectors`` loop over the listening socket, the connections and the
+SIGCHLD wake-up fd. It exits after ``--idle`` seconds without attempts, when
+its socket path is removed or taken over, or once a change of its files
+made it stop accepting and its last child ended. Children die with it
+(``PR_SET_PDEATHSIG``), so an attempt never outlives both its supervisor
+and its zygote.
+"""
+
+from __future__ import annotations
+
+import atexit
+import encodings.idna  # noqa: F401 -- see below
+import errno
+import fcntl
+import gc
+import http.client  # noqa: F401 -- see below
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import sysconfig
+import threading
+import time
+import urllib.request
+from typing import Any
+
+# `macros`, `http.client` and `encodings.idna` (http.client encodes the host
+# name with it) are imported by the runtime lazily or on its first API call:
+# importing them here once saves every child the time.
+from . import macros, runtime  # noqa: F401
+from .loader import load_dag_file
+
+#: How long the zygote waits for a new child to set itself up.
+CHILD_SETUP_TIMEOUT = 10.0
+#: Most bytes of one request (the environment is in it).
+MAX_REQUEST = 4 * 1024 * 1024
+#: File descriptors passed with a request: stdout, stderr.
+PASSED_FDS = 2
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class Unusable(Exception):
+    """This DAG file cannot be served by a zygote; the message says why."""
+
+
+def _fingerprint(path: str) -> tuple[int, int, int, int] | None:
+    """What changes when a file is edited or replaced; ``None`` when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+def _is_attempt_var(name: str, attempt_vars: set[str], prefixes: tuple[str, ...]) -> bool:
+    """Whether ``name`` is one of the variables that differ per attempt."""
+    return name in attempt_vars or (bool(prefixes) and name.startswith(prefixes))
+
+
+class _RecordingEnviron(os._Environ):  # type: ignore[name-defined,misc]
+    """``os.environ`` while the DAG file is imported: the same variables (it
+    shares ``os.environ``'s storage), but it notes every lookup of a
+    per-attempt variable, whose value the zygote does not have."""
+
+    def __init__(self, real: Any, attempt_vars: set[str], prefixes: tuple[str, ...]) -> None:
+        self.__dict__.update(real.__dict__)
+        self._pave_attempt_vars = attempt_vars
+        self._pave_prefixes = prefixes
+        self.pave_read: set[str] = set()
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str) and _is_attempt_var(key, self._pave_attempt_vars, self._pave_prefixes):
+            self.pave_read.add(key)
+        return super().__getitem__(key)
+
+
+def _gpu_device_open() -> bool:
+    """Whether this process holds a GPU device open (CUDA was initialised):
+    a forked child could not use it."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith(("/dev/nvidia", "/dev/dri/", "/dev/kfd")):
+            return True
+    return False
+
+
+def _kill_session(sid: int, sig: int) -> None:
+    """Send ``sig`` to the process group ``sid`` and every process of session ``sid``."""
+    try:
+        os.killpg(sid, sig)
+    except OSError:
+        pass
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(b")") + 2:].split()
+            if int(fields[3]) == sid:  # field 6: session
+                os.kill(pid, sig)
+        except (OSError, ValueError, IndexError):
+            continue
+
+
+def _bindable(path: str) -> tuple[str, int | None]:
+    """A name for ``path`` that fits in ``sun_path`` (107 bytes): the path
+    itself, or ``/proc/self/fd/N/NAME`` through an fd of its folder (the
+    fd is returned, to be closed after ``bind``)."""
+    if len(os.fsencode(path)) <= 107:
+        return path, None
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}/{os.path.basename(path)}", fd
+
+
+class _Conn:
+    """One supervisor's connection: its request while it arrives, then its child."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.fds: list[int] = []
+        self.pid: int | None = None
+
+    def close_fds(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds = []
+
+
+class Child:
+    """What a forked child runs once it is on its own: the attempt."""
+
+    def __init__(self, request: dict[str, Any], dags: list[Any], replay: tuple[bytes, bytes],
+                 env_changes: list[tuple[dict[str, str], list[str]]]) -> None:
+        self.request = request
+        self.dags = dags
+        self.replay = replay
+        self.env_changes = env_changes
+
+    def run(self) -> int:
+        """Take the attempt's working directory and environment, replay what
+        importing the DAG file printed (a plain ``python -m pave.runtime``
+        prints it in every attempt's log), and run the attempt."""
+        req = self.request
+        env = {str(k): str(v) for k, v in (req.get("env") or {}).items()}
+        for changed, removed in self.env_changes:
+            env.update(changed)
+            for name in removed:
+                env.pop(name, None)
+        os.environ.clear()
+        os.environ.update(env)
+        cwd = req.get("cwd")
+        if cwd:
+            os.chdir(cwd)
+        sys.argv = [runtime.__file__ or "pave.runtime"]
+        out, err = self.replay
+        if out:
+            os.write(1, out)
+        if err:
+            os.write(2, err)
+        return runtime.run(dags=self.dags)
+
+    def exit(self, code: int) -> None:
+        """End the child as the interpreter would at exit, as far as a task
+        can tell: wait for its non-daemon threads, run the atexit handlers,
+        flush stdio; but skip the teardown of every module, which in a
+        forked child would touch (and so copy) most shared pages."""
+        try:
+            threading._shutdown()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 -- as the interpreter, go on exiting
+            pass
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+class _Forked(BaseException):
+    """Unwinds the zygote's loop in a new child (never seen by the zygote)."""
+
+    def __init__(self, child: Child) -> None:
+        super().__init__()
+        self.child = child
+
+
+class Zygote:
+    """The zygote's state: what it imported, its socket, its children."""
+
+    def __init__(self, socket_path: str, lock_path: str, idle: float, attempt_vars: list[str]) -> None:
+        self.socket_path = socket_path
+        self.lock_path = lock_path
+        self.idle = idle
+        self.attempt_vars = {v for v in attempt_vars if v and not v.endswith("*")}
+        self.prefixes = tuple(v[:-1] for v in attempt_vars if v.endswith("*") and len(v) > 1)
+        self.base_env: dict[str, str] = {}
+        self.cwd = os.getcwd()
+        self.dags: list[Any] = []
+        self.watched: list[tuple[str, Any]] = []
+        self.replay: tuple[bytes, bytes] = (b"", b"")
+        #: What importing the DAG file did to the environment (set, removed):
+        #: a fresh interpreter's task would see it, so every child redoes it.
+        self.env_changes: tuple[dict[str, str], list[str]] = ({}, [])
+        #: What the interpreter's wrapper did to the environment (set, removed).
+        self.wrapper_changes: tuple[dict[str, str], list[str]] = ({}, [])
+        self.listener: socket.socket | None = None
+        self.bound: Any = None
+        self.selector = selectors.DefaultSelector()
+        self.conns: dict[int, _Conn] = {}
+        self.children: dict[int, _Conn] = {}
+        self.wake_r = -1
+        self.wake_w = -1
+        self.pid = os.getpid()
+        self.last_activity = time.monotonic()
+        self.prctl: Any = None
+
+    # -- start-up ------------------------------------------------------------------
+    def prepare(self, launch_env: dict[str, str] | None = None) -> None:
+        """Import the DAG file and check that forking from here is safe; ``Unusable`` if not.
+
+        ``launch_env`` is the environment the zygote was started with, as
+        the supervisor sent it (the interpreter may have been started
+        through a wrapper, such as a pyenv shim, that changed it): requests
+        must match it, and what the wrapper changed is redone in every child."""
+        dag_file = os.environ.get("PAVE_DAG_FILE")
+        if not dag_file:
+            raise Unusable("PAVE_DAG_FILE is not set")
+        here = {k: v for k, v in os.environ.items() if not _is_attempt_var(k, self.attempt_vars, self.prefixes)}
+        self.base_env = here if launch_env is None else launch_env
+        self.wrapper_changes = ({k: v for k, v in here.items() if self.base_env.get(k) != v},
+                                sorted(set(self.base_env) - set(here)))
+        before = set(sys.modules)
+        fingerprint = _fingerprint(dag_file)
+        real = os.environ
+        recorder = _RecordingEnviron(real, self.attempt_vars, self.prefixes)
+        out_fd, err_fd = os.memfd_create("pave-import-stdout"), os.memfd_create("pave-import-stderr")
+        saved = (os.dup(1), os.dup(2))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.environ = recorder
+        env_before = dict(real)
+        try:
+            _, self.dags = load_dag_file(dag_file)
+        except BaseException as e:  # a DAG file may raise anything, SystemExit included
+            raise Unusable(f"importing {dag_file} failed ({type(e).__name__}: {e}); "
+                           "the attempt runs in a fresh interpreter, whose log shows the traceback") from None
+        finally:
+            os.environ = real
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            self.replay = (_read_all(out_fd), _read_all(err_fd))
+        env_after = dict(real)
+        self.env_changes = ({k: v for k, v in env_after.items() if env_before.get(k) != v},
+                            sorted(set(env_before) - set(env_after)))
+        if recorder.pave_read:
+            raise Unusable(f"{dag_file} reads {', '.join(sorted(recorder.pave_read))} at import time, "
+                           "which differs per attempt")
+        if threading.active_count() > 1:
+            raise Unusable(f"importing {dag_file} started Python threads; forking would lose them")
+        if _gpu_device_open():
+            raise Unusable(f"importing {dag_file} opened a GPU device (CUDA was initialised); "
+                           "a forked child could not use it")
+        self.watched = [(dag_file, fingerprint)] + self._imported_files(before)
+        try:
+            import ctypes
+
+            self.prctl = ctypes.CDLL(None, use_errno=True).prctl
+            # Orphans of a task come to us, not to init: `_kill_leftovers`
+            # finds them when the task ends, as the plain supervisor does.
+            self.prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        except (ImportError, OSError, AttributeError):
+            self.prctl = None
+        if urllib.request._opener is None:  # type: ignore[attr-defined]
+            # What the first `urlopen` of every child would build (its proxy
+            # settings come from this environment, which equals the attempts').
+            urllib.request.install_opener(urllib.request.build_opener())
+        # Objects that exist now are shared by every child: keep the collector
+        # from touching (and so copying) their pages in the children.
+        gc.collect()
+        gc.freeze()
+
+    def _imported_files(self, before: set[str]) -> list[tuple[str, Any]]:
+        """The files of modules the DAG file imported from outside the
+        standard library, site-packages and the SDK: edited, they make this
+        zygote stale (a fresh interpreter would import the new code)."""
+        skip = {os.path.dirname(os.path.abspath(__file__))}
+        for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+            try:
+                skip.add(os.path.abspath(sysconfig.get_paths()[key]))
+            except KeyError:
+                continue
+        files = []
+        for name in set(sys.modules) - before:
+            path = getattr(sys.modules.get(name), "__file__", None)
+            if not path:
+                continue
+            path = os.path.abspath(path)
+            if any(path.startswith(root + os.sep) for root in skip):
+                continue
+            files.append((path, _fingerprint(path)))
+        return sorted(files)
+
+    def listen(self) -> None:
+        """Bind the socket (the starting supervisor holds the lock, so a file
+        already there is a dead zygote's) and set up the loop."""
+        name, dir_fd = _bindable(self.socket_path)
+        try:
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            old_umask = os.umask(0o177)
+            try:
+                listener.bind(name)
+            finally:
+                os.umask(old_umask)
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+        listener.listen(256)
+        listener.setblocking(False)
+        self.listener = listener
+        self.bound = _fingerprint(self.socket_path)
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.signal(signal.SIGCHLD, _on_sigchld)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.selector.register(listener, selectors.EVENT_READ, "listen")
+        self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+
+    # -- the loop --------------------------------------------------------------------
+    def serve(self) -> Child | None:
+        """Serve until idle; in a forked child, return what it must run."""
+        try:
+            while True:
+                if not self.conns and not self.children:
+                    if self.listener is None:
+                        return None
+                    if time.monotonic() - self.last_activity >= self.idle:
+                        self._stop_accepting()
+                        return None
+                if self.listener is not None and _fingerprint(self.socket_path) != self.bound:
+                    self._stop_accepting()  # removed or taken over by a newer zygote
+                    continue
+                timeout = max(0.0, min(1.0, self.idle - (time.monotonic() - self.last_activity)))
+                for key, _ in self.selector.select(timeout if not self.children else 1.0):
+                    if key.data == "listen":
+                        self._accept()
+                    elif key.data == "wake":
+                        self._reap()
+                    else:
+                        self._readable(key.data)
+        except _Forked as f:
+            return f.child
+
+    def _accept(self) -> None:
+        if self.listener is None:
+            return
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self.last_activity = time.monotonic()
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _, uid, _ = struct.unpack("3i", creds)
+            if uid != os.getuid():
+                sock.close()
+                continue
+            sock.setblocking(False)
+            conn = _Conn(sock)
+            self.conns[sock.fileno()] = conn
+            self.selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _readable(self, conn: _Conn) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(conn.sock, 65536, PASSED_FDS)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, fds = b"", []
+        conn.fds.extend(fds)
+        if conn.pid is not None:
+            if not data:  # the supervisor is gone: so must its task be
+                _kill_session(conn.pid, signal.SIGKILL)
+                self._drop(conn)
+            return
+        if not data:
+            self._drop(conn)
+            return
+        conn.buf += data
+        if len(conn.buf) < 4:
+            return
+        (size,) = struct.unpack(">I", conn.buf[:4])
+        if size > MAX_REQUEST:
+            self._refuse(conn, "the request is too large", retry=False)
+            return
+        if len(conn.buf) < 4 + size:
+            return
+        try:
+            request = json.loads(bytes(conn.buf[4:4 + size]))
+        except ValueError as e:
+            self._refuse(conn, f"the request is not JSON: {e}", retry=False)
+            return
+        self._launch(conn, request)
+
+    def _check(self, request: Any, conn: _Conn) -> tuple[str, bool] | None:
+        """Why this zygote must not run ``request`` (and whether a new one could), or None."""
+        if not isinstance(request, dict) or not isinstance(request.get("env"), dict):
+            return "the request has no environment", False
+        if len(conn.fds) != PASSED_FDS:
+            return f"the request must pass {PASSED_FDS} file descriptors, not {len(conn.fds)}", False
+        env = request["env"]
+        base = {k: v for k, v in env.items() if not _is_attempt_var(k, self.attempt_vars, self.prefixes)}
+        if base != self.base_env:
+            differ = sorted(set(base.items()) ^ set(self.base_env.items()))
+            return f"the attempt's environment differs from this zygote's ({differ[0][0]} and more)", False
+        if request.get("cwd") not in (None, self.cwd):
+            return "the attempt's working directory differs from this zygote's", False
+        for path, fingerprint in self.watched:
+            if _fingerprint(path) != fingerprint:
+                return f"{path} changed since this zygote imported it", True
+        return None
+
+    def _launch(self, conn: _Conn, request: dict[str, Any]) -> None:
+        problem = self._check(request, conn)
+        if problem is not None:
+            if problem[1]:  # first, so that the retry finds this zygote gone
+                self._stop_accepting()
+            self._refuse(conn, problem[0], retry=problem[1])
+            return
+        self.selector.unregister(conn.sock)
+        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os.close(sync_r)
+            os.close(go_w)
+            self._become_child(conn, sync_w, go_r)
+            raise _Forked(Child(request, self.dags, self.replay, [self.wrapper_changes, self.env_changes]))
+        os.close(sync_w)
+        os.close(go_r)
+        conn.close_fds()
+        conn.pid = pid
+        self.children[pid] = conn
+        ready = _wait_readable(sync_r, CHILD_SETUP_TIMEOUT) and os.read(sync_r, 1) == b"k"
+        os.close(sync_r)
+        if not ready:
+            _kill_session(pid, signal.SIGKILL)
+            self.children.pop(pid, None)
+            self._refuse(conn, "the forked child did not set itself up", retry=False)
+            os.close(go_w)
+            return
+        try:
+            conn.sock.setblocking(True)
+            conn.sock.settimeout(5.0)
+            conn.sock.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            os.write(go_w, b"g")
+        except OSError:
+            # The supervisor is gone before the task started: closing `go`
+            # makes the child exit without running anything.
+            _kill_session(pid, signal.SIGKILL)
+        finally:
+            os.close(go_w)
+        if conn.sock.fileno() >= 0:
+            conn.sock.setblocking(False)
+            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+
+    def _become_child(self, conn: _Conn, sync_w: int, go_r: int) -> None:
+        """In the new child: leave the zygote's signal set-up, session and
+        file descriptors behind, take the attempt's stdio, tell the zygote,
+        and wait for its go (it has told the supervisor the pid by then)."""
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.setsid()
+            if self.prctl is not None:
+                self.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != self.pid:
+                os._exit(1)  # the zygote died before PDEATHSIG was armed
+            stdout_fd, stderr_fd = conn.fds
+            null = os.open(os.devnull, os.O_RDONLY)
+            for src, dst in ((null, 0), (stdout_fd, 1), (stderr_fd, 2)):
+                os.dup2(src, dst)
+            for fd in {null, stdout_fd, stderr_fd} - {0, 1, 2}:
+                os.close(fd)
+            conn.fds = []
+            for other in list(self.conns.values()):
+                other.close_fds()
+                other.sock.close()
+            if self.listener is not None:
+                self.listener.close()
+            self.selector.close()
+            for fd in (self.wake_r, self.wake_w):
+                os.close(fd)
+            os.write(sync_w, b"k")
+            os.close(sync_w)
+            go = os.read(go_r, 1)
+            os.close(go_r)
+        except BaseException:
+            os._exit(1)
+        if go != b"g":
+            os._exit(1)
+
+    def _reap(self) -> None:
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            conn = self.children.pop(pid, None)
+            if conn is None:
+                continue  # an orphan of some task, re-parented to us
+            self.last_activity = time.monotonic()
+            self._kill_leftovers(pid)
+            if os.WIFSIGNALED(status):
+                exit_ = {"type": "signal", "signal": os.WTERMSIG(status)}
+            else:
+                exit_ = {"type": "code", "code": os.waitstatus_to_exitcode(status)}
+            report = {"exit": exit_, "maxrss_kib": int(usage.ru_maxrss)}
+            try:
+                conn.sock.setblocking(True)
+                conn.sock.settimeout(5.0)
+                conn.sock.sendall(json.dumps(report).encode() + b"\n")
+            except OSError:
+                pass
+            self._drop(conn)
+
+    def _kill_leftovers(self, task: int) -> None:
+        """After a task's main process ended: SIGKILL what is left of its
+        process group, and its orphans (re-parented to us, still in its
+        session). A task must not outlive its attempt and its GPU slot."""
+        try:
+            os.killpg(task, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            with open(f"/proc/self/task/{self.pid}/children", "rb") as f:
+                pids = [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            return
+        for pid in pids:
+            if pid in self.children:
+                continue
+            try:
+                if os.getsid(pid) == task:
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
+
+    def _refuse(self, conn: _Conn, why: str, *, retry: bool) -> None:
+        try:
+            conn.sock.setblocking(True)
+            conn.sock.settimeout(5.0)
+            conn.sock.sendall(json.dumps({"refused": why, "retry": retry}).encode() + b"\n")
+        except OSError:
+            pass
+        self._drop(conn)
+
+    def _drop(self, conn: _Conn) -> None:
+        conn.close_fds()
+        try:
+            self.selector.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        fd = conn.sock.fileno()
+        if fd >= 0:
+            self.conns.pop(fd, None)
+        conn.sock.close()
+        self.last_activity = time.monotonic()
+
+    def _stop_accepting(self) -> None:
+        """Close the listening socket, and remove its file if it is still
+        ours (under the start lock, so a new zygote's is never removed)."""
+        if self.listener is None:
+            return
+        try:
+            self.selector.unregister(self.listener)
+        except (KeyError, ValueError):
+            pass
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _fingerprint(self.socket_path) == self.bound:
+                    os.unlink(self.socket_path)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        self.listener.close()
+        self.listener = None
+
+
+def _on_sigchld(signum: int, frame: Any) -> None:
+    """SIGCHLD only wakes the loop (through the wake-up fd); ``_reap`` does the work."""
+
+
+def _wait_readable(fd: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    try:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if sel.select(left):
+                return True
+    finally:
+        sel.close()
+
+
+def _read_all(fd: int) -> bytes:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _tell(fd: int, message: dict[str, Any]) -> None:
+    """One JSON line to the starting supervisor; it may be gone (then nobody listens)."""
+    try:
+        os.write(fd, json.dumps(message).encode() + b"\n")
+    except OSError as e:
+        if e.errno != errno.EPIPE:
+            raise
+
+
+def _read_launch_env() -> dict[str, str] | None:
+    """The environment the supervisor started us with, as JSON on stdin
+    (``None`` when stdin has none: then this process's own counts)."""
+    try:
+        data = sys.stdin.buffer.read() if sys.stdin is not None else b""
+        env = json.loads(data) if data.strip() else None
+    except (OSError, ValueError):
+        return None
+    if isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        return env
+    return None
+
+
+def _parse_args(argv: list[str]) -> dict[str, str]:
+    opts = {"--socket": "", "--lock": "", "--idle": "60", "--attempt-vars": ""}
+    it = iter(argv)
+    for arg in it:
+        if arg not in opts:
+            raise SystemExit(f"pave.zygote: unknown argument {arg!r}")
+        opts[arg] = next(it, "")
+    if not opts["--socket"] or not opts["--lock"]:
+        raise SystemExit("pave.zygote: --socket and --lock are required")
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start a zygote (see the module's docstring); in a forked child, run its attempt."""
+    opts = _parse_args(sys.argv[1:] if argv is None else argv)
+    launch_env = _read_launch_env()
+    if os.fork() != 0:
+        os._exit(0)  # the supervisor reaps this process; the zygote is reparented
+    os.setsid()
+    proto = os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    _tell(proto, {"pid": os.getpid()})
+    try:
+        idle = float(opts["--idle"])
+    except ValueError:
+        idle = 60.0
+    zygote = Zygote(opts["--socket"], opts["--lock"], idle, opts["--attempt-vars"].split(","))
+    try:
+        zygote.prepare(launch_env)
+        zygote.listen()
+    except Unusable as e:
+        _tell(proto, {"unusable": str(e)})
+        os._exit(0)
+    except Exception as e:  # noqa: BLE001 -- any failure here only means "not pre-forked"
+        _tell(proto, {"unusable": f"the zygote could not start: {type(e).__name__}: {e}"})
+        os._exit(0)
+    _tell(proto, {"ready": True})
+    os.close(proto)
+    child = zygote.serve()
+    if child is None:
+        sys.stderr.flush()
+        os._exit(0)  # no atexit handlers: the DAG file's run in each child, not here
+    try:
+        code = child.run()
+    except SystemExit as e:  # the task called sys.exit(): as the interpreter maps it
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    child.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

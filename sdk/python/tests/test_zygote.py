@@ -1,0 +1,367 @@
+"""``python -m pave.zygote`` driven by a small Python client that speaks the
+same protocol as the supervisor (crates/pave-executor/src/zygote.rs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from typing import Any
+
+from .fake_api import FakeExecutionApi
+from .util import sdk_env, write_file
+
+ATTEMPT_VARS = ("PAVE_TASK_TOKEN,PAVE_API_URL,PAVE_DAG_ID,PAVE_TASK_ID,PAVE_RUN_ID,PAVE_TRY_NUMBER,"
+                "PAVE_MAP_INDEX,PAVE_LOGICAL_DATE,PAVE_GPU_FALLBACK,CUDA_VISIBLE_DEVICES,"
+                "NVIDIA_VISIBLE_DEVICES,AIRFLOW_CTX_*")
+
+DAG_SOURCE = """
+import os
+import time
+
+from pave import dag, task
+
+STATE = []
+print("imported the DAG file")
+os.environ.setdefault("SET_AT_IMPORT", "yes")
+
+
+@dag(dag_id="z", schedule=None)
+def z():
+    @task
+    def mutate():
+        STATE.append(1)
+        return len(STATE)
+
+    @task
+    def env():
+        return {"task": os.environ["PAVE_TASK_ID"], "at_import": os.environ.get("SET_AT_IMPORT"),
+                "extra": os.environ.get("EXTRA"), "pid": os.getpid(), "sid": os.getsid(0),
+                "pgid": os.getpgid(0)}
+
+    @task
+    def sleepy():
+        print("sleeping", flush=True)
+        time.sleep(60)
+
+    @task
+    def orphan():
+        import subprocess
+        return subprocess.Popen(["sleep", "60"], process_group=0).pid
+
+    @task
+    def exits():
+        import atexit
+        import sys
+        import threading
+
+        atexit.register(lambda: print("atexit ran", flush=True))
+        threading.Thread(target=lambda: (time.sleep(0.2), print("thread done", flush=True))).start()
+        sys.exit(3)
+
+    @task
+    def boom():
+        raise ValueError("kaboom")
+
+    mutate() >> env() >> sleepy() >> orphan() >> exits() >> boom()
+
+
+z()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+def _wait_dead(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+class Attempt:
+    """One attempt sent to a zygote: the connection, the pid, and the task's output."""
+
+    def __init__(self, sock: socket.socket, reader: Any, out_r: int, err_path: str) -> None:
+        self.sock = sock
+        self.reader = reader
+        self.out_r = out_r
+        self.err_path = err_path
+        first = json.loads(reader.readline() or "{}")
+        self.first = first
+        self.pid: int | None = first.get("pid")
+
+    def finish(self) -> dict[str, Any]:
+        line = self.reader.readline()
+        report = json.loads(line) if line else {}
+        out = b""
+        while chunk := os.read(self.out_r, 65536):
+            out += chunk
+        os.close(self.out_r)
+        with open(self.err_path, "rb") as f:
+            err = f.read()
+        self.reader.close()
+        self.sock.close()
+        report["stdout"] = out.decode()
+        report["stderr"] = err.decode()
+        return report
+
+
+class ZygoteCase(unittest.TestCase):
+    """A DAG file, a base environment, and helpers to start and use zygotes."""
+
+    def setUp(self) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="pz-")
+        self.dir = self.tmp.name
+        self.dag_file = write_file(self.dir, "zdag.py", DAG_SOURCE)
+        self.socket = os.path.join(self.dir, "z.sock")
+        self.lock = os.path.join(self.dir, "z.lock")
+        self.base = sdk_env(PAVE_DAG_FILE=self.dag_file, PYTHONUNBUFFERED="1")
+        for name in list(self.base):
+            if name.startswith(("PAVE_TASK", "AIRFLOW_CTX_")) or name in ATTEMPT_VARS.split(","):
+                del self.base[name]
+        self.zygotes: list[int] = []
+        self.apis: list[FakeExecutionApi] = []
+
+    def tearDown(self) -> None:
+        for pid in self.zygotes:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for api in self.apis:
+            api.__exit__(None, None, None)
+        self.tmp.cleanup()
+
+    def start(self, idle: float = 30.0, base: dict[str, str] | None = None) -> dict[str, Any]:
+        """Start a zygote the way the supervisor does; its last start-up message."""
+        log = open(os.path.join(self.dir, "z.log"), "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pave.zygote", "--socket", self.socket, "--lock", self.lock,
+             "--idle", str(idle), "--attempt-vars", ATTEMPT_VARS],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=base or self.base, cwd=self.dir)
+        log.close()
+        self.assertEqual(proc.wait(timeout=30), 0)
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        self.zygotes.append(first["pid"])
+        last = json.loads(proc.stdout.readline() or "{}")
+        proc.stdout.close()
+        last["pid"] = first["pid"]
+        return last
+
+    def send(self, task_id: str, extra_env: dict[str, str] | None = None,
+             request: dict[str, Any] | None = None) -> Attempt:
+        """Send one attempt of ``task_id`` (its own fake API) and read the first answer."""
+        api = FakeExecutionApi({"dag_id": "z", "task_id": task_id})
+        api.__enter__()
+        self.apis.append(api)
+        env = dict(self.base, PAVE_API_URL=api.url, PAVE_TASK_TOKEN=api.TOKEN, PAVE_DAG_ID="z",
+                   PAVE_TASK_ID=task_id, PAVE_RUN_ID="r", PAVE_TRY_NUMBER="1", PAVE_MAP_INDEX="-1",
+                   AIRFLOW_CTX_TASK_ID=task_id, **(extra_env or {}))
+        body = json.dumps(request or {"argv": [sys.executable, "-m", "pave.runtime"], "env": env,
+                                      "cwd": os.path.realpath(self.dir)}).encode()
+        out_r, out_w = os.pipe()
+        err_path = os.path.join(self.dir, f"{task_id}-{len(self.apis)}.err")
+        err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.socket)
+        socket.send_fds(sock, [struct.pack(">I", len(body)) + body], [out_w, err])
+        os.close(out_w)
+        os.close(err)
+        attempt = Attempt(sock, sock.makefile("r"), out_r, err_path)
+        attempt.api = api  # type: ignore[attr-defined]
+        return attempt
+
+    def run_task(self, task_id: str, **kw: Any) -> dict[str, Any]:
+        attempt = self.send(task_id, **kw)
+        self.assertIn("pid", attempt.first, attempt.first)
+        report = attempt.finish()
+        report["pid"] = attempt.pid
+        report["pushed"] = attempt.api.pushed  # type: ignore[attr-defined]
+        return report
+
+
+class ZygoteRunsTasksTest(ZygoteCase):
+    def test_each_attempt_is_a_forked_child_that_does_not_see_the_previous_ones_state(self) -> None:
+        ready = self.start()
+        self.assertEqual(ready.get("ready"), True, ready)
+        first = self.run_task("mutate")
+        second = self.run_task("mutate")
+        for r in (first, second):
+            self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
+            self.assertEqual(r["pushed"], {"return_value": 1})
+            self.assertGreater(r["maxrss_kib"], 1000)
+        self.assertNotEqual(first["pid"], second["pid"])
+        self.assertNotIn(ready["pid"], (first["pid"], second["pid"]))
+
+    def test_the_child_has_the_attempts_environment_session_and_the_imports_output(self) -> None:
+        self.start()
+        # EXTRA is not an attempt variable: a request with it differs from the zygote's environment.
+        attempt = self.send("env", extra_env={"EXTRA": "x"})
+        self.assertEqual(attempt.first.get("retry"), False, attempt.first)
+        self.assertIn("EXTRA", attempt.first.get("refused", ""))
+        attempt.finish()
+        r = self.run_task("env", extra_env={"CUDA_VISIBLE_DEVICES": "1"})
+        self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
+        value = r["pushed"]["return_value"]
+        self.assertEqual(value["task"], "env")
+        self.assertEqual(value["at_import"], "yes")
+        self.assertEqual(value["pid"], r["pid"])
+        self.assertEqual((value["sid"], value["pgid"]), (r["pid"], r["pid"]))
+        self.assertIn("imported the DAG file", r["stdout"])
+
+    def test_the_child_exits_as_the_interpreter_would(self) -> None:
+        self.start()
+        r = self.run_task("exits")
+        self.assertEqual(r["exit"], {"type": "code", "code": 3}, r["stderr"])
+        self.assertIn("thread done\natexit ran", r["stdout"])
+
+    def test_exit_statuses_are_reported(self) -> None:
+        self.start()
+        r = self.run_task("boom")
+        self.assertEqual(r["exit"], {"type": "code", "code": 1})
+        self.assertIn("ValueError: kaboom", r["stderr"])
+        attempt = self.send("sleepy")
+        assert attempt.pid is not None
+        seen = b""
+        while b"sleeping" not in seen:
+            seen += os.read(attempt.out_r, 100)
+        os.killpg(attempt.pid, signal.SIGTERM)
+        r = attempt.finish()
+        self.assertEqual(r["exit"], {"type": "signal", "signal": signal.SIGTERM})
+
+
+
+class ZygoteGuardsTest(ZygoteCase):
+    def test_a_closed_connection_kills_the_running_task(self) -> None:
+        self.start()
+        attempt = self.send("sleepy")
+        assert attempt.pid is not None
+        self.assertTrue(_alive(attempt.pid))
+        attempt.reader.close()
+        attempt.sock.close()
+        os.close(attempt.out_r)
+        self.assertTrue(_wait_dead(attempt.pid), "the task outlived its supervisor's connection")
+
+    def test_what_a_task_leaves_behind_is_killed_when_it_ends(self) -> None:
+        self.start()
+        r = self.run_task("orphan")
+        self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
+        self.assertTrue(_wait_dead(r["pushed"]["return_value"]), "a process of the task outlived it")
+
+    def test_children_die_with_the_zygote(self) -> None:
+        ready = self.start()
+        attempt = self.send("sleepy")
+        assert attempt.pid is not None
+        os.kill(ready["pid"], signal.SIGKILL)
+        self.assertTrue(_wait_dead(attempt.pid), "the task outlived its zygote")
+        self.assertEqual(attempt.finish().get("exit"), None)
+
+    def test_an_edited_dag_file_is_refused_with_retry_and_the_zygote_steps_aside(self) -> None:
+        ready = self.start(idle=0.5)
+        self.assertEqual(self.run_task("mutate")["exit"]["code"], 0)
+        time.sleep(0.01)
+        with open(self.dag_file, "a", encoding="utf-8") as f:
+            f.write("\n# edited\n")
+        attempt = self.send("mutate")
+        self.assertEqual(attempt.first.get("retry"), True, attempt.first)
+        self.assertIn("changed", attempt.first["refused"])
+        attempt.finish()
+        self.assertFalse(os.path.exists(self.socket))
+        self.assertTrue(_wait_dead(ready["pid"]))
+        again = self.start()
+        self.assertEqual(again.get("ready"), True, again)
+        self.assertEqual(self.run_task("mutate")["exit"]["code"], 0)
+
+    def test_an_idle_zygote_exits_and_removes_its_socket(self) -> None:
+        ready = self.start(idle=0.3)
+        self.assertEqual(self.run_task("mutate")["exit"]["code"], 0)
+        self.assertTrue(_wait_dead(ready["pid"]))
+        self.assertFalse(os.path.exists(self.socket))
+
+    def test_a_socket_path_taken_over_makes_the_old_zygote_leave(self) -> None:
+        old = self.start()
+        new = self.start()
+        self.assertTrue(_wait_dead(old["pid"]))
+        self.assertTrue(_alive(new["pid"]))
+        self.assertEqual(self.run_task("mutate")["exit"]["code"], 0)
+
+
+class ZygoteUnusableTest(ZygoteCase):
+    def unusable(self, source: str) -> str:
+        write_file(self.dir, "zdag.py", source)
+        ready = self.start()
+        self.assertIn("unusable", ready)
+        self.assertTrue(_wait_dead(ready["pid"]))
+        self.assertFalse(os.path.exists(self.socket))
+        return ready["unusable"]
+
+    def test_an_import_error(self) -> None:
+        why = self.unusable("import no_such_module_here\n")
+        self.assertIn("ModuleNotFoundError", why)
+
+    def test_reading_a_per_attempt_variable_at_import(self) -> None:
+        why = self.unusable("import os\nTASK = os.environ.get('PAVE_TASK_ID')\nCTX = os.getenv('AIRFLOW_CTX_DAG_ID')\n")
+        self.assertIn("AIRFLOW_CTX_DAG_ID, PAVE_TASK_ID", why)
+
+    def test_threads_started_at_import(self) -> None:
+        why = self.unusable("import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n")
+        self.assertIn("threads", why)
+
+
+class StartWaitTest(unittest.TestCase):
+    """A forked task can ask for its context before the scheduler recorded its start."""
+
+    class Api:
+        def __init__(self, queued: int, try_number: int = 1) -> None:
+            self.queued = queued
+            self.try_number = try_number
+            self.calls = 0
+
+        def get_context(self) -> dict[str, Any]:
+            from pave.api_client import ApiError
+
+            self.calls += 1
+            if self.calls <= self.queued:
+                raise ApiError(409, f"the attempt is no longer running (state queued, try {self.try_number})",
+                               "GET", "/ti/context")
+            return {"task_id": "t"}
+
+    def test_waits_while_its_own_try_is_queued(self) -> None:
+        from pave.runtime import get_context_once_started
+
+        api = self.Api(queued=3)
+        self.assertEqual(get_context_once_started(api, "1"), {"task_id": "t"})  # type: ignore[arg-type]
+        self.assertEqual(api.calls, 4)
+
+    def test_another_try_or_a_timeout_is_final(self) -> None:
+        from pave.api_client import ApiError
+        from pave.runtime import get_context_once_started
+
+        api = self.Api(queued=3, try_number=2)
+        with self.assertRaises(ApiError):
+            get_context_once_started(api, "1")  # type: ignore[arg-type]
+        self.assertEqual(api.calls, 1)
+        with self.assertRaises(ApiError):
+            get_context_once_started(self.Api(queued=1000), "1", wait=0.05)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    unittest.main()
