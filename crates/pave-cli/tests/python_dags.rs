@@ -126,3 +126,45 @@ fn a_dag_airflow_rejects_is_rejected_too() {
         "{err}"
     );
 }
+
+/// A Python task's return value that is not plain JSON (a datetime, a
+/// tuple) is stored in Airflow's serde envelope; a template of a Bash task
+/// that pulls it sees the value, not the envelope.
+#[test]
+fn templates_see_python_values_not_their_serde_envelopes() {
+    let dir = dags_dir();
+    let file = dir.path().join("serde_values.py");
+    std::fs::write(
+        &file,
+        r#"
+import datetime
+from pave import dag, task
+from pave.operators import BashOperator
+
+@dag(schedule=None)
+def serde_values():
+    @task
+    def make():
+        at = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+        return {"at": at, "pair": (1, 2), "wait": datetime.timedelta(hours=1)}
+
+    check = BashOperator(
+        task_id="check",
+        bash_command=(
+            'test "{{ ti.xcom_pull(task_ids=\'make\')[\'at\'] }}" = "2026-01-02 03:04:05+00:00" '
+            '&& test "{{ ti.xcom_pull(task_ids=\'make\')[\'pair\'] | join(\',\') }}" = "1,2" '
+            '&& test "{{ ti.xcom_pull(task_ids=\'make\')[\'wait\'] }}" = "1:00:00"'
+        ),
+    )
+    make() >> check
+
+serde_values()
+"#,
+    )
+    .expect("write the DAG file");
+    let pave = Pave::new();
+    let out = pave.run(&["dags", "test", file.to_str().expect("utf-8"), "--json"]);
+    assert!(out.success(), "{out}");
+    let v = common::single_json(&out.stdout);
+    assert_eq!(v["state"], "success", "{v}");
+}

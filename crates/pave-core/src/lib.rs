@@ -27,3 +27,4 @@ pub mod admit;
 pub mod priority;
 pub mod schedule;
 pub mod template;
+pub mod xcom_serde;

@@ -338,6 +338,12 @@ fn json(v: &Json) -> Value {
     Value::from(minijinja::value::Serde(v))
 }
 
+/// An XCom value (or an argument taken from one), its serde envelopes
+/// decoded (`crate::xcom_serde`).
+fn xcom_json(v: &Json) -> Value {
+    json(&crate::xcom_serde::plain(v))
+}
+
 fn date(at: DateTime<Utc>) -> Value {
     Value::from_object(DateObject(at))
 }
@@ -409,8 +415,11 @@ fn context_values(ctx: &TemplateContext) -> BTreeMap<String, Value> {
         .map(|(k, v)| (k.clone(), json(v)))
         .collect();
     m.insert("params".into(), Value::from(params));
-    let args: BTreeMap<String, Value> =
-        ctx.args.iter().map(|(k, v)| (k.clone(), json(v))).collect();
+    let args: BTreeMap<String, Value> = ctx
+        .args
+        .iter()
+        .map(|(k, v)| (k.clone(), xcom_json(v)))
+        .collect();
     m.insert("args".into(), Value::from(args));
     let ti = Value::from_object(TiObject {
         dag_id: ctx.dag_id.clone(),
@@ -741,7 +750,7 @@ impl TiObject {
                 let mut found = false;
                 for ((task, _, k), v) in &self.xcoms {
                     if task.as_str() == t && *k == key {
-                        out.push(json(v));
+                        out.push(xcom_json(v));
                         found = true;
                     }
                 }
@@ -790,7 +799,7 @@ impl TiObject {
                         .find(|((task, _, k), _)| task.as_str() == t && *k == key)
                         .map(|(_, v)| v),
                 };
-                out.push(value.map(json).unwrap_or_else(|| default.clone()));
+                out.push(value.map(xcom_json).unwrap_or_else(|| default.clone()));
             }
         }
         if single_task && single_index {
