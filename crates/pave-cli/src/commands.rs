@@ -555,6 +555,7 @@ async fn synced_store(home: &Home, folder: DagsFolder) -> Result<Arc<dyn Store>>
     let store = home.open_store().await?;
     let dir = home.dags_dir(folder.dags)?;
     DagProcessor::with_python(crate::services::python_parser(home))
+        .with_cache(home.root.join("dag-parse-cache.json"))
         .sync(store.as_ref(), &dir)
         .await?;
     Ok(store)

@@ -35,6 +35,18 @@ pub struct PythonParser {
 pub struct DagProcessor {
     seen: HashMap<PathBuf, SystemTime>,
     python: Option<PythonParser>,
+    /// Where `seen` is kept between processes (see [`DagProcessor::with_cache`]).
+    cache: Option<PathBuf>,
+}
+
+/// The file behind [`DagProcessor::with_cache`]: modification times of the
+/// files parsed, valid only under the same `key` (pave version, Python
+/// parser, pools: anything else that changes what a parse gives).
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct ParseCache {
+    key: String,
+    /// File path -> modification time in nanoseconds since the epoch.
+    files: HashMap<String, u128>,
 }
 
 impl DagProcessor {
@@ -42,6 +54,99 @@ impl DagProcessor {
         DagProcessor {
             seen: HashMap::new(),
             python,
+            cache: None,
+        }
+    }
+
+    /// Keeps what was parsed in `path` across processes, so that a CLI
+    /// command (`pave dags list`, ...) re-parses only the files changed
+    /// since the last one, as a running `pave standalone` does in memory.
+    /// A file is parsed again when it changed, when the cache was written
+    /// by another pave version, parser or set of pools, or when the store
+    /// has neither a DAG nor an import error from it.
+    pub fn with_cache(mut self, path: PathBuf) -> Self {
+        self.cache = Some(path);
+        self
+    }
+
+    fn cache_key(&self, pools: &BTreeSet<String>) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(env!("CARGO_PKG_VERSION"));
+        if let Some(py) = &self.python {
+            h.update(format!("\0{}\0{}", py.python, py.sdk_path.display()));
+        }
+        for p in pools {
+            h.update(format!("\0pool {p}"));
+        }
+        format!("{:x}", h.finalize())
+    }
+
+    /// Fills `seen` from the cache file, for the files the store knows.
+    async fn load_cache(&mut self, store: &dyn Store, key: &str) -> Result<()> {
+        let Some(path) = &self.cache else {
+            return Ok(());
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Ok(());
+        };
+        let cache: ParseCache = match serde_json::from_str(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("ignoring the parse cache {}: {e}", path.display());
+                return Ok(());
+            }
+        };
+        if cache.key != key {
+            return Ok(());
+        }
+        let mut known: BTreeSet<String> = store
+            .list_dags()
+            .await?
+            .into_iter()
+            .filter_map(|d| d.fileloc)
+            .collect();
+        known.extend(
+            store
+                .list_import_errors()
+                .await?
+                .into_iter()
+                .map(|e| e.fileloc),
+        );
+        for (file, nanos) in cache.files {
+            if known.contains(&file) {
+                let t = SystemTime::UNIX_EPOCH
+                    + std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+                self.seen.entry(PathBuf::from(file)).or_insert(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `seen` to the cache file (atomically; failures only logged).
+    fn save_cache(&self, key: &str) {
+        let Some(path) = &self.cache else {
+            return;
+        };
+        let cache = ParseCache {
+            key: key.to_owned(),
+            files: self
+                .seen
+                .iter()
+                .filter_map(|(p, t)| {
+                    let nanos = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_nanos();
+                    Some((p.display().to_string(), nanos))
+                })
+                .collect(),
+        };
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let written = serde_json::to_vec(&cache)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::debug!("cannot write the parse cache {}: {e}", path.display());
         }
     }
 
@@ -54,6 +159,8 @@ impl DagProcessor {
             .into_iter()
             .map(|p| p.name)
             .collect();
+        let key = self.cache_key(&pools);
+        self.load_cache(store, &key).await?;
         let opts = pave_spec::ValidateOptions {
             known_pools: Some(pools),
         };
@@ -112,6 +219,7 @@ impl DagProcessor {
                 self.seen.insert(path, m);
             }
         }
+        self.save_cache(&key);
         Ok(report)
     }
 }

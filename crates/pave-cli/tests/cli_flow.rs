@@ -319,3 +319,62 @@ fn pools_are_set_listed_and_deleted() {
     let pools = pave.json(&["pools", "list", "--json"]);
     assert_eq!(pools.as_array().map(Vec::len), Some(1), "{pools}");
 }
+
+/// CLI read commands parse only the DAG files changed since the last one
+/// (the processor's memory of what it parsed is kept under $PAVE_HOME), and
+/// parse again what another pool set or a lost store could change.
+#[test]
+fn cli_commands_reparse_only_changed_dag_files() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let marker = dir.path().join("parsed.log");
+    let file = dir.path().join("counted.py");
+    let source = |n: u32| {
+        format!(
+            "import os\nfrom pave import dag, task\n\
+             with open(os.environ['PAVE_TEST_PARSE_LOG'], 'a') as f:\n    f.write('parsed\\n')\n\
+             @dag(dag_id='counted', schedule=None, tags=['v{n}'])\ndef counted():\n    @task\n    def t():\n        return {n}\n    t()\ncounted()\n"
+        )
+    };
+    std::fs::write(&file, source(1)).expect("write the DAG file");
+    let dags = dir.path().to_str().expect("utf-8");
+    let parses = || {
+        std::fs::read_to_string(&marker)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let list = || {
+        let mut cmd = pave.command(&["dags", "list", "--json", "--dags", dags]);
+        cmd.env("PAVE_TEST_PARSE_LOG", &marker);
+        let out = pave.run_cmd(cmd, &[] as &[&str]);
+        assert!(out.success(), "{out}");
+        common::single_json(&out.stdout)
+    };
+    let v = list();
+    assert!(v.to_string().contains("counted"), "{v}");
+    assert_eq!(parses(), 1);
+    list();
+    list();
+    assert_eq!(parses(), 1, "an unchanged file was parsed again");
+
+    // An edited file is parsed again (a new mtime, even within the second).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&file, source(2)).expect("edit the DAG file");
+    let v = list();
+    assert_eq!(parses(), 2);
+    assert_eq!(v["dags"][0]["latest_version"], 2, "{v}");
+
+    // A new pool can change what validation says: everything is parsed again.
+    pave.ok(&["pools", "set", "extra", "2"]);
+    list();
+    assert_eq!(parses(), 3);
+
+    // A store that lost the DAG (a new database) parses it again.
+    std::fs::remove_file(pave.home_path().join("pave.db")).expect("remove the database");
+    for wal in ["pave.db-wal", "pave.db-shm"] {
+        let _ = std::fs::remove_file(pave.home_path().join(wal));
+    }
+    let v = list();
+    assert!(v.to_string().contains("counted"), "{v}");
+    assert_eq!(parses(), 4);
+}
