@@ -73,6 +73,8 @@ pub struct StandaloneArgs {
     /// Exit once no run is active (with --trigger-all: run the examples once).
     #[arg(long)]
     pub exit_when_idle: bool,
+    #[command(flatten)]
+    pub executor: crate::kube_exec::ExecutorArgs,
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -173,6 +175,8 @@ pub struct TestArgs {
     /// Most task attempts running at once.
     #[arg(long, default_value_t = 32)]
     pub parallelism: u32,
+    #[command(flatten)]
+    pub executor: crate::kube_exec::ExecutorArgs,
     #[command(flatten)]
     pub json: JsonFlag,
 }

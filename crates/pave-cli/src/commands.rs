@@ -429,8 +429,10 @@ async fn dags_test(user_home: &Home, args: TestArgs) -> Result<ExitCode> {
         conf,
         logical_date,
         parallelism,
+        executor,
         json,
     } = args;
+    crate::kube_exec::configure(executor);
     let (file, as_json) = (file.as_path(), json.json);
     let fileloc = file.display().to_string();
     let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;

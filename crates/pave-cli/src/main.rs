@@ -4,6 +4,7 @@ mod accounts;
 mod cli;
 mod commands;
 mod home;
+mod kube_exec;
 mod kube_sim;
 mod output;
 mod pools;
@@ -54,7 +55,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = home::Home::resolve(cli.home)?;
     match cli.command {
-        Command::Standalone(args) => standalone::run(home, args).await,
+        Command::Standalone(args) => {
+            kube_exec::configure(args.executor.clone());
+            standalone::run(home, args).await
+        }
         Command::Dags(cmd) => commands::dags(home, cmd).await,
         Command::Tasks(cmd) => commands::tasks(home, cmd).await,
         Command::Users(cmd) => accounts::users(home, cmd).await,

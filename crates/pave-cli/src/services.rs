@@ -64,6 +64,7 @@ pub async fn scheduler(
     create_scheduled_runs: bool,
 ) -> Result<Scheduler> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let kube_events = tx.clone();
     let executor = LocalExecutor::new(
         LocalExecutorConfig {
             parallelism,
@@ -126,5 +127,6 @@ pub async fn scheduler(
         }
         Err(e) => tracing::warn!("Python tasks are disabled: {e:#}"),
     }
-    Ok(Scheduler::new(store, Arc::new(executor), rx, clock, cfg))
+    let executor = crate::kube_exec::executor(Arc::new(executor), kube_events, parallelism).await?;
+    Ok(Scheduler::new(store, executor, rx, clock, cfg))
 }

@@ -118,6 +118,69 @@ pub struct Task {
     /// Push the task's result as XCom `return_value`.
     pub do_xcom_push: bool,
     pub doc: Option<String>,
+    /// Which executor runs it and, on Kubernetes, its image, spot policy
+    /// and pod override.
+    #[serde(default, skip_serializing_if = "Placement::is_default")]
+    pub placement: Placement,
+}
+
+/// Where a task's attempts run, beyond the resources they ask for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct Placement {
+    /// The executor by name (`local`, `kubernetes`); `None` means the DAG's
+    /// `default_args` or the installation default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
+    /// The container image (Kubernetes executor); `None` uses the
+    /// executor's default image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Whether the task may run on spot (preemptible) capacity.
+    #[serde(default)]
+    pub spot: SpotPolicy,
+    /// A partial Pod (`metadata`, `spec`) merged over the executor's pod
+    /// template (containers merged by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_override: Option<Value>,
+}
+
+impl Placement {
+    /// Nothing set: the installation's defaults apply.
+    pub fn is_default(&self) -> bool {
+        *self == Placement::default()
+    }
+}
+
+/// Whether a task may run on spot capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SpotPolicy {
+    /// On-demand capacity only (the default).
+    #[default]
+    Never,
+    /// Spot or on-demand, whichever has room.
+    Allow,
+    /// Spot when there is room there, else on-demand.
+    Prefer,
+}
+
+impl SpotPolicy {
+    /// Every policy, in the order docs list them.
+    pub const ALL: [SpotPolicy; 3] = [SpotPolicy::Never, SpotPolicy::Allow, SpotPolicy::Prefer];
+
+    /// The name used in DAG files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpotPolicy::Never => "never",
+            SpotPolicy::Allow => "allow",
+            SpotPolicy::Prefer => "prefer",
+        }
+    }
+
+    /// The policy named `s`, if any.
+    pub fn parse(s: &str) -> Option<SpotPolicy> {
+        SpotPolicy::ALL.into_iter().find(|p| p.as_str() == s)
+    }
 }
 
 /// What a task runs.
@@ -275,6 +338,13 @@ pub struct Resources {
     pub memory_bytes: u64,
     /// Whole GPUs.
     pub gpu: u32,
+    /// The GPU product the task needs (the `nvidia.com/gpu.product` node
+    /// label, e.g. `NVIDIA-H100-80GB-HBM3`), if it cares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_type: Option<String>,
+    /// One MIG slice of this profile (`1g.10gb`) instead of whole GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig: Option<String>,
 }
 
 /// A task argument: a literal JSON value or a reference to an upstream XCom.
@@ -364,6 +434,7 @@ impl Task {
             group: None,
             do_xcom_push: true,
             doc: None,
+            placement: Placement::default(),
         }
     }
 }

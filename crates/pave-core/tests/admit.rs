@@ -265,6 +265,7 @@ fn arb_candidate() -> impl Strategy<Value = Candidate> {
                 cpu_millis: cpu,
                 memory_bytes: mem << 30,
                 gpu,
+                ..Resources::default()
             };
             c
         })

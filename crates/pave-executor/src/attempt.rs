@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use pave_core::run::AttemptOutcome;
-use pave_core::{DagId, MapIndex, Resources, RunId, TaskId, TryNumber};
+use pave_core::{DagId, MapIndex, Placement, Resources, RunId, TaskId, TryNumber};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -76,6 +76,10 @@ pub struct StartRequest {
     pub log_path: PathBuf,
     /// Where the supervisor writes the [`AttemptResult`] as JSON (atomically).
     pub result_path: PathBuf,
+    /// Which executor runs it and, on Kubernetes, its image, spot policy and
+    /// pod override (the task's [`Placement`]).
+    #[serde(default)]
+    pub placement: Placement,
 }
 
 /// What an executor needs to find a started attempt again, also from another
@@ -103,6 +107,20 @@ pub enum ProcessRef {
     Local(LocalProcess),
     /// An attempt of [`crate::NoopExecutor`]: nothing runs.
     Noop,
+    /// An attempt of the Kubernetes executor: one Pod.
+    Pod(PodRef),
+}
+
+/// The Pod behind a Kubernetes attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRef {
+    pub namespace: String,
+    /// Deterministic from the attempt's key, so a repeated create finds it.
+    pub name: String,
+    /// The Pod's uid once created, so a Pod of the same name created later
+    /// (by someone else) is not mistaken for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 /// The processes behind a local attempt.
@@ -267,12 +285,23 @@ pub enum ExecutorEvent {
     /// out of memory). Its processes have been killed; fail the attempt and
     /// retry it by policy.
     Lost { key: AttemptKey, reason: String },
+    /// The attempt was killed by something outside the task (preemption,
+    /// eviction, spot reclaim, node loss): retried without spending one of
+    /// the task's retries. `reason` names the cause for the try history.
+    Disrupted {
+        key: AttemptKey,
+        result: AttemptResult,
+        reason: String,
+    },
 }
 
 impl ExecutorEvent {
+    /// The attempt the event is about.
     pub fn key(&self) -> &AttemptKey {
         match self {
-            ExecutorEvent::Finished { key, .. } | ExecutorEvent::Lost { key, .. } => key,
+            ExecutorEvent::Finished { key, .. }
+            | ExecutorEvent::Lost { key, .. }
+            | ExecutorEvent::Disrupted { key, .. } => key,
         }
     }
 }
@@ -289,6 +318,12 @@ pub enum AdoptStatus {
     /// Its supervisor is gone and left no result; no event follows. Any of
     /// its processes that were still alive have been killed.
     Lost { reason: String },
+    /// It was disrupted (preempted, evicted, its node lost) while nobody was
+    /// watching; no event follows. Retry it without spending a retry.
+    Disrupted {
+        result: AttemptResult,
+        reason: String,
+    },
 }
 
 /// An attempt to look for by its identity and files, when its handle was
@@ -424,6 +459,7 @@ mod tests {
                 cpu_millis: 500,
                 memory_bytes: 1 << 20,
                 gpu: 1,
+                ..Resources::default()
             },
             gpu_ids: vec![1],
             log_path: "/tmp/a.log".into(),

@@ -28,8 +28,8 @@ mod zygote;
 
 pub use attempt::{
     AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, ClaimQuery, ClaimStatus,
-    CommandLine, DEFAULT_SKIP_EXIT_CODE, ExecutorEvent, Exit, GpuInfo, LocalProcess, ProcessRef,
-    StartRequest,
+    CommandLine, DEFAULT_SKIP_EXIT_CODE, ExecutorEvent, Exit, GpuInfo, LocalProcess, PodRef,
+    ProcessRef, StartRequest,
 };
 pub use claim::{Claim, claim_path};
 pub use error::ExecutorError;

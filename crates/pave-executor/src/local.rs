@@ -389,7 +389,9 @@ impl Executor for LocalExecutor {
                     return Ok(match self.adopt(&handle).await? {
                         AdoptStatus::Running => ClaimStatus::Running(handle),
                         AdoptStatus::Finished(result) => ClaimStatus::Finished(result),
-                        AdoptStatus::Lost { reason } => ClaimStatus::Lost { reason },
+                        AdoptStatus::Lost { reason } | AdoptStatus::Disrupted { reason, .. } => {
+                            ClaimStatus::Lost { reason }
+                        }
                     });
                 }
                 None => {
@@ -634,7 +636,7 @@ impl Inner {
         let key = handle.key.clone();
         let reason = match &handle.process {
             ProcessRef::Local(p) => format!("{}{detail}", lost(p, handle)),
-            ProcessRef::Noop => "not a local attempt".to_owned(),
+            ProcessRef::Noop | ProcessRef::Pod(_) => "not a local attempt".to_owned(),
         };
         let kill_requested = self
             .lock()
@@ -680,6 +682,11 @@ fn local_process(handle: &AttemptHandle) -> Result<&LocalProcess, ExecutorError>
             key: handle.key.clone(),
             expected: "local",
             found: "noop",
+        }),
+        ProcessRef::Pod(_) => Err(ExecutorError::WrongExecutor {
+            key: handle.key.clone(),
+            expected: "local",
+            found: "kubernetes",
         }),
     }
 }

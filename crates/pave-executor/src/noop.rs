@@ -153,6 +153,7 @@ mod tests {
             resources: Resources::default(),
             log_path: "/nonexistent/log".into(),
             result_path: "/nonexistent/result".into(),
+            placement: Default::default(),
         }
     }
 

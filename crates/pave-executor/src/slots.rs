@@ -172,6 +172,7 @@ mod tests {
             cpu_millis,
             memory_bytes,
             gpu,
+            ..Resources::default()
         }
     }
 

@@ -61,6 +61,7 @@ impl Fixture {
             resources: Resources::default(),
             log_path: self.path(&format!("logs/{task}.log")),
             result_path: self.path(&format!("results/{task}.json")),
+            placement: Default::default(),
         }
     }
 
@@ -135,7 +136,7 @@ async fn pid_from(path: &Path) -> u32 {
 fn supervisor_pid(handle: &AttemptHandle) -> u32 {
     match &handle.process {
         ProcessRef::Local(p) => p.supervisor_pid,
-        ProcessRef::Noop => panic!("not local"),
+        _ => panic!("not local"),
     }
 }
 

@@ -133,6 +133,7 @@ pub fn prepare(cfg: &SchedulerConfig, input: AttemptInput<'_>) -> Prepared {
             execution_timeout: task.execution_timeout,
             log_path,
             result_path,
+            placement: task.placement.clone(),
         })),
         Err(error) => Prepared::Failed {
             key,

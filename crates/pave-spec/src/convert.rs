@@ -217,6 +217,12 @@ fn build_task(raw: RawTask, defaults: &TaskFields, diag: &mut Diag, dag_place: &
     task.max_active_tis_per_dag = f.max_active_tis_per_dag;
     task.resources = f.resources.unwrap_or_default();
     task.env = f.env.unwrap_or_default();
+    task.placement = pave_core::Placement {
+        executor: f.executor,
+        image: f.image,
+        spot: f.spot.unwrap_or_default(),
+        pod_override: f.pod_override,
+    };
     task.flow = f.flow.unwrap_or_default();
     task.args = f.args.unwrap_or_default();
     task.mapping = f.mapping;

@@ -261,7 +261,12 @@ fn task_value(t: &Task) -> Value {
         put(&mut m, "max_active_tis_per_dag", v);
     }
     let r = &t.resources;
-    if r.cpu_millis > 0 || r.memory_bytes > 0 || r.gpu > 0 {
+    if r.cpu_millis > 0
+        || r.memory_bytes > 0
+        || r.gpu > 0
+        || r.gpu_type.is_some()
+        || r.mig.is_some()
+    {
         let mut rm = Map::new();
         if r.cpu_millis > 0 {
             put(&mut rm, "cpu", cpu_value(r.cpu_millis));
@@ -272,7 +277,26 @@ fn task_value(t: &Task) -> Value {
         if r.gpu > 0 {
             put(&mut rm, "gpu", r.gpu);
         }
+        if let Some(t) = &r.gpu_type {
+            put(&mut rm, "gpu_type", t.as_str());
+        }
+        if let Some(p) = &r.mig {
+            put(&mut rm, "mig", p.as_str());
+        }
         put(&mut m, "resources", rm);
+    }
+    let p = &t.placement;
+    if let Some(e) = &p.executor {
+        put(&mut m, "executor", e.as_str());
+    }
+    if let Some(i) = &p.image {
+        put(&mut m, "image", i.as_str());
+    }
+    if p.spot != pave_core::SpotPolicy::Never {
+        put(&mut m, "spot", p.spot.as_str());
+    }
+    if let Some(o) = &p.pod_override {
+        put(&mut m, "pod_override", o.clone());
     }
     if !t.env.is_empty() {
         put(

@@ -17,6 +17,7 @@ mod document;
 mod emit;
 mod error;
 mod node;
+mod placement;
 mod quantity;
 mod read;
 mod validate;
@@ -25,6 +26,7 @@ mod wire;
 pub use document::SUPPORTED_SPEC_VERSIONS;
 pub use emit::to_spec_json;
 pub use error::{SpecError, SpecErrors};
+pub use placement::{EXECUTORS, check_image, check_mig};
 
 use error::{Diag, Place};
 use node::Node;

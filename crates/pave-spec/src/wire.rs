@@ -5,11 +5,12 @@
 
 use crate::error::Diag;
 use crate::node::Node;
+use crate::placement;
 use crate::quantity;
 use crate::read::{Fields, as_map};
 use pave_core::{
-    Arg, Flow, MapSource, Mapping, OutputFormat, Resources, TaskId, TaskRole, TriggerRule,
-    WeightRule, XcomRef,
+    Arg, Flow, MapSource, Mapping, OutputFormat, Resources, SpotPolicy, TaskId, TaskRole,
+    TriggerRule, WeightRule, XcomRef,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -43,6 +44,10 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
     "max_active_tis_per_dag",
     "resources",
     "env",
+    "executor",
+    "image",
+    "spot",
+    "pod_override",
     "setup",
     "teardown",
     "do_xcom_push",
@@ -130,6 +135,10 @@ pub(crate) struct TaskFields {
     pub max_active_tis_per_dag: Option<u32>,
     pub resources: Option<Resources>,
     pub env: Option<BTreeMap<String, String>>,
+    pub executor: Option<String>,
+    pub image: Option<String>,
+    pub spot: Option<SpotPolicy>,
+    pub pod_override: Option<serde_json::Value>,
     pub role: Option<TaskRole>,
     pub do_xcom_push: Option<bool>,
     pub doc: Option<String>,
@@ -162,6 +171,10 @@ impl TaskFields {
             max_active_tis_per_dag: self.max_active_tis_per_dag.or(d.max_active_tis_per_dag),
             resources: self.resources.or(d.resources),
             env: self.env.or(d.env),
+            executor: self.executor.or(d.executor),
+            image: self.image.or(d.image),
+            spot: self.spot.or(d.spot),
+            pod_override: self.pod_override.or(d.pod_override),
             role: self.role.or(d.role),
             do_xcom_push: self.do_xcom_push.or(d.do_xcom_push),
             doc: self.doc.or(d.doc),
@@ -224,6 +237,10 @@ pub(crate) fn read_task_fields(f: &Fields<'_>, diag: &mut Diag, is_defaults: boo
         max_active_tis_per_dag: f.uint(diag, "max_active_tis_per_dag", 1),
         resources: read_resources(f, diag),
         env: read_env(f, diag),
+        executor: placement::read_executor(f, diag),
+        image: placement::read_image(f, diag),
+        spot: placement::read_spot(f, diag),
+        pod_override: placement::read_pod_override(f, diag),
         role: read_role(f, diag),
         do_xcom_push: f.boolean(diag, "do_xcom_push"),
         doc: f.string(diag, "doc"),
@@ -642,7 +659,7 @@ fn read_resources(f: &Fields<'_>, diag: &mut Diag) -> Option<Resources> {
     inner.check_keys(
         diag,
         "resources field",
-        &["cpu", "memory", "gpu"],
+        &["cpu", "memory", "gpu", "gpu_type", "mig"],
         &[("gpus", "pave calls it `gpu`")],
     );
     let mut res = Resources::default();
@@ -664,6 +681,36 @@ fn read_resources(f: &Fields<'_>, diag: &mut Diag) -> Option<Resources> {
     }
     if let Some(g) = inner.uint(diag, "gpu", 0) {
         res.gpu = g;
+    }
+    res.gpu_type = inner.string(diag, "gpu_type");
+    if let Some(t) = &res.gpu_type
+        && t.trim().is_empty()
+    {
+        report(
+            "gpu_type",
+            "is empty; name a GPU product such as H100".into(),
+            diag,
+        );
+    }
+    if let Some(profile) = inner.string(diag, "mig") {
+        match placement::check_mig(&profile) {
+            Ok(()) => res.mig = Some(profile),
+            Err(m) => report("mig", m, diag),
+        }
+    }
+    if res.mig.is_some() && res.gpu > 0 {
+        report(
+            "mig",
+            "asks for a MIG slice while `gpu` asks for whole GPUs; set one of them".into(),
+            diag,
+        );
+    }
+    if res.gpu_type.is_some() && res.gpu == 0 && inner.get("mig").is_none() {
+        report(
+            "gpu_type",
+            "needs `gpu` (how many GPUs of that type) or `mig`".into(),
+            diag,
+        );
     }
     Some(res)
 }

@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 from ._deps import DependencyMixin
 from ._util import caller_line, check_id, duration_seconds
+from . import placement
 from .exceptions import AirflowException, PaveSpecError, unsupported
 from .trigger_rule import TriggerRule, check_trigger_rule
 from .xcom_arg import XComArg, iter_xcom_args, resolve_value
@@ -48,7 +49,7 @@ IGNORED_TASK_ARGS = {
 FALSE_ONLY_TASK_ARGS = {"depends_on_past", "wait_for_downstream", "wait_for_past_depends_before_skipping"}
 REFUSED_TASK_ARGS = {
     "on_execute_callback", "on_failure_callback", "on_success_callback", "on_retry_callback",
-    "on_skipped_callback", "pre_execute", "post_execute", "executor", "executor_config",
+    "on_skipped_callback", "pre_execute", "post_execute", "executor_config",
     "run_as_user", "max_active_tis_per_dagrun", "params", "sla", "inlet_events",
 }
 _RENAMED_TASK_ARGS = {"task_concurrency": "Airflow 3 calls it `max_active_tis_per_dag`"}
@@ -162,6 +163,10 @@ class BaseOperator(DependencyMixin):
         max_active_tis_per_dag: int | None = None,
         resources: dict[str, Any] | None = None,
         env: dict[str, Any] | None = None,
+        executor: str | None = None,
+        image: str | None = None,
+        spot: str | None = None,
+        pod_override: dict[str, Any] | None = None,
         doc: str | None = None,
         doc_md: str | None = None,
         doc_rst: str | None = None,
@@ -204,6 +209,10 @@ class BaseOperator(DependencyMixin):
         self.trigger_rule = check_trigger_rule(trigger_rule or TriggerRule.ALL_SUCCESS, self.task_id)
         self.max_active_tis_per_dag = _check_int(max_active_tis_per_dag, "max_active_tis_per_dag", 1, self.task_id)
         self.resources = _check_resources(resources, self.task_id)
+        self.executor = placement.check_executor(executor, self.task_id)
+        self.image = placement.check_image(image, self.task_id)
+        self.spot = placement.check_spot(spot, self.task_id)
+        self.pod_override = placement.check_pod_override(pod_override, self.task_id)
         self.env = env
         self.doc = next((d for d in (doc, doc_md, doc_rst, doc_json, doc_yaml) if d), None)
         self.doc_md = doc_md
@@ -383,10 +392,13 @@ def _check_resources(resources: Any, task_id: str) -> dict[str, Any] | None:
             out["memory"] = f"{value}Mi" if isinstance(value, int) else value
         elif key in ("gpu", "gpus"):
             out["gpu"] = value
+        elif key in ("gpu_type", "mig"):
+            out[key] = value
         elif key == "disk" and not value:
             continue
         else:
-            raise unsupported(f"the resource '{key}' (pave knows cpu, memory and gpu)")
+            raise unsupported(f"the resource '{key}' (pave knows cpu, memory, gpu, gpu_type and mig)")
+    placement.check_gpu_resources(out, task_id)
     return out
 
 

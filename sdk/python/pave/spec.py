@@ -137,6 +137,12 @@ def task_to_spec(op: BaseOperator) -> dict[str, Any]:
     _put(d, "max_active_tis_per_dag", op.max_active_tis_per_dag)
     if op.resources:
         d["resources"] = op.resources
+    _put(d, "executor", op.executor)
+    _put(d, "image", op.image)
+    if op.spot not in (None, "never"):
+        d["spot"] = op.spot
+    if op.pod_override:
+        d["pod_override"] = op.pod_override
     env = _env_spec(op.env, where, op)
     if env:
         d["env"] = env

@@ -334,7 +334,7 @@ impl Scheduler {
         let mut endings = Vec::with_capacity(ended.len());
         for (akey, ti, result) in ended {
             if let Some(e) = self
-                .attempt_end(akey, ti, result, TaskState::Queued, None)
+                .attempt_end(akey, ti, result, TaskState::Queued, None, None)
                 .await?
             {
                 endings.push(e);

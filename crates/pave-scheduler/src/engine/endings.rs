@@ -34,15 +34,21 @@ impl Scheduler {
     pub async fn on_events(&mut self, events: Vec<ExecutorEvent>) -> Result<(), SchedulerError> {
         let mut endings = Vec::with_capacity(events.len());
         for ev in events {
-            let (key, result) = match ev {
-                ExecutorEvent::Finished { key, result } => (key, result),
+            let (key, result, disruption) = match ev {
+                ExecutorEvent::Finished { key, result } => (key, result, None),
                 ExecutorEvent::Lost { key, reason } => {
                     let now = self.clock.now();
                     (
                         key,
                         attempt::not_started(now, format!("the attempt was lost: {reason}")),
+                        None,
                     )
                 }
+                ExecutorEvent::Disrupted {
+                    key,
+                    result,
+                    reason,
+                } => (key, result, Some(reason)),
             };
             let Some(inflight) = self.inflight.remove(&key) else {
                 tracing::debug!(attempt = %key, "event for an attempt this scheduler does not watch; ignored");
@@ -55,6 +61,7 @@ impl Scheduler {
                     result,
                     TaskState::Running,
                     Some(&inflight.handle),
+                    disruption,
                 )
                 .await?
             {
@@ -72,7 +79,9 @@ impl Scheduler {
         result: AttemptResult,
         expected: TaskState,
     ) -> Result<(), SchedulerError> {
-        let ending = self.attempt_end(key, ti, result, expected, None).await?;
+        let ending = self
+            .attempt_end(key, ti, result, expected, None, None)
+            .await?;
         self.apply_endings(ending.into_iter().collect()).await
     }
 
@@ -134,7 +143,10 @@ impl Scheduler {
     /// the retry policy, its result as XCom, its completed try record. The
     /// state change is conditional on the attempt still being current, so a
     /// second report of the same attempt changes nothing. `None` when its
-    /// run or task is gone.
+    /// run or task is gone. With `disruption` (the executor's cause), the
+    /// attempt was killed from outside the task: it is retried at once and
+    /// `max_tries` is raised by one, so it spends no retry.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn attempt_end(
         &mut self,
         key: AttemptKey,
@@ -142,6 +154,7 @@ impl Scheduler {
         result: AttemptResult,
         expected: TaskState,
         handle: Option<&AttemptHandle>,
+        disruption: Option<String>,
     ) -> Result<Option<Ending>, SchedulerError> {
         let now = self.clock.now();
         let Some(run) = self.run_record(ti.run).await? else {
@@ -174,6 +187,9 @@ impl Scheduler {
                 retryable: false,
                 reason: "the task raised AirflowFailException: failed without retry".into(),
             };
+        }
+        if let Some(reason) = disruption {
+            outcome = AttemptOutcome::Disrupted { reason };
         }
         let mut xcom = None;
         let mut flow = None;
@@ -264,6 +280,15 @@ impl Scheduler {
             .reason(res.reason.clone());
         if let Some(at) = res.next_retry_at {
             change = change.next_retry_at(at);
+        }
+        if !res.retry_spent && res.state == TaskState::UpForRetry {
+            // A disruption: give the try back, as a fenced-off try does.
+            let max_tries = match self.store.get_ti(&ti).await {
+                Ok(record) => record.max_tries,
+                Err(StoreError::NotFound { .. }) => task.retry.retries,
+                Err(e) => return Err(e.into()),
+            };
+            change = change.max_tries(max_tries.saturating_add(1));
         }
         if let Some(f) = flow {
             change = change.flow_result(f);

@@ -61,6 +61,22 @@ impl Scheduler {
                         self.on_event(ExecutorEvent::Finished { key, result })
                             .await?;
                     }
+                    Ok(AdoptStatus::Disrupted { result, reason }) => {
+                        let key = handle.key.clone();
+                        self.inflight.insert(
+                            key.clone(),
+                            Inflight {
+                                ti: ti.key.clone(),
+                                handle,
+                            },
+                        );
+                        self.on_event(ExecutorEvent::Disrupted {
+                            key,
+                            result,
+                            reason,
+                        })
+                        .await?;
+                    }
                     Ok(AdoptStatus::Lost { reason }) => {
                         let key = handle.key.clone();
                         self.inflight.insert(

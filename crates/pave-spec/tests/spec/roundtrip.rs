@@ -197,6 +197,7 @@ fn build_task(i: usize, seed: TaskSeed, earlier: &[Task]) -> Task {
         cpu_millis: seed.resources.0,
         memory_bytes: seed.resources.1,
         gpu: seed.resources.2,
+        ..Resources::default()
     };
     t.env = seed.env;
     t.args = seed

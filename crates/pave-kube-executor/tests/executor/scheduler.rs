@@ -1,0 +1,103 @@
+//! The real scheduler driving the Kubernetes executor: a disrupted pod is
+//! retried without spending a retry, and the cause stays in the try history.
+
+use crate::common::config;
+use chrono::Utc;
+use pave_core::model::{OutputFormat, TaskKind};
+use pave_core::{Dag, RunState, Task, TaskState};
+use pave_kube_executor::{KubernetesExecutor, naming};
+use pave_kube_sim::{Cluster, ClusterConfig, DisruptionReason, KubeletMode, PodMatch, Script};
+use pave_scheduler::{Scheduler, SchedulerConfig, SystemClock, TriggerRequest};
+use pave_store::{ParsedDag, SqliteStore, Store, TiKey};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_disrupted_pod_is_retried_without_spending_a_retry() {
+    let cluster = Cluster::start(ClusterConfig {
+        kubelet: KubeletMode::Script,
+        ..ClusterConfig::default()
+    });
+    cluster.add_nodes(&crate::common::nodes());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
+    store.migrate().await.expect("migrate");
+    let mut dag = Dag::new("disrupt");
+    let mut task = Task::new(
+        "train",
+        TaskKind::Command {
+            command: "echo train".into(),
+            cwd: None,
+            output: OutputFormat::Text,
+            skip_exit_code: None,
+        },
+    );
+    task.placement.executor = Some("kubernetes".into());
+    // No retries at all: only a disruption may run it again.
+    task.retry.retries = 0;
+    dag.tasks = vec![task];
+    store
+        .upsert_dag(ParsedDag {
+            dag_id: dag.dag_id.clone(),
+            fileloc: None,
+            spec: pave_scheduler::dags::encode(&dag),
+            parsed_at: Utc::now(),
+            paused_at_creation: false,
+        })
+        .await
+        .expect("dag stored");
+    let logs = tempfile::tempdir().expect("logs");
+    let cfg = config("sched-disrupt");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec = KubernetesExecutor::new(cluster.client(), cfg.clone(), tx)
+        .await
+        .expect("executor");
+    let mut scfg = SchedulerConfig::new(logs.path().to_owned());
+    scfg.create_scheduled_runs = false;
+    scfg.poll_interval = Duration::from_millis(50);
+    let mut s = Scheduler::new(
+        store.clone(),
+        Arc::new(exec),
+        rx,
+        Arc::new(SystemClock),
+        scfg,
+    );
+    let run = s
+        .trigger(&dag.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+    let key = |try_number: u32| pave_executor::AttemptKey {
+        dag_id: dag.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: "train".into(),
+        map_index: pave_core::MapIndex::UNMAPPED,
+        try_number: pave_core::TryNumber(try_number),
+    };
+    let first = naming::pod_name(&cfg.installation, &key(1));
+    cluster.script(PodMatch::name(&first), Script::run_forever());
+    let c = cluster.clone();
+    let preempt = tokio::spawn(async move {
+        c.wait_for_phase("default", &first, "Running", Duration::from_secs(20))
+            .await
+            .expect("try 1 runs");
+        c.disrupt("default", &first, DisruptionReason::PreemptionByScheduler)
+            .expect("preempt");
+    });
+    let done = tokio::time::timeout(Duration::from_secs(30), s.run_to_completion(run.key))
+        .await
+        .expect("run ends in time")
+        .expect("run");
+    preempt.await.expect("preempted");
+    assert_eq!(done.state, RunState::Success);
+    let ti = TiKey::unmapped(run.key, "train");
+    let tries = store.list_tries(&ti).await.expect("tries");
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    let cause = tries[0].reason.clone().unwrap_or_default();
+    assert!(
+        cause.contains("disrupted") && cause.contains("PreemptionByScheduler"),
+        "{cause}"
+    );
+    assert_eq!(tries[1].state, TaskState::Success);
+    let record = store.get_ti(&ti).await.expect("ti");
+    assert_eq!(record.try_number.0, 2);
+    assert_eq!(record.max_tries, 1, "the disrupted try was given back");
+}
