@@ -159,7 +159,7 @@ async fn serve_api(
         ..RestConfig::default()
     };
     let state = RestState::new(store, Arc::new(SystemClock), home.logs_dir(), link, config);
-    let router = pave_rest::router(state);
+    let router = pave_rest::router(state.clone()).merge(pave_ui::ui_router(state));
     tokio::spawn(async move {
         if let Err(e) = pave_api::serve(listener, router, std::future::pending()).await {
             tracing::error!("the REST API stopped: {e}");

@@ -1,0 +1,292 @@
+//! The DAG page: a header (schedule, next run, pause, trigger) and tabs:
+//! grid (runs x tasks), graph (dagre, live states), Gantt of a run, code,
+//! versions. Live parts are htmx partials under `/ui/dags/{dag_id}/...`.
+
+use super::run::{GanttCtx, gantt_ctx};
+use super::{DagSummary, dag_summary, known_dag, known_run, latest, recent_runs};
+use crate::UiState;
+use crate::error::UiError;
+use crate::grid::{self, Grid};
+use crate::render::{render, segment};
+use crate::session::{Me, Viewer};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use pave_store::{DagRecord, PageRequest};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// Runs shown as dots in the header.
+const HEADER_RUNS: u32 = 12;
+
+/// Runs in the grid unless `?runs=N` says otherwise.
+const GRID_RUNS: u32 = 20;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct DagQuery {
+    #[serde(default)]
+    tab: Option<String>,
+    #[serde(default)]
+    run_id: Option<String>,
+    /// Expanded groups and mapped tasks, comma-separated.
+    #[serde(default)]
+    expand: Option<String>,
+    #[serde(default)]
+    runs: Option<u32>,
+}
+
+impl DagQuery {
+    fn expanded(&self) -> BTreeSet<String> {
+        self.expand
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+    fn run_count(&self) -> u32 {
+        self.runs.unwrap_or(GRID_RUNS).clamp(1, 100)
+    }
+}
+
+#[derive(Serialize)]
+struct GridCtx {
+    dag_id: String,
+    dag_href: String,
+    grid: Grid,
+    expand: String,
+    runs: u32,
+}
+
+async fn grid_ctx(state: &UiState, d: &DagRecord, q: &DagQuery) -> Result<GridCtx, UiError> {
+    let loaded = latest(state, d).await?;
+    let mut runs = recent_runs(state, &d.dag_id, q.run_count()).await?;
+    runs.reverse();
+    let mut tis = Vec::with_capacity(runs.len());
+    for r in &runs {
+        tis.push(state.rest.core_store().run_tis(r.key).await?);
+    }
+    Ok(GridCtx {
+        dag_id: d.dag_id.to_string(),
+        dag_href: format!("/dags/{}", segment(d.dag_id.as_str())),
+        grid: grid::build(&loaded.dag, &runs, &tis, &q.expanded(), state.rest.now()),
+        expand: q.expand.clone().unwrap_or_default(),
+        runs: q.run_count(),
+    })
+}
+
+#[derive(Serialize)]
+struct Version {
+    number: u32,
+    created_at: String,
+    hash: String,
+    href: String,
+}
+
+#[derive(Serialize)]
+struct PageCtx {
+    me: Me,
+    title: String,
+    d: DagSummary,
+    tab: String,
+    grid: Option<GridCtx>,
+    gantt: Option<GanttCtx>,
+    run_choices: Vec<super::RunDot>,
+    selected_run: String,
+    code: Option<Vec<String>>,
+    code_error: Option<String>,
+    versions: Vec<Version>,
+}
+
+/// `GET /dags/{dag_id}?tab=grid|graph|gantt|code|versions`.
+pub(crate) async fn page(
+    State(state): State<UiState>,
+    viewer: Viewer,
+    Path(dag_id): Path<String>,
+    Query(q): Query<DagQuery>,
+) -> Result<Response, UiError> {
+    let d = known_dag(&state, &dag_id).await?;
+    let summary = dag_summary(&state, &d, HEADER_RUNS).await?;
+    let tab = q
+        .tab
+        .as_deref()
+        .filter(|t| matches!(*t, "graph" | "gantt" | "code" | "versions"))
+        .unwrap_or("grid");
+    let mut ctx = PageCtx {
+        me: viewer.me(),
+        title: dag_id.clone(),
+        d: summary,
+        tab: tab.to_owned(),
+        grid: None,
+        gantt: None,
+        run_choices: Vec::new(),
+        selected_run: String::new(),
+        code: None,
+        code_error: None,
+        versions: Vec::new(),
+    };
+    match tab {
+        "grid" => {
+            ctx.grid = Some(grid_ctx(&state, &d, &q).await?);
+            // The newest run's Gantt chart sits next to the grid.
+            if let Some(newest) = recent_runs(&state, &d.dag_id, 1).await?.first() {
+                ctx.gantt = Some(gantt_ctx(&state, newest).await?);
+            }
+        }
+        "graph" | "gantt" => {
+            let runs = recent_runs(&state, &d.dag_id, 50).await?;
+            let selected = match q.run_id.as_deref() {
+                Some(r) if !r.is_empty() => Some(known_run(&state, &dag_id, r).await?),
+                _ => runs.first().cloned(),
+            };
+            ctx.run_choices = runs
+                .iter()
+                .map(|r| super::RunDot {
+                    run_id: r.run_id.to_string(),
+                    state: r.state.as_str().to_owned(),
+                    href: String::new(),
+                    title: String::new(),
+                })
+                .collect();
+            if let Some(run) = selected {
+                ctx.selected_run = run.run_id.to_string();
+                if tab == "gantt" {
+                    ctx.gantt = Some(gantt_ctx(&state, &run).await?);
+                }
+            }
+        }
+        "code" => match d.fileloc.as_deref() {
+            // The path comes from the DAG processor, never from the request.
+            Some(path) => match tokio::fs::read_to_string(path).await {
+                Ok(text) => ctx.code = Some(text.lines().map(str::to_owned).collect()),
+                Err(e) => ctx.code_error = Some(format!("cannot read {path}: {e}")),
+            },
+            None => ctx.code_error = Some("this DAG has no recorded file".into()),
+        },
+        _ => {
+            let page = state
+                .rest
+                .store()
+                .list_dag_versions(
+                    &d.dag_id,
+                    PageRequest {
+                        limit: 100,
+                        offset: 0,
+                    },
+                )
+                .await?;
+            ctx.versions = page
+                .items
+                .into_iter()
+                .map(|v| Version {
+                    href: format!(
+                        "/dags/{}/versions/{}",
+                        segment(d.dag_id.as_str()),
+                        v.version_number
+                    ),
+                    number: v.version_number,
+                    created_at: crate::format::time(Some(v.created_at)),
+                    hash: v.spec_hash.chars().take(12).collect(),
+                })
+                .collect();
+        }
+    }
+    Ok(render("dag.html", ctx)?.into_response())
+}
+
+/// `GET /ui/dags/{dag_id}/grid`: the grid, for the poll and the toggles.
+pub(crate) async fn grid_partial(
+    State(state): State<UiState>,
+    _viewer: Viewer,
+    Path(dag_id): Path<String>,
+    Query(q): Query<DagQuery>,
+) -> Result<Response, UiError> {
+    let d = known_dag(&state, &dag_id).await?;
+    let gc = grid_ctx(&state, &d, &q).await?;
+    Ok(render("partials/grid.html", serde_json::json!({ "gc": gc }))?.into_response())
+}
+
+#[derive(Serialize)]
+struct HeaderCtx {
+    me: Me,
+    d: DagSummary,
+}
+
+/// `GET /ui/dags/{dag_id}/header`: the header's run dots and next run.
+pub(crate) async fn header_partial(
+    State(state): State<UiState>,
+    viewer: Viewer,
+    Path(dag_id): Path<String>,
+) -> Result<Response, UiError> {
+    let d = known_dag(&state, &dag_id).await?;
+    let ctx = HeaderCtx {
+        me: viewer.me(),
+        d: dag_summary(&state, &d, HEADER_RUNS).await?,
+    };
+    Ok(render("partials/dag_header.html", ctx)?.into_response())
+}
+
+/// `GET /ui/dags/{dag_id}/graph?run_id=`: tasks, edges, groups and the
+/// states of a run (the newest unless one is named), as JSON.
+pub(crate) async fn graph_json(
+    State(state): State<UiState>,
+    _viewer: Viewer,
+    Path(dag_id): Path<String>,
+    Query(q): Query<DagQuery>,
+) -> Result<Response, UiError> {
+    let d = known_dag(&state, &dag_id).await?;
+    let run = match q.run_id.as_deref() {
+        Some(r) if !r.is_empty() => Some(known_run(&state, &dag_id, r).await?),
+        _ => recent_runs(&state, &d.dag_id, 1).await?.into_iter().next(),
+    };
+    // The run's own version, so the graph matches its task instances.
+    let loaded = match &run {
+        Some(r) => state.rest.loaded(r.dag_version_id).await?,
+        None => latest(&state, &d).await?,
+    };
+    let tis = match &run {
+        Some(r) => state.rest.core_store().run_tis(r.key).await?,
+        None => Vec::new(),
+    };
+    let graph = crate::graph::build(&loaded.dag, run.as_ref().map(|r| (r, tis.as_slice())));
+    Ok(Json(graph).into_response())
+}
+
+#[derive(Serialize)]
+struct VersionCtx {
+    me: Me,
+    title: String,
+    d: DagSummary,
+    number: u32,
+    created_at: String,
+    hash: String,
+    spec: serde_json::Value,
+}
+
+/// `GET /dags/{dag_id}/versions/{number}`: one stored version's serialized form.
+pub(crate) async fn version(
+    State(state): State<UiState>,
+    viewer: Viewer,
+    Path((dag_id, number)): Path<(String, String)>,
+) -> Result<Response, UiError> {
+    let d = known_dag(&state, &dag_id).await?;
+    let n: u32 = number.parse().map_err(|_| {
+        UiError::NotFound(format!("`{number}` is not a version number (1, 2, ...)"))
+    })?;
+    let v = state
+        .rest
+        .store()
+        .get_dag_version_by_number(&d.dag_id, n)
+        .await?;
+    let ctx = VersionCtx {
+        me: viewer.me(),
+        title: format!("{dag_id} v{n}"),
+        d: dag_summary(&state, &d, HEADER_RUNS).await?,
+        number: n,
+        created_at: crate::format::time(Some(v.created_at)),
+        hash: v.spec_hash,
+        spec: v.spec,
+    };
+    Ok(render("version.html", ctx)?.into_response())
+}
