@@ -50,6 +50,19 @@ pub trait Store: Send + Sync {
     /// Every task instance of a run, by task id then map index.
     /// NotFound if the run does not exist.
     async fn run_tis(&self, run: RunKey) -> Result<Vec<TiRecord>>;
+    /// Every task instance of several runs in one read (a UI grid), by run
+    /// then task id then map index; runs that do not exist are left out.
+    async fn runs_tis(&self, runs: &[RunKey]) -> Result<Vec<TiRecord>> {
+        let mut out = Vec::new();
+        for run in runs {
+            match self.run_tis(*run).await {
+                Ok(tis) => out.extend(tis),
+                Err(crate::StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
     /// What `pave_core::decide` needs of every task instance of a run, in
     /// the order of [`Store::run_tis`]: a lighter read of the same rows
     /// (the scheduler's hot path). NotFound if the run does not exist.

@@ -174,6 +174,9 @@ impl Store for SqliteStore {
     async fn get_ti(&self, key: &TiKey) -> Result<TiRecord> {
         tis::get_ti(&self.pool, key).await
     }
+    async fn runs_tis(&self, runs: &[RunKey]) -> Result<Vec<TiRecord>> {
+        tis::runs_tis(&self.pool, runs).await
+    }
     async fn run_tis(&self, run: RunKey) -> Result<Vec<TiRecord>> {
         tis::run_tis(&self.pool, run).await
     }

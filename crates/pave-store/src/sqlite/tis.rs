@@ -116,6 +116,19 @@ pub(super) async fn run_tis(pool: &SqlitePool, run: RunKey) -> Result<Vec<TiReco
     rows.into_iter().map(TiRow::into_record).collect()
 }
 
+pub(super) async fn runs_tis(pool: &SqlitePool, runs: &[RunKey]) -> Result<Vec<TiRecord>> {
+    let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
+    let rows: Vec<TiRow> = sqlx::query_as(concat!(
+        ti_select!(),
+        "WHERE ti.run_pk IN (SELECT value FROM json_each(?1))
+         ORDER BY ti.run_pk, ti.task_id, ti.map_index"
+    ))
+    .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned()))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(TiRow::into_record).collect()
+}
+
 /// The columns `decide` reads, without the join and the handle.
 #[derive(FromRow)]
 struct TiViewRow {

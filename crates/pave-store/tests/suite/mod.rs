@@ -57,6 +57,7 @@ macro_rules! conformance_suite {
             xcom_put_get_list,
             active_run_tis_and_occupancy,
             run_ti_views_match_run_tis,
+            runs_tis_reads_several_runs_at_once,
             pools_crud,
             import_errors_replace_and_clear,
             scheduler_lease_is_exclusive_until_stale,

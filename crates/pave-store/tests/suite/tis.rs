@@ -579,3 +579,24 @@ pub async fn run_ti_views_match_run_tis(h: &dyn Harness) {
         &ghost.to_string(),
     );
 }
+
+pub async fn runs_tis_reads_several_runs_at_once(h: &dyn Harness) {
+    let s = h.open().await;
+    let v = s.upsert_dag(parsed("grid", spec(0), t(0))).await.unwrap();
+    let r1 = s
+        .create_run(t(1), new_run(&v, "r1", &["b", "a"], t(1)))
+        .await
+        .unwrap();
+    let r2 = s
+        .create_run(t(2), new_run(&v, "r2", &["b", "a"], t(2)))
+        .await
+        .unwrap();
+    let mut expected = s.run_tis(r2).await.unwrap();
+    expected.extend(s.run_tis(r1).await.unwrap());
+    expected.sort_by_key(|ti| (ti.key.run.0, ti.key.task_id.to_string(), ti.key.map_index.0));
+    // Order of the request does not matter; an unknown run is left out.
+    let got = s.runs_tis(&[r2, RunKey(9_999), r1]).await.unwrap();
+    assert_eq!(got, expected);
+    assert_eq!(got.len(), 4);
+    assert!(s.runs_tis(&[]).await.unwrap().is_empty());
+}

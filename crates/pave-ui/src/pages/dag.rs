@@ -63,10 +63,16 @@ async fn grid_ctx(state: &UiState, d: &DagRecord, q: &DagQuery) -> Result<GridCt
     let loaded = latest(state, d).await?;
     let mut runs = recent_runs(state, &d.dag_id, q.run_count()).await?;
     runs.reverse();
-    let mut tis = Vec::with_capacity(runs.len());
-    for r in &runs {
-        tis.push(state.rest.core_store().run_tis(r.key).await?);
+    // One read for every run of the grid, split back per run.
+    let keys: Vec<_> = runs.iter().map(|r| r.key).collect();
+    let mut by_run: std::collections::HashMap<_, Vec<_>> = std::collections::HashMap::new();
+    for ti in state.rest.core_store().runs_tis(&keys).await? {
+        by_run.entry(ti.key.run).or_default().push(ti);
     }
+    let tis: Vec<_> = runs
+        .iter()
+        .map(|r| by_run.remove(&r.key).unwrap_or_default())
+        .collect();
     Ok(GridCtx {
         dag_id: d.dag_id.to_string(),
         dag_href: format!("/dags/{}", segment(d.dag_id.as_str())),
