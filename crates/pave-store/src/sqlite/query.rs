@@ -7,9 +7,10 @@
 //! text from a request ever becomes SQL.
 
 use super::SqliteStore;
-use super::conv::{corrupt_row, json_opt, json_text, parse, time, time_opt, ts, unsigned};
+use super::conv::{corrupt_row, json_text, time, ts};
 use super::dags::{DagRow, VersionRow};
 use super::runs::RunRow;
+use super::tis::{TI_COLUMNS, TiRow};
 use super::xcom::XcomRow;
 use crate::error::{Result, StoreError};
 use crate::query::{
@@ -17,12 +18,11 @@ use crate::query::{
     TiSort, TimeRange, XcomQuery,
 };
 use crate::records::{
-    DagRecord, DagVersionRecord, ImportErrorRecord, RunKey, RunRecord, TiKey, TiRecord, XcomRecord,
+    DagRecord, DagVersionRecord, ImportErrorRecord, RunKey, RunRecord, TiRecord, XcomRecord,
 };
 use async_trait::async_trait;
-use pave_core::{DagId, MapIndex, RunId, TaskId, TryNumber};
+use pave_core::{DagId, TaskId};
 use sqlx::{AssertSqlSafe, FromRow, SqlitePool};
-use std::time::Duration;
 
 /// A value bound to a `?` of a listing's statement.
 #[derive(Clone, Debug)]
@@ -163,75 +163,6 @@ fn ti_column(f: TiSort) -> &'static str {
     }
 }
 
-/// A task-instance row with its run id. (The same columns as the
-/// scheduler's reads in `tis.rs`; kept apart so either can change alone.)
-#[derive(FromRow)]
-struct TiListRow {
-    run_pk: i64,
-    task_id: String,
-    map_index: i32,
-    dag_id: String,
-    run_id: String,
-    state: String,
-    try_number: i64,
-    max_tries: i64,
-    next_retry_at: Option<i64>,
-    start_date: Option<i64>,
-    end_date: Option<i64>,
-    duration_us: Option<i64>,
-    pool: String,
-    pool_slots: i64,
-    priority_weight: i64,
-    queued_at: Option<i64>,
-    executor_handle: Option<String>,
-    hostname: Option<String>,
-    flow_result: Option<String>,
-    reason: Option<String>,
-    updated_at: i64,
-}
-
-impl TiListRow {
-    fn into_record(self) -> Result<TiRecord> {
-        let key = TiKey {
-            run: RunKey(self.run_pk),
-            task_id: TaskId(self.task_id),
-            map_index: MapIndex(self.map_index),
-        };
-        let decoded = (|| {
-            Ok(TiRecord {
-                state: parse("state", &self.state)?,
-                try_number: TryNumber(unsigned("try_number", self.try_number)?),
-                max_tries: unsigned("max_tries", self.max_tries)?,
-                next_retry_at: time_opt("next_retry_at", self.next_retry_at)?,
-                start_date: time_opt("start_date", self.start_date)?,
-                end_date: time_opt("end_date", self.end_date)?,
-                duration: self
-                    .duration_us
-                    .and_then(|us| u64::try_from(us).ok())
-                    .map(Duration::from_micros),
-                pool_slots: unsigned("pool_slots", self.pool_slots)?,
-                queued_at: time_opt("queued_at", self.queued_at)?,
-                executor_handle: json_opt("executor_handle", self.executor_handle.as_deref())?,
-                flow_result: json_opt("flow_result", self.flow_result.as_deref())?,
-                updated_at: time("updated_at", self.updated_at)?,
-                key: key.clone(),
-                dag_id: DagId(self.dag_id),
-                run_id: RunId(self.run_id),
-                pool: self.pool,
-                priority_weight: self.priority_weight,
-                hostname: self.hostname,
-                reason: self.reason,
-            })
-        })();
-        corrupt_row(key, decoded)
-    }
-}
-
-const TI_COLUMNS: &str = "SELECT ti.run_pk, ti.task_id, ti.map_index, ti.dag_id, r.run_id,
-        ti.state, ti.try_number, ti.max_tries, ti.next_retry_at, ti.start_date, ti.end_date,
-        ti.duration_us, ti.pool, ti.pool_slots, ti.priority_weight, ti.queued_at,
-        ti.executor_handle, ti.hostname, ti.flow_result, ti.reason, ti.updated_at";
-
 #[derive(FromRow)]
 struct ImportErrorRow {
     fileloc: String,
@@ -350,7 +281,7 @@ impl QueryStore for SqliteStore {
             ti_column,
             &["ti.run_pk", "ti.task_id", "ti.map_index"],
         );
-        let (rows, total) = page::<TiListRow>(
+        let (rows, total) = page::<TiRow>(
             &self.pool,
             TI_COLUMNS,
             "FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk",
@@ -362,7 +293,7 @@ impl QueryStore for SqliteStore {
         Ok(Page {
             items: rows
                 .into_iter()
-                .map(TiListRow::into_record)
+                .map(TiRow::into_record)
                 .collect::<Result<_>>()?,
             total_entries: total,
         })

@@ -10,18 +10,33 @@ use sqlx::{FromRow, SqlitePool};
 use std::time::Duration;
 
 /// The columns of `TiRow`, in a literal so `concat!` can build static SQL.
-macro_rules! ti_select {
+macro_rules! ti_columns {
     () => {
         "SELECT ti.run_pk, ti.task_id, ti.map_index, ti.dag_id, r.run_id, ti.state,
                 ti.try_number, ti.max_tries, ti.next_retry_at, ti.start_date, ti.end_date,
                 ti.duration_us, ti.pool, ti.pool_slots, ti.priority_weight, ti.queued_at,
-                ti.executor_handle, ti.hostname, ti.flow_result, ti.reason, ti.updated_at
-         FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk "
+                ti.executor_handle, ti.hostname, ti.flow_result, ti.reason, ti.updated_at"
     };
 }
 
+/// `TiRow`'s columns with the join they come from.
+macro_rules! ti_select {
+    () => {
+        concat!(
+            ti_columns!(),
+            " FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk "
+        )
+    };
+}
+
+/// `TiRow`'s columns, for queries that add their own FROM (the REST
+/// API's filtered lists in `query.rs`).
+pub(super) const TI_COLUMNS: &str = ti_columns!();
+
+/// A task-instance row with its run id, as every read of task instances
+/// returns it.
 #[derive(FromRow)]
-struct TiRow {
+pub(super) struct TiRow {
     run_pk: i64,
     task_id: String,
     map_index: i32,
@@ -46,7 +61,7 @@ struct TiRow {
 }
 
 impl TiRow {
-    fn into_record(self) -> Result<TiRecord> {
+    pub(super) fn into_record(self) -> Result<TiRecord> {
         let key = TiKey {
             run: RunKey(self.run_pk),
             task_id: TaskId(self.task_id),
