@@ -9,11 +9,8 @@ use chrono::{DateTime, Utc};
 use pave_core::{Dag, DagId, RunState, TaskState};
 use pave_scheduler::dags::DagCache;
 use pave_scheduler::{SchedulerError, TriggerRequest, runs};
-use pave_store::{
-    ChangeBatch, Field, RunChange, RunFilter, RunRecord, Store, StoreError, TiChange, TiRecord,
-};
+use pave_store::{RunFilter, RunRecord, Store, StoreError, TiRecord};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -353,7 +350,7 @@ pub async fn tasks(home: Home, cmd: TasksCommand) -> Result<ExitCode> {
                 ),
                 None => None,
             };
-            let mut selected: BTreeSet<String> = dag
+            let selected: Vec<String> = dag
                 .tasks
                 .iter()
                 .filter(|t| re.as_ref().is_none_or(|re| re.is_match(t.task_id.as_str())))
@@ -365,53 +362,28 @@ pub async fn tasks(home: Home, cmd: TasksCommand) -> Result<ExitCode> {
                     task_regex.unwrap_or_default()
                 );
             }
-            if downstream || upstream {
-                selected = relatives(&dag, &selected, downstream, upstream);
-            }
-            let tis = store.run_tis(run.key).await?;
-            let now = Utc::now();
-            let mut batch = ChangeBatch::new(now);
-            let mut n = 0;
-            for ti in tis
-                .iter()
-                .filter(|t| selected.contains(t.key.task_id.as_str()))
-            {
-                if ti.state.is_active() {
-                    bail!(
-                        "task instance `{}` (map index {}) is {}; wait for it to finish before clearing",
-                        ti.key.task_id,
-                        ti.key.map_index,
-                        ti.state
-                    );
-                }
-                if only_failed && !matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed)
-                {
-                    continue;
-                }
-                let retries = dag
-                    .task(ti.key.task_id.as_str())
-                    .map_or(0, |t| t.retry.retries);
-                let mut change = TiChange::new(ti.key.clone(), TaskState::NoStatus)
-                    .expect(ti.state)
-                    .max_tries(ti.try_number.0 + retries)
-                    .reason("cleared");
-                change.end_date = Field::Clear;
-                change.next_retry_at = Field::Clear;
-                change.flow_result = Field::Clear;
-                batch.push(change);
-                n += 1;
-            }
+            // The same clear as the REST API's and the UI's.
+            let request = pave_scheduler::actions::ClearRequest {
+                task_ids: selected,
+                include_downstream: downstream,
+                include_upstream: upstream,
+                only_failed,
+                dry_run: false,
+            };
+            let cleared =
+                pave_scheduler::actions::clear(store.as_ref(), &run, &dag, &request, Utc::now())
+                    .await
+                    .map_err(|e| match e {
+                        SchedulerError::Store(StoreError::Conflict { what }) => {
+                            anyhow::anyhow!("{what}; nothing was cleared")
+                        }
+                        other => anyhow::Error::new(other),
+                    })?;
+            let n = cleared.len();
             if n == 0 {
                 println!("nothing to clear");
                 return Ok(ExitCode::SUCCESS);
             }
-            if run.state.is_finished() {
-                batch.push(RunChange::new(run.key, RunState::Queued).expect(run.state));
-            }
-            store
-                .apply(batch)
-                .await
-                .context("the run changed while clearing; try again")?;
             println!(
                 "cleared {n} task instance(s) of run {}; the run is queued again",
                 run.run_id
@@ -643,30 +615,6 @@ async fn find_run(store: &dyn Store, dag_id: &str, run_id: Option<&str>) -> Resu
                 )
             }),
     }
-}
-
-fn relatives(
-    dag: &Dag,
-    selected: &BTreeSet<String>,
-    downstream: bool,
-    upstream: bool,
-) -> BTreeSet<String> {
-    let mut out = selected.clone();
-    let mut frontier: Vec<String> = selected.iter().cloned().collect();
-    while let Some(id) = frontier.pop() {
-        for t in &dag.tasks {
-            let t_id = t.task_id.to_string();
-            let is_down = downstream && t.upstream.iter().any(|u| u.as_str() == id);
-            let is_up = upstream
-                && dag
-                    .task(&id)
-                    .is_some_and(|me| me.upstream.iter().any(|u| u.as_str() == t_id));
-            if (is_down || is_up) && out.insert(t_id.clone()) {
-                frontier.push(t_id);
-            }
-        }
-    }
-    out
 }
 
 fn parse_conf(conf: Option<&str>) -> Result<Value> {
