@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use pave_executor::{Executor, ExecutorEvent};
 use pave_kube_executor::{KubeExecutorConfig, KubernetesExecutor, RoutingExecutor};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -32,6 +33,14 @@ pub struct ExecutorArgs {
     /// Image of task pods whose task names none.
     #[arg(long = "k8s-image", env = "PAVE_K8S_IMAGE")]
     pub k8s_image: Option<String>,
+    /// Address the task execution API listens on (default: a free port on
+    /// 127.0.0.1); on a cluster, `0.0.0.0:8793` behind a Service.
+    #[arg(long = "execution-api-listen", env = "PAVE_EXECUTION_API_LISTEN")]
+    pub execution_api_listen: Option<SocketAddr>,
+    /// URL of the task execution API as task pods reach it (their
+    /// `PAVE_API_URL`), e.g. `http://pave-execution.pave.svc:8793/execution/v1`.
+    #[arg(long = "execution-api-url", env = "PAVE_EXECUTION_API_URL")]
+    pub execution_api_url: Option<String>,
 }
 
 static SETTINGS: OnceLock<ExecutorArgs> = OnceLock::new();
@@ -39,6 +48,58 @@ static SETTINGS: OnceLock<ExecutorArgs> = OnceLock::new();
 /// Records the command line's executor settings for [`executor`].
 pub fn configure(args: ExecutorArgs) {
     let _ = SETTINGS.set(args);
+}
+
+/// Opens the task execution API's listener: `--execution-api-listen`, or a
+/// free port on loopback. Returns it with the address tasks on this host
+/// use (loopback when it listens on every address).
+pub async fn bind_execution_api() -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listen = SETTINGS.get().and_then(|a| a.execution_api_listen);
+    let Some(listen) = listen else {
+        return pave_api::bind_loopback(0)
+            .await
+            .context("cannot open the task execution API on loopback");
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("cannot open the task execution API on {listen} (--execution-api-listen)")
+        })?;
+    let mut addr = listener
+        .local_addr()
+        .context("reading the execution API's address")?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Ok((listener, addr))
+}
+
+/// The execution API URL advertised to pods: `--execution-api-url`, else
+/// the `--execution-api-listen` address when it names one host that is not
+/// loopback (and a fixed port); `None` leaves pods the scheduler's own URL.
+fn advertised_api_url(args: &ExecutorArgs) -> Result<Option<String>> {
+    if let Some(url) = &args.execution_api_url {
+        let url = url.trim().trim_end_matches('/');
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+            bail!(
+                "--execution-api-url `{url}` is not an http(s) URL; write it as pods reach the \
+                 execution API, e.g. http://pave-execution.pave.svc:8793{}",
+                pave_api::EXECUTION_API_PREFIX
+            );
+        }
+        return Ok(Some(url.to_owned()));
+    }
+    Ok(args.execution_api_listen.and_then(|addr| {
+        let ip = addr.ip();
+        (!ip.is_unspecified() && !ip.is_loopback() && addr.port() != 0)
+            .then(|| format!("http://{addr}{}", pave_api::EXECUTION_API_PREFIX))
+    }))
 }
 
 fn seconds(var: &str, default: u64) -> Result<Duration> {
@@ -81,6 +142,7 @@ fn kube_config(args: &ExecutorArgs, parallelism: usize) -> Result<KubeExecutorCo
     cfg.unschedulable_timeout = seconds("PAVE_K8S_UNSCHEDULABLE_TIMEOUT", 300)?;
     cfg.image_pull_timeout = seconds("PAVE_K8S_IMAGE_PULL_TIMEOUT", 120)?;
     cfg.keep_failed_pods = seconds("PAVE_K8S_KEEP_FAILED_PODS", 3600)?;
+    cfg.execution_api_url = advertised_api_url(args)?;
     if let Ok(n) = std::env::var("PAVE_K8S_SPOT_FALLBACK_AFTER") {
         cfg.spot_fallback_after = n
             .trim()
@@ -110,6 +172,13 @@ pub async fn executor(
     let mut executors = vec![local];
     if default == "kubernetes" || args.kubeconfig.is_some() {
         let cfg = kube_config(&args, parallelism)?;
+        if cfg.execution_api_url.is_none() {
+            tracing::info!(
+                "Python tasks in pods get the scheduler's own execution API URL; on a real \
+                 cluster set --execution-api-listen and --execution-api-url (PAVE_EXECUTION_API_URL) \
+                 so that pods can reach it"
+            );
+        }
         let client = pave_kube_executor::client_from_kubeconfig(args.kubeconfig.as_deref())
             .await
             .context("cannot set up the Kubernetes executor")?;
@@ -122,4 +191,50 @@ pub async fn executor(
         anyhow::anyhow!("{e}; pass --kubeconfig PATH (or set PAVE_KUBECONFIG) to run pods")
     })?;
     Ok(Arc::new(routing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(listen: Option<&str>, url: Option<&str>) -> ExecutorArgs {
+        ExecutorArgs {
+            execution_api_listen: listen.map(|l| l.parse().expect("address")),
+            execution_api_url: url.map(str::to_owned),
+            ..ExecutorArgs::default()
+        }
+    }
+
+    #[test]
+    fn the_execution_api_url_pods_get() {
+        let url = |l, u| advertised_api_url(&args(l, u));
+        assert_eq!(
+            url(
+                None,
+                Some("http://pave-execution.pave.svc:8793/execution/v1/")
+            )
+            .expect("ok")
+            .as_deref(),
+            Some("http://pave-execution.pave.svc:8793/execution/v1")
+        );
+        assert_eq!(
+            url(Some("10.1.2.3:8793"), None).expect("ok").as_deref(),
+            Some("http://10.1.2.3:8793/execution/v1")
+        );
+        // Every address, or loopback: pods cannot use it as it is.
+        assert_eq!(url(Some("0.0.0.0:8793"), None).expect("ok"), None);
+        assert_eq!(url(Some("127.0.0.1:8793"), None).expect("ok"), None);
+        assert_eq!(url(None, None).expect("ok"), None);
+        let err = url(None, Some("pave-execution:8793")).expect_err("no scheme");
+        assert!(err.to_string().contains("--execution-api-url"), "{err}");
+        let cfg = kube_config(
+            &args(None, Some("https://pave.example.com/execution/v1")),
+            4,
+        )
+        .expect("config");
+        assert_eq!(
+            cfg.execution_api_url.as_deref(),
+            Some("https://pave.example.com/execution/v1")
+        );
+    }
 }

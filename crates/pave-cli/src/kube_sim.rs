@@ -22,9 +22,17 @@ pub struct KubeSimArgs {
     /// Node file: YAML, generic CSV, or the Alibaba GPU trace CSV (see docs/kube-sim.md).
     #[arg(long)]
     pub nodes: PathBuf,
-    /// Address to serve the Kubernetes API on (plain http).
+    /// Address to serve the Kubernetes API on (plain http, or https with `--tls`).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// Serve HTTPS with a certificate signed by a CA generated at start; the
+    /// CA goes into the kubeconfig (`certificate-authority-data`).
+    #[arg(long)]
+    pub tls: bool,
+    /// Extra host names or IP addresses the `--tls` certificate is valid for
+    /// (besides localhost, 127.0.0.1, ::1 and the listen address). Repeatable.
+    #[arg(long = "tls-san", requires = "tls")]
+    pub tls_sans: Vec<String>,
     /// Write a kubeconfig for the served API here.
     #[arg(long)]
     pub write_kubeconfig: Option<PathBuf>,
@@ -50,18 +58,45 @@ pub async fn run(args: KubeSimArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr().context("reading the bound address")?;
-    let url = format!("http://{addr}");
+    let mut addr = listener.local_addr().context("reading the bound address")?;
+    // Clients cannot connect to 0.0.0.0: the kubeconfig names loopback.
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let identity = if args.tls {
+        let mut hosts = args.tls_sans.clone();
+        hosts.push(args.listen.ip().to_string());
+        Some(
+            pave_kube_sim::TlsIdentity::generate(&hosts)
+                .context("cannot make the --tls certificate")?,
+        )
+    } else {
+        None
+    };
+    let url = match identity {
+        Some(_) => format!("https://{addr}"),
+        None => format!("http://{addr}"),
+    };
     if let Some(path) = &args.write_kubeconfig {
-        pave_kube_sim::write_kubeconfig(path, &url)?;
+        let ca = identity.as_ref().map(|i| i.ca_pem());
+        pave_kube_sim::write_kubeconfig_with_ca(path, &url, ca)?;
         eprintln!("kubeconfig written to {}", path.display());
     }
     eprintln!(
         "simulated Kubernetes API ({} nodes) on {url}; Ctrl-C stops it",
         cluster.nodes().len()
     );
+    let served = async {
+        match identity {
+            Some(identity) => pave_kube_sim::serve_tls(cluster.clone(), listener, identity).await,
+            None => pave_kube_sim::serve(cluster.clone(), listener).await,
+        }
+    };
     tokio::select! {
-        served = pave_kube_sim::serve(cluster.clone(), listener) => served?,
+        served = served => served?,
         _ = tokio::signal::ctrl_c() => {}
     }
     cluster.shutdown();

@@ -1,6 +1,6 @@
 //! Wiring the long-running pieces together for `standalone` and `dags
 //! test`: the local executor, the scheduler, and the task execution API
-//! (on loopback) that Python tasks talk to.
+//! (on loopback, or `--execution-api-listen`) that Python tasks talk to.
 
 use crate::home::Home;
 use crate::processor::PythonParser;
@@ -90,9 +90,7 @@ pub async fn scheduler(
             // restart keep working tokens.
             let signer = TokenSigner::from_file_or_create(home.root.join("execution-api.key"))
                 .context("cannot set up the task execution API key")?;
-            let (listener, addr) = pave_api::bind_loopback(0)
-                .await
-                .context("cannot open the task execution API on loopback")?;
+            let (listener, addr) = crate::kube_exec::bind_execution_api().await?;
             let issuer = signer.clone();
             cfg.python = Some(PythonTasks {
                 python: python(),

@@ -1,6 +1,6 @@
 //! `pave dags test FILE --executor kubernetes --kubeconfig PATH` against
-//! `pave kube-sim` over TCP: both real binaries, the simulator's kubelet
-//! running each pod's command as a local process.
+//! `pave kube-sim` over TCP (and TLS): both real binaries, the simulator's
+//! kubelet running each pod's command as a local process.
 
 mod common;
 
@@ -16,10 +16,14 @@ struct Sim {
 }
 
 fn start_sim(pave: &Pave) -> Sim {
+    start_sim_with(pave, &[])
+}
+
+fn start_sim_with(pave: &Pave, extra: &[&str]) -> Sim {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("sim.kubeconfig");
     let nodes = workspace_root().join("crates/pave-kube-sim/examples/nodes.yaml");
-    let cmd = pave.command(&[
+    let mut args = vec![
         "kube-sim",
         "--nodes",
         nodes.to_str().expect("utf-8"),
@@ -27,7 +31,9 @@ fn start_sim(pave: &Pave) -> Sim {
         "127.0.0.1:0",
         "--write-kubeconfig",
         kubeconfig.to_str().expect("utf-8"),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let cmd = pave.command(&args);
     let mut proc = Running::spawn(cmd);
     proc.wait_for_line("simulated Kubernetes API", Duration::from_secs(30));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -190,6 +196,78 @@ py_k8s()
     ]);
     assert_eq!(v["state"], "success", "{v:#}");
     for task in ["make", "double", "check"] {
+        assert_eq!(
+            state_try(&v, task, -1),
+            ("success".to_owned(), 1),
+            "{task}: {v:#}"
+        );
+    }
+}
+
+/// `pave kube-sim --tls` and the execution API flags: the executor reaches
+/// the simulator over HTTPS (CA from the kubeconfig), Python tasks in pods
+/// get the advertised `--execution-api-url` and local ones the loopback URL
+/// of `--execution-api-listen`.
+#[test]
+fn python_tasks_in_pods_over_tls_use_the_advertised_execution_api_url() {
+    let pave = Pave::new();
+    let sim = start_sim_with(&pave, &["--tls"]);
+    let text = std::fs::read_to_string(&sim.kubeconfig).expect("kubeconfig");
+    assert!(
+        text.contains("server: https://") && text.contains("certificate-authority-data"),
+        "{text}"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let advertised = format!("http://localhost:{port}/execution/v1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dag = write(
+        dir.path(),
+        "py_tls.py",
+        &format!(
+            r#"
+import os
+from pave import dag, task
+
+
+@dag(dag_id="py_tls", schedule=None, default_args={{"executor": "kubernetes"}})
+def py_tls():
+    @task
+    def in_pod() -> int:
+        assert os.environ["PAVE_API_URL"] == "{advertised}", os.environ["PAVE_API_URL"]
+        return 21
+
+    @task(executor="local")
+    def local(x: int) -> None:
+        assert os.environ["PAVE_API_URL"] == "http://127.0.0.1:{port}/execution/v1", os.environ["PAVE_API_URL"]
+        assert x == 21, x
+
+    local(in_pod())
+
+
+py_tls()
+"#
+        ),
+    );
+    let listen = format!("127.0.0.1:{port}");
+    let v = pave.json(&[
+        "dags",
+        "test",
+        dag.to_str().expect("utf-8"),
+        "--executor",
+        "kubernetes",
+        "--kubeconfig",
+        sim.kubeconfig.to_str().expect("utf-8"),
+        "--execution-api-listen",
+        &listen,
+        "--execution-api-url",
+        &advertised,
+        "--json",
+    ]);
+    assert_eq!(v["state"], "success", "{v:#}");
+    for task in ["in_pod", "local"] {
         assert_eq!(
             state_try(&v, task, -1),
             ("success".to_owned(), 1),

@@ -64,6 +64,11 @@ pub struct KubeExecutorConfig {
     pub nodes_ttl: Duration,
     /// Spot labels and taints.
     pub spot: SpotConfig,
+    /// The URL of the task execution API as pods reach it (`PAVE_API_URL`
+    /// of Python tasks), e.g. `http://pave-execution.pave.svc:8793/execution/v1`;
+    /// `None` passes on the scheduler's own URL (loopback: only pods of the
+    /// simulator's process kubelet reach it).
+    pub execution_api_url: Option<String>,
 }
 
 impl Default for KubeExecutorConfig {
@@ -83,6 +88,7 @@ impl Default for KubeExecutorConfig {
             kill_grace: Duration::from_secs(30),
             nodes_ttl: Duration::from_secs(10),
             spot: SpotConfig::default(),
+            execution_api_url: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::logs;
 use crate::naming::{self, INSTALLATION_LABEL, TRY_LABEL};
 use crate::nodes::{self, NodeInfo};
 use crate::render::{self, MAIN_CONTAINER, RenderInput};
-use crate::state::{Inner, ResultFile, State, TiIdent, Tracked};
+use crate::state::{self, Inner, ResultFile, State, Tracked};
 use crate::watch;
 use async_trait::async_trait;
 use chrono::Utc;
@@ -221,10 +221,14 @@ impl Executor for KubernetesExecutor {
                 }
             })?;
         let name = naming::pod_name(&cfg.installation, &key);
-        let disrupted = self
-            .inner
-            .with(|s| s.disruptions.get(&TiIdent::of(&key)).copied().unwrap_or(0));
         let mut spot = req.placement.spot;
+        // Counted from the earlier tries' result files, so a restart of the
+        // scheduler does not start the count again.
+        let disrupted = if spot == SpotPolicy::Never {
+            0
+        } else {
+            state::earlier_disruptions(&cfg.installation, &key, &req.result_path)
+        };
         let fallback = spot != SpotPolicy::Never && disrupted >= cfg.spot_fallback_after;
         if fallback {
             spot = SpotPolicy::Never;
@@ -383,9 +387,7 @@ impl Executor for KubernetesExecutor {
             .map_err(|e| api_error(format!("reading pod {}", p.name), e))?;
         match pod {
             Some(pod) if p.uid.is_none() || pod.metadata.uid == p.uid => {
-                let container = main_container(&pod);
-                let t = Tracked::new(handle.clone(), container, None);
-                self.track_existing(t, pod);
+                self.track_existing(adopted(handle.clone(), &pod), pod);
                 Ok(AdoptStatus::Running)
             }
             _ => Ok(AdoptStatus::Lost {
@@ -427,10 +429,22 @@ impl Executor for KubernetesExecutor {
                 uid: pod.metadata.uid.clone(),
             }),
         };
-        let t = Tracked::new(handle.clone(), main_container(&pod), None);
-        self.track_existing(t, pod);
+        self.track_existing(adopted(handle.clone(), &pod), pod);
         Ok(ClaimStatus::Running(handle))
     }
+}
+
+/// An attempt found running after a restart, watched with the execution
+/// timeout its pod was created with (its annotation) and its running time
+/// counted from the container's start.
+fn adopted(handle: AttemptHandle, pod: &Pod) -> Tracked {
+    let mut t = Tracked::new(
+        handle,
+        main_container(pod),
+        naming::execution_timeout_of(pod),
+    );
+    t.adopted = true;
+    t
 }
 
 fn main_container(pod: &Pod) -> String {

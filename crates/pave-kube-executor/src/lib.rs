@@ -42,6 +42,7 @@ pub use routing::RoutingExecutor;
 pub async fn client_from_kubeconfig(
     path: Option<&std::path::Path>,
 ) -> Result<kube::Client, KubeExecError> {
+    install_crypto_provider();
     let config = match path {
         Some(p) => {
             let kc =
@@ -64,4 +65,15 @@ pub async fn client_from_kubeconfig(
             })?,
     };
     kube::Client::try_from(config).map_err(KubeExecError::Api)
+}
+
+/// kube builds its TLS settings with `rustls::ClientConfig::builder()`,
+/// which takes the process's default crypto provider and panics when the
+/// build has two (ring and aws-lc-rs, as soon as any dependency enables the
+/// latter) and none was installed. pave uses ring: installing it first makes
+/// that choice explicit. A provider installed before is kept.
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
 }

@@ -29,6 +29,31 @@ pub const RUN_ANNOTATION: &str = "pave.dev/run-id";
 pub const TASK_ANNOTATION: &str = "pave.dev/task-id";
 /// Set when a spot-allowed task was moved to on-demand capacity.
 pub const SPOT_FALLBACK_ANNOTATION: &str = "pave.dev/spot-fallback";
+/// The attempt's `execution_timeout` in seconds (`3600`, `1.5`), so that
+/// an executor adopting the pod after a restart still enforces it.
+pub const EXECUTION_TIMEOUT_ANNOTATION: &str = "pave.dev/execution-timeout-seconds";
+
+/// The annotation value of an execution timeout: whole seconds, or seconds
+/// with a fraction.
+pub fn timeout_annotation(d: std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{}", d.as_secs_f64())
+    }
+}
+
+/// The execution timeout a pod was created with, from its annotation;
+/// `None` when it has none or an unreadable one.
+pub fn execution_timeout_of(pod: &k8s_openapi::api::core::v1::Pod) -> Option<std::time::Duration> {
+    let value = pod
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(EXECUTION_TIMEOUT_ANNOTATION)?;
+    let secs: f64 = value.trim().parse().ok()?;
+    std::time::Duration::try_from_secs_f64(secs).ok()
+}
 
 /// Longest Pod name used: Pod names are DNS subdomains (253), but the name
 /// is also the Pod's hostname, a DNS label (63).

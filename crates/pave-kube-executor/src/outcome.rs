@@ -162,6 +162,19 @@ fn ending(pod: &Pod) -> Ending {
     }
 }
 
+/// When the main (first) container started running, else when the pod
+/// started (`status.startTime`).
+pub fn running_since(pod: &Pod) -> Option<DateTime<Utc>> {
+    let status = pod.status.as_ref()?;
+    status
+        .container_statuses
+        .as_ref()
+        .and_then(|cs| cs.first())
+        .and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref())
+        .or(status.start_time.as_ref())
+        .map(|ts| to_chrono(&ts.0))
+}
+
 fn to_chrono(ts: &k8s_openapi::jiff::Timestamp) -> DateTime<Utc> {
     DateTime::from_timestamp(ts.as_second(), ts.subsec_nanosecond().max(0) as u32)
         .unwrap_or_else(Utc::now)

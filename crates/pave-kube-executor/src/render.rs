@@ -18,6 +18,8 @@ pub const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 /// The name of the container that runs the task, when the template has several.
 pub const MAIN_CONTAINER: &str = "base";
+/// The variable that tells a Python task where the execution API is.
+pub const API_URL_ENV: &str = "PAVE_API_URL";
 
 /// What rendering needs besides the request.
 #[derive(Clone, Debug)]
@@ -80,6 +82,12 @@ pub fn render_pod(input: &RenderInput<'_>) -> Result<Pod, String> {
         .as_array_mut()
         .ok_or("pod template: the main container's `env` is not a list")?;
     for (k, v) in &req.env {
+        let v = match (&cfg.execution_api_url, k.as_str()) {
+            // Pods reach the execution API at the address advertised to
+            // them, not the scheduler's loopback.
+            (Some(url), API_URL_ENV) => url,
+            _ => v,
+        };
         env.retain(|e| e.get("name").and_then(Value::as_str) != Some(k));
         env.push(json!({ "name": k, "value": v }));
     }
@@ -137,6 +145,12 @@ pub fn render_pod(input: &RenderInput<'_>) -> Result<Pod, String> {
     }
     if input.spot_fallback {
         annotations.insert(naming::SPOT_FALLBACK_ANNOTATION.into(), json!("on-demand"));
+    }
+    if let Some(limit) = req.execution_timeout {
+        annotations.insert(
+            naming::EXECUTION_TIMEOUT_ANNOTATION.into(),
+            json!(naming::timeout_annotation(limit)),
+        );
     }
     serde_json::from_value(pod).map_err(|e| {
         format!(

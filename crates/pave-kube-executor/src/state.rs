@@ -1,36 +1,23 @@
-//! The executor's shared state: the attempts it watches (by pod name), the
-//! pods of its installation that no attempt owns, and how often each task
-//! instance was disrupted (for the spot fallback).
+//! The executor's shared state: the attempts it watches (by pod name) and
+//! the pods of its installation that no attempt owns; and the result file
+//! each attempt leaves next to its log, from which an adoption learns how
+//! it ended and the spot fallback how often its task instance was
+//! disrupted (both survive a restart).
 
 use crate::config::KubeExecutorConfig;
 use crate::logs::LogTail;
 use crate::nodes::NodeInfo;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use pave_core::{DagId, MapIndex, RunId, TaskId};
+use pave_core::TryNumber;
 use pave_executor::{AttemptHandle, AttemptKey, AttemptResult, Capacity, ExecutorEvent};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::{AbortHandle, JoinHandle};
-
-/// A task instance, across its tries.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct TiIdent(DagId, RunId, TaskId, MapIndex);
-
-impl TiIdent {
-    pub(crate) fn of(key: &AttemptKey) -> TiIdent {
-        TiIdent(
-            key.dag_id.clone(),
-            key.run_id.clone(),
-            key.task_id.clone(),
-            key.map_index,
-        )
-    }
-}
 
 /// One attempt the executor watches.
 pub(crate) struct Tracked {
@@ -53,6 +40,9 @@ pub(crate) struct Tracked {
     /// Its end is being reported: later pod events are ignored, so a watch
     /// that relists never reports it twice.
     pub ending: bool,
+    /// Adopted after a restart: its running time counts from the
+    /// container's start, not from when this executor first saw it.
+    pub adopted: bool,
 }
 
 impl Tracked {
@@ -74,6 +64,7 @@ impl Tracked {
             logs: None,
             log_skip: 0,
             ending: false,
+            adopted: false,
         }
     }
 }
@@ -84,7 +75,6 @@ pub(crate) struct State {
     pub tracked: HashMap<String, Tracked>,
     /// Pods of this installation seen by the watcher that no attempt owns.
     pub others: HashMap<String, Pod>,
-    pub disruptions: HashMap<TiIdent, u32>,
     /// Attempts reported so far (for tests and benchmarks).
     pub reported: u64,
 }
@@ -140,4 +130,42 @@ impl ResultFile {
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, path)
     }
+}
+
+/// How many earlier tries of `key`'s task instance were disrupted, read
+/// from their result files: every try's file lies next to its log, in the
+/// folder of `result_path` (pave keeps one folder per task instance), and
+/// names its pod, whose name is derived from the attempt. Files of other
+/// task instances or executors do not match a pod name and are skipped.
+pub(crate) fn earlier_disruptions(installation: &str, key: &AttemptKey, result_path: &Path) -> u32 {
+    if key.try_number.0 <= 1 {
+        return 0;
+    }
+    let Some(dir) = result_path.parent() else {
+        return 0;
+    };
+    let earlier: HashSet<String> = (1..key.try_number.0)
+        .map(|t| {
+            let mut k = key.clone();
+            k.try_number = TryNumber(t);
+            crate::naming::pod_name(installation, &k)
+        })
+        .collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut seen = HashSet::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") || path == result_path {
+            continue;
+        }
+        if let Some(file) = ResultFile::read(&path)
+            && file.disruption.is_some()
+            && earlier.contains(&file.pod)
+        {
+            seen.insert(file.pod);
+        }
+    }
+    u32::try_from(seen.len()).unwrap_or(u32::MAX)
 }

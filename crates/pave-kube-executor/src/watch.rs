@@ -7,7 +7,7 @@
 use crate::logs;
 use crate::naming::INSTALLATION_LABEL;
 use crate::outcome::{self, PodState};
-use crate::state::{Inner, ResultFile, State, TiIdent, Tracked};
+use crate::state::{Inner, ResultFile, State, Tracked};
 use chrono::Utc;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -208,7 +208,17 @@ pub(crate) fn evaluate(
         }
         PodState::Running => {
             start_logs(inner, name, t);
-            let since = *t.running_since.get_or_insert(now);
+            let adopted = t.adopted;
+            let since = *t.running_since.get_or_insert_with(|| {
+                // An adopted pod has been running since its container
+                // started, not since this executor saw it.
+                adopted
+                    .then(|| outcome::running_since(&pod))
+                    .flatten()
+                    .and_then(|at| (utc - at).to_std().ok())
+                    .and_then(|ago| now.checked_sub(ago))
+                    .unwrap_or(now)
+            });
             if let Some(limit) = t.execution_timeout
                 && !t.timed_out
                 && now.duration_since(since) >= limit
@@ -355,9 +365,6 @@ async fn finish(inner: &Arc<Inner>, name: &str, verdict: Verdict) {
     inner.with(|s| {
         s.tracked.remove(name);
         s.reported += 1;
-        if disruption.is_some() {
-            *s.disruptions.entry(TiIdent::of(&handle.key)).or_insert(0) += 1;
-        }
     });
     // A closed channel means nobody listens any more; the result file stays.
     let _ = inner.events.send(event);

@@ -3,7 +3,8 @@
 //! parses as its kind and survives a round trip unchanged, so a misspelled
 //! or misplaced field (which the API server would drop or refuse) fails
 //! here. Plus what pave needs of them: the RBAC rules the executor uses, the
-//! pod template, and the Deployment wired to both.
+//! pod template, the Deployment wired to both, and the execution API's
+//! Service that task pods reach it through.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
@@ -175,6 +176,43 @@ fn the_executor_may_do_what_it_does_and_the_deployment_is_wired() {
     );
     let sa = find(&docs, "ServiceAccount", "pave");
     assert_eq!(sa["metadata"]["namespace"], "pave");
+
+    // Task pods reach the execution API through the `pave-execution`
+    // Service: pave listens off loopback on the port the Service targets
+    // and advertises the Service's address to pods.
+    let flag = |name: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {args:?}"))
+            .to_owned()
+    };
+    let listen = flag("--execution-api-listen=");
+    let url = flag("--execution-api-url=");
+    let port = c
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("execution"))
+        .expect("a container port named execution")
+        .container_port;
+    assert_eq!(listen, format!("0.0.0.0:{port}"));
+    let svc: Service = round_trip(find(&docs, "Service", "pave-execution"), "Service");
+    let svc_port = svc
+        .spec
+        .and_then(|s| s.ports)
+        .and_then(|p| p.into_iter().next())
+        .expect("a port");
+    assert_eq!(
+        svc_port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("execution".into()))
+    );
+    assert_eq!(
+        url,
+        format!(
+            "http://pave-execution.pave.svc:{}/execution/v1",
+            svc_port.port
+        )
+    );
 }
 
 #[test]

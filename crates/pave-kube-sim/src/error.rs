@@ -33,6 +33,9 @@ pub enum SimError {
     /// The API refused a request made through the Rust API (same rules as HTTP).
     #[error("{0}")]
     Api(String),
+    /// The TLS certificate or server configuration could not be made.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Reading or writing a file, or binding a socket, failed.
     #[error("{context}: {cause}")]
     Io {

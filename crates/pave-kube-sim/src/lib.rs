@@ -5,7 +5,8 @@
 //! pods and nodes (list/watch with selectors and bookmarks, status, log,
 //! eviction, v1 Status errors), so the unmodified `kube` client and `kubectl`
 //! work against it, in process ([`Cluster::client`]) or over TCP ([`serve`],
-//! [`write_kubeconfig`]). A scheduler binds pods that fit (resources,
+//! [`write_kubeconfig`]), plain or with TLS ([`serve_tls`], a CA generated at
+//! start and written into the kubeconfig). A scheduler binds pods that fit (resources,
 //! selectors, affinity, taints, GPU product), a kubelet runs them as local
 //! processes or plays scripted outcomes ([`Script`]), and tests inject the
 //! faults of a real cluster (see the `faults` methods on [`Cluster`]).
@@ -25,6 +26,7 @@ mod scheduler;
 mod script;
 mod selector;
 mod store;
+mod tls;
 mod validate;
 
 pub use api::discovery::GIT_VERSION;
@@ -39,6 +41,7 @@ pub use nodes::{
     NodeSpec, TaintSpec, load_node_file, parse_csv, parse_yaml,
 };
 pub use script::{Outcome, PodMatch, Script};
+pub use tls::{TlsIdentity, serve_tls, serve_tls_on_loopback};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -73,14 +76,44 @@ pub async fn serve_on_loopback(cluster: Cluster) -> Result<SocketAddr, SimError>
 /// The kubeconfig text for a simulator at `url` (context and cluster
 /// `pave-kube-sim`, namespace `default`, no credentials).
 pub fn kubeconfig(url: &str) -> String {
+    kubeconfig_with_ca(url, None)
+}
+
+/// The kubeconfig text for a simulator at `url`, trusting the CA
+/// certificate `ca_pem` (as `certificate-authority-data`) when it serves
+/// HTTPS ([`serve_tls`]). Over HTTPS the user has a placeholder bearer
+/// token, which the simulator ignores: without any credentials kubectl
+/// asks for a username and password on an `https://` server.
+pub fn kubeconfig_with_ca(url: &str, ca_pem: Option<&str>) -> String {
+    use base64::Engine;
+    let (ca, user) = match ca_pem {
+        Some(pem) => (
+            format!(
+                "    certificate-authority-data: {}\n",
+                base64::engine::general_purpose::STANDARD.encode(pem)
+            ),
+            "{token: pave-kube-sim}",
+        ),
+        None => (String::new(), "{}"),
+    };
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: pave-kube-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: pave-kube-sim\n  context:\n    cluster: pave-kube-sim\n    user: pave-kube-sim\n    namespace: default\ncurrent-context: pave-kube-sim\nusers:\n- name: pave-kube-sim\n  user: {{}}\npreferences: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: pave-kube-sim\n  cluster:\n{ca}    server: {url}\ncontexts:\n- name: pave-kube-sim\n  context:\n    cluster: pave-kube-sim\n    user: pave-kube-sim\n    namespace: default\ncurrent-context: pave-kube-sim\nusers:\n- name: pave-kube-sim\n  user: {user}\npreferences: {{}}\n"
     )
 }
 
 /// Writes [`kubeconfig`] for `url` to `path`.
 pub fn write_kubeconfig(path: &Path, url: &str) -> Result<(), SimError> {
-    std::fs::write(path, kubeconfig(url)).map_err(|cause| SimError::Io {
+    write_kubeconfig_with_ca(path, url, None)
+}
+
+/// Writes [`kubeconfig_with_ca`] for `url` (and the CA of an HTTPS
+/// simulator) to `path`.
+pub fn write_kubeconfig_with_ca(
+    path: &Path,
+    url: &str,
+    ca_pem: Option<&str>,
+) -> Result<(), SimError> {
+    std::fs::write(path, kubeconfig_with_ca(url, ca_pem)).map_err(|cause| SimError::Io {
         context: format!("cannot write kubeconfig {}", path.display()),
         cause,
     })

@@ -1,5 +1,6 @@
 //! The Kubernetes executor against the simulated cluster (in process, the
-//! real kube client): outcomes, faults, restarts, and rendered pod specs.
+//! real kube client; over TLS in `tls`): outcomes, faults, restarts, and
+//! rendered pod specs.
 
 mod common;
 mod faults;
@@ -8,3 +9,4 @@ mod render;
 mod restart;
 mod routing;
 mod scheduler;
+mod tls;

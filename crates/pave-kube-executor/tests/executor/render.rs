@@ -160,3 +160,66 @@ async fn rendered_gpu_pods_are_accepted_and_bound_by_the_cluster() {
         Some("2")
     );
 }
+
+fn env_of(pod: &k8s_openapi::api::core::v1::Pod, name: &str) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+}
+
+#[test]
+fn pods_get_the_advertised_execution_api_url_and_the_timeout() {
+    let mut req = request("score");
+    req.execution_timeout = Some(std::time::Duration::from_millis(1500));
+    // Without a configured URL, the scheduler's own one passes through.
+    let plain: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(render(&req, &cfg(), &[])).expect("pod");
+    assert_eq!(
+        env_of(&plain, "PAVE_API_URL").as_deref(),
+        Some("http://pave:8080/execution")
+    );
+    assert_eq!(
+        pave_kube_executor::naming::execution_timeout_of(&plain),
+        Some(std::time::Duration::from_millis(1500))
+    );
+    let cfg = KubeExecutorConfig {
+        execution_api_url: Some("http://pave-execution.pave.svc:8793/execution/v1".into()),
+        ..cfg()
+    };
+    let pod: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(render(&req, &cfg, &[])).expect("pod");
+    assert_eq!(
+        env_of(&pod, "PAVE_API_URL").as_deref(),
+        Some("http://pave-execution.pave.svc:8793/execution/v1")
+    );
+    assert_eq!(env_of(&pod, "PAVE_TASK_TOKEN").as_deref(), Some("token"));
+}
+
+#[tokio::test]
+async fn the_executor_creates_pods_with_the_configured_execution_api_url() {
+    let mut cfg = crate::common::config("render-api-url");
+    cfg.execution_api_url = Some("http://pave-execution.pave.svc:8793/execution/v1".into());
+    let fx = Fx::new(cfg).await;
+    let mut req = fx.request("score", 1);
+    req.env.insert(
+        "PAVE_API_URL".into(),
+        "http://127.0.0.1:40123/execution/v1".into(),
+    );
+    crate::common::annotate(&mut req, "run-forever");
+    pave_executor::Executor::start(fx.exec.as_ref(), req)
+        .await
+        .expect("start");
+    let pod = fx
+        .cluster
+        .pod("default", &fx.pod_name("score", 1))
+        .expect("created");
+    assert_eq!(
+        env_of(&pod, "PAVE_API_URL").as_deref(),
+        Some("http://pave-execution.pave.svc:8793/execution/v1")
+    );
+}

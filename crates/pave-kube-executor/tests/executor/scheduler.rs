@@ -1,39 +1,34 @@
 //! The real scheduler driving the Kubernetes executor: a disrupted pod is
-//! retried without spending a retry, and the cause stays in the try history.
+//! retried without spending a retry, and the cause stays in the try history;
+//! a request no node can ever hold fails at once, without retries.
 
 use crate::common::config;
 use chrono::Utc;
 use pave_core::model::{OutputFormat, TaskKind};
 use pave_core::{Dag, RunState, Task, TaskState};
-use pave_kube_executor::{KubernetesExecutor, naming};
-use pave_kube_sim::{Cluster, ClusterConfig, DisruptionReason, KubeletMode, PodMatch, Script};
+use pave_kube_executor::{KubeExecutorConfig, KubernetesExecutor, naming};
+use pave_kube_sim::{
+    Cluster, ClusterConfig, DisruptionReason, KubeletMode, NodeSpec, PodMatch, Script,
+};
 use pave_scheduler::{Scheduler, SchedulerConfig, SystemClock, TriggerRequest};
-use pave_store::{ParsedDag, SqliteStore, Store, TiKey};
+use pave_store::{ParsedDag, RunRecord, SqliteStore, Store, TiKey};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[tokio::test]
-async fn a_disrupted_pod_is_retried_without_spending_a_retry() {
-    let cluster = Cluster::start(ClusterConfig {
-        kubelet: KubeletMode::Script,
-        ..ClusterConfig::default()
-    });
-    cluster.add_nodes(&crate::common::nodes());
+/// The real scheduler and store over a Kubernetes executor on `cluster`,
+/// with one DAG of one task, triggered once.
+struct Setup {
+    s: Scheduler,
+    store: Arc<dyn Store>,
+    run: RunRecord,
+    cfg: KubeExecutorConfig,
+    _logs: tempfile::TempDir,
+}
+
+async fn setup(cluster: &Cluster, installation: &str, dag_id: &str, task: Task) -> Setup {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
     store.migrate().await.expect("migrate");
-    let mut dag = Dag::new("disrupt");
-    let mut task = Task::new(
-        "train",
-        TaskKind::Command {
-            command: "echo train".into(),
-            cwd: None,
-            output: OutputFormat::Text,
-            skip_exit_code: None,
-        },
-    );
-    task.placement.executor = Some("kubernetes".into());
-    // No retries at all: only a disruption may run it again.
-    task.retry.retries = 0;
+    let mut dag = Dag::new(dag_id);
     dag.tasks = vec![task];
     store
         .upsert_dag(ParsedDag {
@@ -46,7 +41,7 @@ async fn a_disrupted_pod_is_retried_without_spending_a_retry() {
         .await
         .expect("dag stored");
     let logs = tempfile::tempdir().expect("logs");
-    let cfg = config("sched-disrupt");
+    let cfg = config(installation);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let exec = KubernetesExecutor::new(cluster.client(), cfg.clone(), tx)
         .await
@@ -65,8 +60,48 @@ async fn a_disrupted_pod_is_retried_without_spending_a_retry() {
         .trigger(&dag.dag_id, TriggerRequest::default())
         .await
         .expect("trigger");
+    Setup {
+        s,
+        store,
+        run,
+        cfg,
+        _logs: logs,
+    }
+}
+
+fn command_task(task_id: &str) -> Task {
+    let mut task = Task::new(
+        task_id,
+        TaskKind::Command {
+            command: format!("echo {task_id}"),
+            cwd: None,
+            output: OutputFormat::Text,
+            skip_exit_code: None,
+        },
+    );
+    task.placement.executor = Some("kubernetes".into());
+    task
+}
+
+#[tokio::test]
+async fn a_disrupted_pod_is_retried_without_spending_a_retry() {
+    let cluster = Cluster::start(ClusterConfig {
+        kubelet: KubeletMode::Script,
+        ..ClusterConfig::default()
+    });
+    cluster.add_nodes(&crate::common::nodes());
+    let mut task = command_task("train");
+    // No retries at all: only a disruption may run it again.
+    task.retry.retries = 0;
+    let Setup {
+        mut s,
+        store,
+        run,
+        cfg,
+        ..
+    } = setup(&cluster, "sched-disrupt", "disrupt", task).await;
     let key = |try_number: u32| pave_executor::AttemptKey {
-        dag_id: dag.dag_id.clone(),
+        dag_id: run.dag_id.clone(),
         run_id: run.run_id.clone(),
         task_id: "train".into(),
         map_index: pave_core::MapIndex::UNMAPPED,
@@ -100,4 +135,45 @@ async fn a_disrupted_pod_is_retried_without_spending_a_retry() {
     let record = store.get_ti(&ti).await.expect("ti");
     assert_eq!(record.try_number.0, 2);
     assert_eq!(record.max_tries, 1, "the disrupted try was given back");
+}
+
+#[tokio::test]
+async fn a_request_no_node_can_ever_hold_fails_without_spending_retries() {
+    let cluster = Cluster::start(ClusterConfig {
+        kubelet: KubeletMode::Script,
+        ..ClusterConfig::default()
+    });
+    // 8 GPUs in all, so the scheduler's admission (cluster totals) lets the
+    // task through; but no node has 8 H100s.
+    cluster.add_nodes(&crate::common::nodes());
+    cluster.add_node(NodeSpec::new("gpu-1", "32", "256Gi").gpus(4, "NVIDIA-A100-SXM4-80GB"));
+    let mut task = command_task("train");
+    task.resources.gpu = 8;
+    task.resources.gpu_type = Some("H100".into());
+    // Retries that would keep it waiting for minutes if they were spent.
+    task.retry.retries = 3;
+    task.retry.retry_delay = Duration::from_secs(300);
+    let Setup {
+        mut s, store, run, ..
+    } = setup(&cluster, "sched-never-fits", "never_fits", task).await;
+    let done = tokio::time::timeout(Duration::from_secs(30), s.run_to_completion(run.key))
+        .await
+        .expect("the run fails at once, not after retries")
+        .expect("run");
+    assert_eq!(done.state, RunState::Failed);
+    let ti = TiKey::unmapped(run.key, "train");
+    let record = store.get_ti(&ti).await.expect("ti");
+    assert_eq!(record.state, TaskState::Failed);
+    assert_eq!(record.try_number.0, 1, "no retry was spent");
+    let tries = store.list_tries(&ti).await.expect("tries");
+    assert_eq!(tries.len(), 1, "{tries:?}");
+    let reason = tries[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("without retry") && reason.contains("8 nvidia.com/gpu of type H100"),
+        "{reason}"
+    );
+    assert!(
+        cluster.pods().is_empty(),
+        "no pod was created for a request that can never fit"
+    );
 }

@@ -1,5 +1,5 @@
 //! The simulator's protocol, scheduler, kubelet and faults, driven through
-//! the real `kube` client (in process and over TCP) and kubectl.
+//! the real `kube` client (in process, over TCP and over TLS) and kubectl.
 
 mod common;
 mod faults;
@@ -7,4 +7,5 @@ mod kubelet;
 mod protocol;
 mod scheduler;
 mod tcp;
+mod tls;
 mod watch;

@@ -285,11 +285,12 @@ impl Scheduler {
     ) -> Result<usize, SchedulerError> {
         let mut started = 0;
         let mut batch = ChangeBatch::new(now);
-        let mut ended: Vec<(AttemptKey, TiKey, AttemptResult)> = Vec::new();
+        let mut ended: Vec<(AttemptKey, TiKey, AttemptResult, Option<AttemptOutcome>)> = Vec::new();
         for (ti, prep, try_number) in prepared {
             match prep {
                 Prepared::Ready(req) => {
                     let akey = req.key.clone();
+                    let log_path = req.log_path.clone();
                     match self.executor.start(*req).await {
                         Ok(handle) => {
                             started += 1;
@@ -309,11 +310,18 @@ impl Scheduler {
                             self.inflight.insert(akey, Inflight { ti, handle });
                         }
                         Err(e) => {
-                            ended.push((
-                                akey,
-                                ti,
-                                attempt::not_started(now, format!("could not start: {e}")),
-                            ));
+                            let error = format!("could not start: {e}");
+                            attempt::write_log_line(&log_path, &error);
+                            // A request the executor can never hold fails at
+                            // once, without spending retries (Airflow's
+                            // fail-without-retry): waiting cannot help.
+                            let forced =
+                                matches!(e, pave_executor::ExecutorError::Unsatisfiable { .. })
+                                    .then(|| AttemptOutcome::Failed {
+                                        retryable: false,
+                                        reason: error.clone(),
+                                    });
+                            ended.push((akey, ti, attempt::not_started(now, error), forced));
                         }
                     }
                 }
@@ -323,7 +331,7 @@ impl Scheduler {
                     error,
                 } => {
                     attempt::write_log_line(&log_path, &error);
-                    ended.push((key, ti, attempt::not_started(now, error)));
+                    ended.push((key, ti, attempt::not_started(now, error), None));
                 }
             }
         }
@@ -332,9 +340,9 @@ impl Scheduler {
         }
         // Queued but never running: finish those attempts from the queued state.
         let mut endings = Vec::with_capacity(ended.len());
-        for (akey, ti, result) in ended {
+        for (akey, ti, result, forced) in ended {
             if let Some(e) = self
-                .attempt_end(akey, ti, result, TaskState::Queued, None, None)
+                .attempt_end(akey, ti, result, TaskState::Queued, None, forced)
                 .await?
             {
                 endings.push(e);

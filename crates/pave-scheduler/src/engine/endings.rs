@@ -48,7 +48,7 @@ impl Scheduler {
                     key,
                     result,
                     reason,
-                } => (key, result, Some(reason)),
+                } => (key, result, Some(AttemptOutcome::Disrupted { reason })),
             };
             let Some(inflight) = self.inflight.remove(&key) else {
                 tracing::debug!(attempt = %key, "event for an attempt this scheduler does not watch; ignored");
@@ -143,9 +143,10 @@ impl Scheduler {
     /// the retry policy, its result as XCom, its completed try record. The
     /// state change is conditional on the attempt still being current, so a
     /// second report of the same attempt changes nothing. `None` when its
-    /// run or task is gone. With `disruption` (the executor's cause), the
-    /// attempt was killed from outside the task: it is retried at once and
-    /// `max_tries` is raised by one, so it spends no retry.
+    /// run or task is gone. `forced` is an outcome the executor decided
+    /// rather than the exit code: `Disrupted` (killed from outside the task:
+    /// retried at once, `max_tries` raised by one, so it spends no retry) or
+    /// a failure without retry (a request no node can ever hold).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn attempt_end(
         &mut self,
@@ -154,7 +155,7 @@ impl Scheduler {
         result: AttemptResult,
         expected: TaskState,
         handle: Option<&AttemptHandle>,
-        disruption: Option<String>,
+        forced: Option<AttemptOutcome>,
     ) -> Result<Option<Ending>, SchedulerError> {
         let now = self.clock.now();
         let Some(run) = self.run_record(ti.run).await? else {
@@ -188,8 +189,8 @@ impl Scheduler {
                 reason: "the task raised AirflowFailException: failed without retry".into(),
             };
         }
-        if let Some(reason) = disruption {
-            outcome = AttemptOutcome::Disrupted { reason };
+        if let Some(forced) = forced {
+            outcome = forced;
         }
         let mut xcom = None;
         let mut flow = None;
