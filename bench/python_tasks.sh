@@ -18,6 +18,10 @@
 #        N=1000 (fan-out width)
 #        PY=python3 (also what pave's tasks run: PAVE_PYTHON=$PY)
 #        SKIP_NOPREFORK=1 skips the (slow) PAVE_PYTHON_PREFORK=0 fan-out
+#        PAVE_BEFORE=path/to/another/pave adds its py_* cases (with the
+#          zygote), suffixed `_before`, to the same interleaved rounds: a
+#          before/after comparison under the same noise (copy that binary and
+#          its sibling pave-supervise somewhere private first)
 # The commands are interleaved round-robin (one warm-up round first), so
 # the machine's noise hits them all alike; compare ratios within one run.
 set -euo pipefail
@@ -32,6 +36,7 @@ if [[ ! -x "$PAVE" ]]; then
   cargo build --release -p pave-cli
 fi
 PAVE="$(realpath "$PAVE")"
+PAVE_BEFORE="${PAVE_BEFORE:+$(realpath "$PAVE_BEFORE")}"
 # pave's Python tasks and the baselines run the same interpreter. A pyenv
 # `python3` is a shell-script shim that costs ~200 ms per start: pass the
 # real executable (PY="$(python3 -c 'import sys; print(sys.executable)')")
@@ -94,6 +99,9 @@ check() {
 check "$WORK/py_chain40.py" 40
 check "$WORK/py_fanout.py" "$N"
 PAVE_PYTHON_PREFORK=0 check "$WORK/py_chain40.py" 40
+if [[ -n "$PAVE_BEFORE" ]]; then
+  PAVE="$PAVE_BEFORE" check "$WORK/py_chain40.py" 40
+fi
 
 LOAD_START="$(cut -d" " -f1-3 /proc/loadavg)"
 declare -a NAMES CMDS
@@ -110,6 +118,12 @@ add py_chain40_noprefork         "$OFF $DT \"$WORK/py_chain40.py\" >/dev/null"
 add bare_python_chain40          "for i in \$(seq 40); do $PY -c pass; done"
 add py_chain100                  "$DT \"$WORK/py_chain100.py\" >/dev/null"
 add bare_python_chain100         "for i in \$(seq 100); do $PY -c pass; done"
+if [[ -n "$PAVE_BEFORE" ]]; then
+  DTB="\"$PAVE_BEFORE\" dags test --json --parallelism $PAR"
+  add "py_fanout${N}_before"     "$DTB \"$WORK/py_fanout.py\" >/dev/null"
+  add py_chain40_before          "$DTB \"$WORK/py_chain40.py\" >/dev/null"
+  add py_chain100_before         "$DTB \"$WORK/py_chain100.py\" >/dev/null"
+fi
 
 declare -A TIMES MEDIAN MIN MAX
 for i in "${!NAMES[@]}"; do bash -c "${CMDS[$i]}"; done   # warm-up
@@ -153,5 +167,13 @@ echo "| **chain 40 end to end, s (target < 0.5)** | $(calc "$(m py_chain40)") |"
 echo "| chain 40 without the zygote, s | $(calc "$(m py_chain40_noprefork)") |"
 echo "| chain 100: ms per hop | $(calc "$(m py_chain100) * 1000 / 100") |"
 echo "| chain 100: ms per hop above bare \`$PY -c pass\` chain | $(calc "($(m py_chain100) - $(m bare_python_chain100)) * 1000 / 100") |"
+if [[ -n "$PAVE_BEFORE" ]]; then
+  echo "| before: fan-out $N / bare | $(calc "$(m py_fanout${N}_before) / $(m bare_python_x${N}_P$PAR)") |"
+  echo "| before: chain 40 end to end, s | $(calc "$(m py_chain40_before)") |"
+  echo "| before: chain 100: ms per hop | $(calc "$(m py_chain100_before) * 1000 / 100") |"
+  echo "| chain 40 after / before | $(calc "$(m py_chain40) / $(m py_chain40_before)") |"
+  echo "| chain 100 after / before | $(calc "$(m py_chain100) / $(m py_chain100_before)") |"
+  echo "| fan-out $N after / before | $(calc "$(m py_fanout$N) / $(m py_fanout${N}_before)") |"
+fi
 echo
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -645,6 +645,38 @@ async fn attempts_that_are_not_running_are_409() {
 }
 
 #[tokio::test]
+async fn an_attempt_still_queued_with_the_tokens_try_is_starting() {
+    // The supervisor was spawned (it holds the token) and the scheduler has
+    // not committed `running` yet: a forked task may ask that early.
+    let env = Env::new().await;
+    let queued = TiChange::new(TiKey::new(env.run, "grid", MapIndex(0)), TaskState::Queued)
+        .try_number(TryNumber(1));
+    env.store
+        .apply(ChangeBatch::one(now0(), queued))
+        .await
+        .unwrap();
+    let t1 = env.token("grid", 0);
+    let r = env.get("/ti/context", &t1).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // A write waits for `running` (it must not race the scheduler's commit).
+    let r = env.put("/xcom/k", &t1, r#"{"value": 1}"#).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(
+        r.error(),
+        "the attempt is no longer running (state queued, try 1)"
+    );
+
+    // Another try's token is refused, as for a running attempt.
+    let t2 = env.token_for(env.run, RUN_ID, "grid", 0, 2);
+    let r = env.get("/ti/context", &t2).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(
+        r.error(),
+        "the attempt is no longer running (state queued, try 1)"
+    );
+}
+
+#[tokio::test]
 async fn unknown_paths_and_methods_answer_json() {
     let env = Env::new().await;
     let t = env.token("grid", 4);

@@ -411,12 +411,20 @@ async fn dags_test(user_home: &Home, args: TestArgs) -> Result<ExitCode> {
     let home = Home {
         root: tmp.path().to_path_buf(),
     };
+    share_sdk(&home);
+    // The scheduler comes first: a Python file is parsed by the zygote its
+    // tasks will use, started with the scheduler's environment for them.
+    let store = home.open_store().await?;
+    let parallelism = usize::try_from(parallelism.max(1)).unwrap_or(32);
+    let mut scheduler =
+        crate::services::scheduler(store.clone(), &home, &user_home.root, parallelism, false)
+            .await?;
     let dags = if fileloc.ends_with(".py") {
         let parser = crate::services::python_parser(&home)
             .context("Python DAG files need the Python SDK, which this build lacks")?;
         let abs = std::fs::canonicalize(file)
             .with_context(|| format!("cannot read the DAG file {fileloc}"))?;
-        processor::parse_python(&parser, &abs, &Default::default())
+        processor::parse_python_in_zygote(&parser, scheduler.config(), &abs, &Default::default())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?
     } else {
@@ -451,12 +459,7 @@ async fn dags_test(user_home: &Home, args: TestArgs) -> Result<ExitCode> {
         logical_date: parse_date(logical_date.as_deref())?.or(Some(Utc::now())),
         conf: parse_conf(conf.as_deref())?,
     };
-    let store = home.open_store().await?;
     processor::store_dag(store.as_ref(), &dag, &fileloc).await?;
-    let parallelism = usize::try_from(parallelism.max(1)).unwrap_or(32);
-    let mut scheduler =
-        crate::services::scheduler(store.clone(), &home, &user_home.root, parallelism, false)
-            .await?;
     let run = scheduler.trigger(&dag.dag_id, req).await.map_err(explain)?;
     let run = scheduler.run_to_completion(run.key).await?;
     let tis = store.run_tis(run.key).await?;
@@ -523,6 +526,26 @@ async fn dags_test(user_home: &Home, args: TestArgs) -> Result<ExitCode> {
         println!("run {} of {}: {}", run.run_id, run.dag_id, run.state);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Points the throwaway home's `sdk` folder at the user's cache
+/// (`$XDG_CACHE_HOME/pave/sdk`, else `~/.cache/pave/sdk`; `PAVE_HOME` is
+/// left alone), so that the SDK is unpacked and compiled once
+/// (`sdk::unpack`) instead of at every `pave dags test`. Without a cache
+/// folder each run unpacks its own, as before.
+fn share_sdk(home: &Home) {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")));
+    let Some(shared) = cache.map(|c| c.join("pave").join("sdk")) else {
+        return;
+    };
+    if std::fs::create_dir_all(&shared).is_ok()
+        && let Ok(shared) = std::fs::canonicalize(&shared)
+    {
+        let _ = std::os::unix::fs::symlink(shared, home.root.join("sdk"));
+    }
 }
 
 async fn synced_store(home: &Home, folder: DagsFolder) -> Result<Arc<dyn Store>> {

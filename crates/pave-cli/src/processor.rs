@@ -6,7 +6,7 @@ use anyhow::Result;
 use chrono::Utc;
 use pave_core::Dag;
 use pave_store::{ImportErrorRecord, ParsedDag, Store};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -313,11 +313,7 @@ pub async fn parse_python(
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
     if output.status.success() {
-        let mut dags = pave_spec::parse_json(&stdout, &fileloc, opts).map_err(|e| e.to_string())?;
-        for dag in &mut dags {
-            dag.fileloc = Some(fileloc.clone());
-        }
-        return Ok(dags);
+        return spec_dags(&stdout, &fileloc, opts);
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     match serde_json::from_str::<serde_json::Value>(stdout.trim()) {
@@ -343,4 +339,87 @@ pub async fn parse_python(
             }
         )),
     }
+}
+
+/// The DAGs of a spec document printed by `pave.parse` (or by a zygote for it).
+fn spec_dags(
+    spec: &str,
+    fileloc: &str,
+    opts: &pave_spec::ValidateOptions,
+) -> Result<Vec<Dag>, String> {
+    let mut dags = pave_spec::parse_json(spec, fileloc, opts).map_err(|e| e.to_string())?;
+    for dag in &mut dags {
+        dag.fileloc = Some(fileloc.to_owned());
+    }
+    Ok(dags)
+}
+
+/// Parses a Python DAG file in the pre-forked interpreter its tasks will
+/// use (docs/python-runtime.md), started now with exactly the environment
+/// the scheduler gives those tasks: the zygote imports the file once,
+/// prints its spec as `pave.parse` would and then serves the run's first
+/// attempt at once, so `pave dags test` starts one interpreter where it
+/// started two, one after the other. Whenever the zygote gives no spec
+/// (pre-forking is off, the import or the spec failed), this is
+/// [`parse_python`], whose report names the error. The zygote has no memory
+/// limit; the time limit is the parser's.
+pub async fn parse_python_in_zygote(
+    py: &PythonParser,
+    cfg: &pave_scheduler::SchedulerConfig,
+    path: &Path,
+    opts: &pave_spec::ValidateOptions,
+) -> Result<Vec<Dag>, String> {
+    let fileloc = path.display().to_string();
+    if let Some(req) = prestart_request(py, cfg, &fileloc) {
+        let started = tokio::task::spawn_blocking(move || pave_executor::prestart(&req)).await;
+        match started {
+            Ok(
+                pave_executor::Prestarted::Started { spec: Some(spec) }
+                | pave_executor::Prestarted::Unusable {
+                    spec: Some(spec), ..
+                },
+            ) => return spec_dags(&spec, &fileloc, opts),
+            Ok(pave_executor::Prestarted::TimedOut { .. }) => {
+                return Err(format!(
+                    "{fileloc}: parsing took longer than {}s and was stopped; \
+                     a DAG file must not do heavy work at import time",
+                    py.timeout.as_secs()
+                ));
+            }
+            Ok(other) => {
+                tracing::debug!("{fileloc}: parsed by pave.parse instead of a zygote: {other:?}")
+            }
+            Err(e) => tracing::debug!("{fileloc}: starting its zygote failed: {e}"),
+        }
+    }
+    parse_python(py, path, opts).await
+}
+
+/// What a supervisor of a Python attempt of `fileloc` (with no `env` of
+/// its own) will see: this process's environment (the local executor's
+/// supervisors inherit it) under the scheduler's, and this process's
+/// working directory. `None` when Python tasks do not pre-fork.
+fn prestart_request(
+    py: &PythonParser,
+    cfg: &pave_scheduler::SchedulerConfig,
+    fileloc: &str,
+) -> Option<pave_executor::Prestart> {
+    let tasks = cfg.python.as_ref().filter(|t| t.zygote_dir.is_some())?;
+    let mut env = BTreeMap::new();
+    for (k, v) in std::env::vars_os() {
+        env.insert(k.into_string().ok()?, v.into_string().ok()?);
+    }
+    env.extend(pave_scheduler::attempt::python_env(
+        cfg,
+        tasks,
+        fileloc,
+        BTreeMap::new(),
+    ));
+    Some(pave_executor::Prestart {
+        argv: pave_scheduler::attempt::python_argv(tasks),
+        cwd: None,
+        env,
+        parse: true,
+        timeout: py.timeout,
+    })
 }

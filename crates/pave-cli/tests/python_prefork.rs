@@ -134,6 +134,50 @@ fn fan_out_and_chain_run_in_children_of_one_zygote_without_sharing_state() {
 }
 
 #[test]
+fn dags_test_parses_in_the_zygote_that_then_runs_every_task() {
+    // Every import of the file appends a line: `pave dags test` starts the
+    // zygote with the tasks' exact environment before the run and lets it
+    // parse the file, so one import serves the parse and all attempts.
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let imports = dir.path().join("imports.txt");
+    let counted = format!(
+        "with open({:?}, 'a') as f:\n    f.write(f'{{os.getpid()}}\\n')\n{FAN_OUT_AND_CHAIN}",
+        imports.display().to_string()
+    );
+    let file = write_dag(dir.path(), "counted.py", &record, &counted);
+    let v = dags_test(&pave, &file, &[]);
+    assert_eq!(v["state"], "success", "{v:#}");
+    let lines = records(&record);
+    assert_eq!(lines.len(), 17, "{lines:#?}");
+    let importers: Vec<String> = std::fs::read_to_string(&imports)
+        .expect("imports")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(importers.len(), 1, "imported once: {importers:?}");
+    for line in &lines {
+        assert_eq!(line["forked"], true, "not pre-forked: {line}");
+        assert_eq!(
+            line["ppid"].as_u64().map(|p| p.to_string()).as_deref(),
+            importers.first().map(String::as_str),
+            "forked by the zygote that parsed the file: {line}"
+        );
+    }
+
+    // With pre-forking off, `pave.parse` parses and every task imports.
+    std::fs::remove_file(&imports).expect("rm");
+    let v = dags_test(&pave, &file, &[("PAVE_PYTHON_PREFORK", "0")]);
+    assert_eq!(v["state"], "success", "{v:#}");
+    let n = std::fs::read_to_string(&imports)
+        .expect("imports")
+        .lines()
+        .count();
+    assert_eq!(n, 1 + 17, "the parse and each task import the file");
+}
+
+#[test]
 fn prefork_off_and_unservable_files_run_fresh_interpreters() {
     let pave = Pave::new();
     let dir = dags_dir();

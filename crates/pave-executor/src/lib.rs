@@ -42,4 +42,7 @@ pub use noop::{NoopExecutor, NoopOutcome};
 pub use supervise::{
     EXIT_ALREADY_CLAIMED, SuperviseArgs, SuperviseArgsError, supervise_cli, supervise_main,
 };
-pub use zygote::{ATTEMPT_VARS, DEFAULT_IDLE_SECS, IDLE_ENV, PREFORK_ENV, ZYGOTE_DIR_ENV};
+pub use zygote::{
+    ATTEMPT_VARS, DEFAULT_IDLE_SECS, IDLE_ENV, PREFORK_ENV, Prestart, Prestarted, ZYGOTE_DIR_ENV,
+    prestart,
+};

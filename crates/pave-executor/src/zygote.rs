@@ -29,6 +29,10 @@
 //! minute (while the DAG file is unchanged), so the other attempts of a
 //! broken DAG file do not each pay for a failed start.
 //!
+//! [`prestart`] starts a zygote ahead of its attempts, from the environment
+//! they will have (`pave dags test` does, and lets it parse the DAG file
+//! too: one interpreter instead of a parser's and then a zygote's).
+//!
 //! Files, under `PAVE_ZYGOTE_DIR` (mode 0700), per zygote key: `KEY.sock`,
 //! `KEY.lock` (held while starting one, so two supervisors never start two),
 //! `KEY.log` (the zygote's own stderr) and `KEY.unusable`.
@@ -84,6 +88,9 @@ pub const ATTEMPT_VARS: &[&str] = &[
     "PAVE_GPU_FALLBACK",
     "CUDA_VISIBLE_DEVICES",
     "NVIDIA_VISIBLE_DEVICES",
+    // Set with the two above when the executor has GPUs: a zygote started
+    // ahead of the attempts ([`prestart`]) cannot know it.
+    "CUDA_DEVICE_ORDER",
     "AIRFLOW_CTX_*",
 ];
 
@@ -168,6 +175,103 @@ pub(crate) fn run_attempt(
     })
 }
 
+/// A zygote asked for ahead of the attempts ([`prestart`]): the command
+/// line, working directory and whole environment a supervisor of the
+/// attempts will have (the scheduler's environment of a Python attempt over
+/// the scheduler process's own), so that it computes the same zygote key.
+#[derive(Clone, Debug)]
+pub struct Prestart {
+    /// `PYTHON -m pave.runtime`.
+    pub argv: Vec<String>,
+    /// The attempts' working directory; `None`: this process's.
+    pub cwd: Option<PathBuf>,
+    /// The attempts' environment; the per-attempt variables ([`ATTEMPT_VARS`])
+    /// may be left out. `PAVE_ZYGOTE_DIR` and `PAVE_DAG_FILE` must be there.
+    pub env: BTreeMap<String, String>,
+    /// Also parse the DAG file in the zygote (what `pave.parse` prints).
+    pub parse: bool,
+    /// Longest wait for the zygote to import the DAG file and listen.
+    pub timeout: Duration,
+}
+
+/// What [`prestart`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prestarted {
+    /// It started the zygote, which listens now. `spec`: with
+    /// [`Prestart::parse`], the DAG file's spec document as `python -m
+    /// pave.parse` prints it.
+    Started { spec: Option<String> },
+    /// The zygote could not start, and the attempts will run in fresh
+    /// interpreters (remembered as when an attempt's start fails). `spec` as
+    /// above: a file can import fine and still be unfit for forking.
+    Unusable { why: String, spec: Option<String> },
+    /// The zygote did not get ready in [`Prestart::timeout`] and was killed
+    /// (its DAG file's import hangs or is slow).
+    TimedOut { why: String },
+    /// Nothing started: one listens already, pre-forking is off or does not
+    /// apply to this command line, or a recent start failed.
+    NotStarted,
+}
+
+/// Starts the zygote that the attempts described by `req` will use, unless
+/// one listens already, and waits until it listens (or gave up). The first
+/// attempt then finds it ready instead of paying for its start; and with
+/// [`Prestart::parse`] the zygote's import of the DAG file doubles as its
+/// parse, so one interpreter does the work of two (`pave dags test`).
+/// Supervisors that come meanwhile wait on the zygote's start lock, as they
+/// do for one another. Blocking.
+pub fn prestart(req: &Prestart) -> Prestarted {
+    let Some(plan) = Plan::from_parts(&req.argv, req.cwd.as_deref(), req.env.clone()) else {
+        return Prestarted::NotStarted;
+    };
+    if connect(&plan.files.sock).is_ok() || plan.known_unusable().is_some() {
+        return Prestarted::NotStarted;
+    }
+    let dir_ok = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&plan.files.dir)
+        .is_ok();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&plan.files.lock);
+    let Some(lock) = lock.ok().filter(|_| dir_ok) else {
+        return Prestarted::NotStarted;
+    };
+    if lock.lock().is_err() || connect(&plan.files.sock).is_ok() || plan.known_unusable().is_some()
+    {
+        return Prestarted::NotStarted;
+    }
+    let start = plan.start(req.timeout, req.parse);
+    match start.outcome {
+        Ok(()) => Prestarted::Started { spec: start.spec },
+        Err(why) => {
+            plan.remember_unusable(&why);
+            if start.timed_out {
+                Prestarted::TimedOut { why }
+            } else {
+                Prestarted::Unusable {
+                    why,
+                    spec: start.spec,
+                }
+            }
+        }
+    }
+}
+
+/// How a zygote's start went ([`Plan::start`]).
+struct Start {
+    /// `Err`: why it is unusable.
+    outcome: Result<(), String>,
+    /// With `--spec`: what it printed as the DAG file's spec.
+    spec: Option<String>,
+    /// It did not get ready in time (and was killed).
+    timed_out: bool,
+}
+
 /// Why the zygote was not used; `Some` note goes to the attempt's log.
 struct Fallback(Option<String>);
 
@@ -198,6 +302,8 @@ struct Answer {
     maxrss_kib: Option<u64>,
     ready: Option<bool>,
     unusable: Option<String>,
+    /// With `--spec`: what `python -m pave.parse` prints for the DAG file.
+    spec: Option<String>,
 }
 
 /// The zygote an attempt needs and the request it sends it.
@@ -229,27 +335,52 @@ fn is_attempt_var(name: &str) -> bool {
     })
 }
 
+/// Whether `argv` is a Python attempt's command line (`PYTHON -m pave.runtime`).
+fn is_python_runtime(argv: &[String]) -> bool {
+    matches!(argv, [python, dash_m, module]
+        if dash_m == "-m" && module == "pave.runtime" && !python.is_empty())
+}
+
+/// This process's environment; `None` when a variable is not UTF-8 (it
+/// could not be sent as JSON).
+fn process_env() -> Option<BTreeMap<String, String>> {
+    let mut env = BTreeMap::new();
+    for (k, v) in std::env::vars_os() {
+        env.insert(k.into_string().ok()?, v.into_string().ok()?);
+    }
+    Some(env)
+}
+
 impl Plan {
     /// The plan of a Python attempt with pre-forking on; `None` otherwise
     /// (or when the environment cannot be sent as JSON: not UTF-8).
     fn new(args: &SuperviseArgs) -> Option<Plan> {
-        let [python, dash_m, module] = args.argv.as_slice() else {
+        if !is_python_runtime(&args.argv) {
+            return None;
+        }
+        Plan::from_parts(&args.argv, args.cwd.as_deref(), process_env()?)
+    }
+
+    /// The plan of the attempt `argv` run in `cwd` (default: this process's)
+    /// with the whole environment `env`, as its supervisor would see them.
+    fn from_parts(
+        argv: &[String],
+        cwd: Option<&Path>,
+        env: BTreeMap<String, String>,
+    ) -> Option<Plan> {
+        let [python, _, _] = argv else {
             return None;
         };
-        if dash_m != "-m" || module != "pave.runtime" || python.is_empty() {
+        if !is_python_runtime(argv) {
             return None;
         }
-        let dir = std::env::var_os(ZYGOTE_DIR_ENV).filter(|d| !d.is_empty())?;
-        if std::env::var_os(PREFORK_ENV).is_some_and(|v| v == "0") {
+        let dir = env.get(ZYGOTE_DIR_ENV).filter(|d| !d.is_empty())?.clone();
+        if env.get(PREFORK_ENV).is_some_and(|v| v == "0") {
             return None;
-        }
-        let mut env = BTreeMap::new();
-        for (k, v) in std::env::vars_os() {
-            env.insert(k.into_string().ok()?, v.into_string().ok()?);
         }
         let dag_file = PathBuf::from(env.get("PAVE_DAG_FILE")?);
-        let cwd = match &args.cwd {
-            Some(cwd) => cwd.clone(),
+        let cwd = match cwd {
+            Some(cwd) => cwd.to_path_buf(),
             None => std::env::current_dir().ok()?,
         };
         let cwd = std::fs::canonicalize(cwd).ok()?;
@@ -264,7 +395,7 @@ impl Plan {
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map_or_else(|| DEFAULT_IDLE_SECS.to_string(), |s| s.to_string());
         let mut h = DefaultHasher::new();
-        (&args.argv, &cwd, &base_env).hash(&mut h);
+        (argv, &cwd, &base_env).hash(&mut h);
         let key = format!("{:016x}", h.finish());
         let dir = PathBuf::from(dir);
         let files = Files {
@@ -390,7 +521,7 @@ impl Plan {
         if self.known_unusable().is_some() {
             return Err(Fallback::silent());
         }
-        if let Err(why) = self.start(start_timeout) {
+        if let Err(why) = self.start(start_timeout, false).outcome {
             self.remember_unusable(&why);
             return Err(Fallback::note(why));
         }
@@ -399,21 +530,41 @@ impl Plan {
         })
     }
 
-    /// Starts a zygote and waits until it listens; the reason it is unusable otherwise.
-    fn start(&self, timeout: Duration) -> Result<(), String> {
+    /// Starts a zygote and waits until it listens; the reason it is unusable
+    /// otherwise. With `spec`, the zygote also parses the DAG file: its
+    /// spec, when the import and the spec succeeded (even if the file
+    /// cannot be served).
+    fn start(&self, timeout: Duration, spec: bool) -> Start {
+        let mut start = Start {
+            outcome: Ok(()),
+            spec: None,
+            timed_out: false,
+        };
+        start.outcome = self.start_inner(timeout, spec, &mut start);
+        start
+    }
+
+    fn start_inner(&self, timeout: Duration, spec: bool, start: &mut Start) -> Result<(), String> {
         let zlog = File::create(&self.files.log)
             .map_err(|e| format!("cannot create {}: {e}", self.files.log.display()))?;
         // The zygote detaches (fork, setsid) and its parent exits at once.
-        // Were we still a subreaper, the detached zygote would become our
-        // child, and ours to kill when the attempt ends.
-        let _ = nix::sys::prctl::set_child_subreaper(false);
-        let spawned = Command::new(&self.python)
-            .args(["-m", "pave.zygote", "--socket"])
+        // Were we a subreaper (a supervisor is), the detached zygote would
+        // become our child, and ours to kill when the attempt ends.
+        let subreaper = nix::sys::prctl::get_child_subreaper().unwrap_or(false);
+        if subreaper {
+            let _ = nix::sys::prctl::set_child_subreaper(false);
+        }
+        let mut cmd = Command::new(&self.python);
+        cmd.args(["-m", "pave.zygote", "--socket"])
             .arg(&self.files.sock)
             .arg("--lock")
             .arg(&self.files.lock)
             .args(["--idle", &self.idle_secs, "--attempt-vars"])
-            .arg(ATTEMPT_VARS.join(","))
+            .arg(ATTEMPT_VARS.join(","));
+        if spec {
+            cmd.arg("--spec");
+        }
+        let spawned = cmd
             .env_clear()
             .envs(&self.base_env)
             .current_dir(&self.cwd)
@@ -424,7 +575,9 @@ impl Plan {
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
-                let _ = nix::sys::prctl::set_child_subreaper(true);
+                if subreaper {
+                    let _ = nix::sys::prctl::set_child_subreaper(true);
+                }
                 return Err(format!(
                     "cannot start `{} -m pave.zygote`: {e}",
                     self.python
@@ -439,7 +592,9 @@ impl Plan {
             let _ = stdin.write_all(&env);
         }
         let launcher = child.wait();
-        let _ = nix::sys::prctl::set_child_subreaper(true);
+        if subreaper {
+            let _ = nix::sys::prctl::set_child_subreaper(true);
+        }
         if let Ok(status) = launcher
             && !status.success()
         {
@@ -468,6 +623,7 @@ impl Plan {
                     if let Some(pid) = zygote_pid {
                         let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
                     }
+                    start.timed_out = e.kind() == std::io::ErrorKind::TimedOut;
                     return Err(format!(
                         "the zygote did not get ready in {}s ({e})",
                         timeout.as_secs_f64()
@@ -476,6 +632,9 @@ impl Plan {
             };
             if let Some(pid) = answer.pid {
                 zygote_pid = Some(pid);
+            }
+            if answer.spec.is_some() {
+                start.spec = answer.spec;
             }
             if answer.ready == Some(true) {
                 return Ok(());
@@ -901,6 +1060,7 @@ mod tests {
             "PAVE_TASK_TOKEN",
             "AIRFLOW_CTX_DAG_ID",
             "CUDA_VISIBLE_DEVICES",
+            "CUDA_DEVICE_ORDER",
         ] {
             assert!(is_attempt_var(name), "{name}");
         }
@@ -909,7 +1069,7 @@ mod tests {
             "PAVE_DAG_FILE",
             "PYTHONPATH",
             "AIRFLOW_CTX",
-            "CUDA_DEVICE_ORDER",
+            "CUDA_HOME",
         ] {
             assert!(!is_attempt_var(name), "{name}");
         }

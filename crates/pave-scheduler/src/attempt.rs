@@ -1,7 +1,7 @@
 //! Preparing one attempt for an executor: resolving its arguments (XComs,
 //! mapped values), rendering its templates, and building the request.
 
-use crate::config::SchedulerConfig;
+use crate::config::{PythonTasks, SchedulerConfig};
 use crate::paths;
 use crate::runs::iso;
 use chrono::{DateTime, Utc};
@@ -209,15 +209,46 @@ fn python_command(
             task.task_id, dag.dag_id
         ));
     };
-    let mut env = cfg.task_env.clone();
     // Mapped arguments are resolved here too, so a bad mapping fails the
     // attempt before a process starts.
     let ctx = context(dag, task, run, key.map_index, try_number, xcoms)?;
+    let mut own = BTreeMap::new();
     for (k, v) in &task.env {
         let value = template::render(v, &ctx)
             .map_err(|e| format!("task `{}`, field `env.{k}`: {e}", task.task_id))?;
-        env.insert(k.clone(), value);
+        own.insert(k.clone(), value);
     }
+    let mut env = python_env(cfg, py, file, own);
+    env.insert("PAVE_TASK_TOKEN".into(), (py.issue_token)(run.key.0, key));
+    insert_context_vars(&mut env, dag, task, run, key.map_index, try_number);
+    Ok((
+        CommandLine::Argv {
+            argv: python_argv(py),
+        },
+        None,
+        env,
+    ))
+}
+
+/// The command line of every Python attempt: `PYTHON -m pave.runtime`.
+pub fn python_argv(py: &PythonTasks) -> Vec<String> {
+    vec![py.python.clone(), "-m".into(), "pave.runtime".into()]
+}
+
+/// The environment the scheduler gives a Python attempt of the DAG file
+/// `file`, less its token and identity (`PAVE_TASK_TOKEN`, `PAVE_DAG_ID`,
+/// ...): `cfg.task_env`, the task's own `env` (`task_env`, rendered), then
+/// the SDK's path, the API's URL, the DAG file and the zygotes' folder.
+/// `pave dags test` starts the DAG file's zygote from it before the run,
+/// so it must be exactly what each attempt gets (docs/python-runtime.md).
+pub fn python_env(
+    cfg: &SchedulerConfig,
+    py: &PythonTasks,
+    file: &str,
+    task_env: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut env = cfg.task_env.clone();
+    env.extend(task_env);
     let python_path = match std::env::var("PYTHONPATH") {
         Ok(existing) if !existing.is_empty() => format!("{}:{existing}", py.sdk_path.display()),
         _ => py.sdk_path.display().to_string(),
@@ -225,17 +256,14 @@ fn python_command(
     env.insert("PYTHONPATH".into(), python_path);
     env.insert("PYTHONUNBUFFERED".into(), "1".into());
     env.insert("PAVE_API_URL".into(), py.api_url.clone());
-    env.insert("PAVE_TASK_TOKEN".into(), (py.issue_token)(run.key.0, key));
-    env.insert("PAVE_DAG_FILE".into(), file.clone());
+    env.insert("PAVE_DAG_FILE".into(), file.to_owned());
     if let Some(dir) = &py.zygote_dir {
         env.insert(
             pave_executor::ZYGOTE_DIR_ENV.into(),
             dir.display().to_string(),
         );
     }
-    insert_context_vars(&mut env, dag, task, run, key.map_index, try_number);
-    let argv = vec![py.python.clone(), "-m".into(), "pave.runtime".into()];
-    Ok((CommandLine::Argv { argv }, None, env))
+    env
 }
 
 /// The attempt's identity in the environment, as PAVE_* and Airflow's

@@ -108,7 +108,9 @@ class RuntimeTaskInstance:
 
     def _put(self, key: str, encoded: Any) -> None:
         try:
-            self._api.put_xcom(key, encoded)
+            # The API reads while the attempt is still `queued` (its start
+            # not yet committed) but writes only once it is `running`.
+            wait_while_starting(lambda: self._api.put_xcom(key, encoded), str(self.try_number))
         except ApiError as e:
             if e.status == 413:
                 raise AirflowException(f"task `{self.task_id}`: XCom `{key}` is too large: {e.message}") from None
@@ -316,16 +318,24 @@ START_WAIT = 10.0
 
 def get_context_once_started(api: ExecutionApi, try_number: str, wait: float = START_WAIT) -> dict[str, Any]:
     """``GET /ti/context``, waiting while the scheduler has not recorded the
-    start of this attempt yet: it marks the attempt running right after the
-    executor started it, and a task forked from a pre-forked interpreter
-    (``pave.zygote``) can ask before that commit lands. The API answers 409
-    with ``state queued, try N`` then; any other 409 (the attempt was
-    cleared, fenced or ended) is final. Later requests need no such wait:
-    an attempt never goes back to queued."""
+    start of this attempt yet (see ``wait_while_starting``; pave's API
+    answers reads of a starting attempt, so this waits only with an older
+    server)."""
+    return wait_while_starting(api.get_context, try_number, wait)
+
+
+def wait_while_starting(call: Any, try_number: str, wait: float = START_WAIT) -> Any:
+    """``call()``, retried while the API answers 409 with ``state queued,
+    try N`` for this attempt's own try: the scheduler marks the attempt
+    running right after the executor started it, and a task forked from a
+    pre-forked interpreter (``pave.zygote``) can be that fast. The API
+    serves reads of such a starting attempt but refuses writes (XCom
+    pushes) until the commit lands. Any other 409 (the attempt was cleared,
+    fenced or ended) is final; an attempt never goes back to queued."""
     delay, deadline = 0.002, time.monotonic() + wait
     while True:
         try:
-            return api.get_context()
+            return call()
         except ApiError as e:
             starting = e.status == 409 and f"(state queued, try {try_number})" in e.message
             if not starting or time.monotonic() >= deadline:
@@ -382,6 +392,7 @@ def run(env: dict[str, str] | None = None, dags: list[Any] | None = None) -> int
         traceback.print_exc()
         return EXIT_FAILED
     finally:
+        api.close()
         sys.stdout.flush()
     return EXIT_SUCCESS
 

@@ -16,7 +16,7 @@ supervisor run ``python3 -m pave.runtime`` as before, so correctness never
 depends on the zygote. docs/python-runtime.md describes the design.
 
 Start-up (argv: ``--socket PATH --lock PATH --idle SECS --attempt-vars
-A,B,PREFIX_*``; environment: the attempts' environment less the variables
+A,B,PREFIX_* [--spec]``; environment: the attempts' environment less the variables
 that differ per attempt, also sent as a JSON object on stdin, which tells
 what a wrapper of the interpreter such as a pyenv shim changed; working
 directory: the attempts'):
@@ -25,7 +25,12 @@ grandchild calls ``setsid`` and is the zygote. On its stdout (a pipe to the
 supervisor) it writes JSON lines: ``{"pid": N}``, then ``{"ready": true}``
 once it listens, or ``{"unusable": "why"}`` and exits: the DAG file failed
 to import, started threads, opened a GPU device, or read a per-attempt
-variable (``--attempt-vars``) at import time. Its stderr is its own log.
+variable (``--attempt-vars``) at import time. With ``--spec`` (``pave dags
+test`` starts the zygote before the run and lets it parse the file, so one
+interpreter imports it instead of two), a ``{"spec": "TEXT"}`` line comes
+before those, TEXT being what ``python -m pave.parse`` prints for the file;
+it is left out when the import or the spec failed (the caller then runs
+``pave.parse``, whose report names the error). Its stderr is its own log.
 
 Protocol on the socket, one connection per attempt:
 
@@ -55,11 +60,9 @@ and its zygote.
 from __future__ import annotations
 
 import atexit
-import encodings.idna  # noqa: F401 -- see below
 import errno
 import fcntl
 import gc
-import http.client  # noqa: F401 -- see below
 import json
 import os
 import selectors
@@ -70,12 +73,11 @@ import sys
 import sysconfig
 import threading
 import time
-import urllib.request
 from typing import Any
 
-# `macros`, `http.client` and `encodings.idna` (http.client encodes the host
-# name with it) are imported by the runtime lazily or on its first API call:
-# importing them here once saves every child the time.
+# `macros` is imported by the runtime lazily: importing it here once saves
+# every child the time. (The runtime's API client speaks HTTP over a plain
+# socket, so no `http.client` is needed.)
 from . import macros, runtime  # noqa: F401
 from .loader import load_dag_file
 
@@ -254,7 +256,8 @@ class _Forked(BaseException):
 class Zygote:
     """The zygote's state: what it imported, its socket, its children."""
 
-    def __init__(self, socket_path: str, lock_path: str, idle: float, attempt_vars: list[str]) -> None:
+    def __init__(self, socket_path: str, lock_path: str, idle: float, attempt_vars: list[str],
+                 want_spec: bool = False) -> None:
         self.socket_path = socket_path
         self.lock_path = lock_path
         self.idle = idle
@@ -263,6 +266,10 @@ class Zygote:
         self.base_env: dict[str, str] = {}
         self.cwd = os.getcwd()
         self.dags: list[Any] = []
+        #: With ``want_spec``: the DAG file's spec document as ``pave.parse``
+        #: prints it, once the import succeeded (``None`` if it failed).
+        self.want_spec = want_spec
+        self.spec: str | None = None
         self.watched: list[tuple[str, Any]] = []
         self.replay: tuple[bytes, bytes] = (b"", b"")
         #: What importing the DAG file did to the environment (set, removed):
@@ -322,6 +329,8 @@ class Zygote:
             for fd in saved:
                 os.close(fd)
             self.replay = (_read_all(out_fd), _read_all(err_fd))
+        if self.want_spec:
+            self.spec = _spec_text(self.dags, dag_file)
         env_after = dict(real)
         self.env_changes = ({k: v for k, v in env_after.items() if env_before.get(k) != v},
                             sorted(set(env_before) - set(env_after)))
@@ -343,10 +352,6 @@ class Zygote:
             self.prctl(_PR_SET_CHILD_SUBREAPER, 1)
         except (ImportError, OSError, AttributeError):
             self.prctl = None
-        if urllib.request._opener is None:  # type: ignore[attr-defined]
-            # What the first `urlopen` of every child would build (its proxy
-            # settings come from this environment, which equals the attempts').
-            urllib.request.install_opener(urllib.request.build_opener())
         # Objects that exist now are shared by every child: keep the collector
         # from touching (and so copying) their pages in the children.
         gc.collect()
@@ -506,17 +511,14 @@ class Zygote:
             return
         self.selector.unregister(conn.sock)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             os.close(sync_r)
-            os.close(go_w)
-            self._become_child(conn, sync_w, go_r)
+            self._become_child(conn, sync_w)
             raise _Forked(Child(request, self.dags, self.replay, [self.wrapper_changes, self.env_changes]))
         os.close(sync_w)
-        os.close(go_r)
         conn.close_fds()
         conn.pid = pid
         self.children[pid] = conn
@@ -526,27 +528,25 @@ class Zygote:
             _kill_session(pid, signal.SIGKILL)
             self.children.pop(pid, None)
             self._refuse(conn, "the forked child did not set itself up", retry=False)
-            os.close(go_w)
             return
         try:
             conn.sock.setblocking(True)
             conn.sock.settimeout(5.0)
             conn.sock.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-            os.write(go_w, b"g")
         except OSError:
-            # The supervisor is gone before the task started: closing `go`
-            # makes the child exit without running anything.
+            # The supervisor is gone: so must its task be (it may have
+            # started, as if the supervisor had died a moment later).
             _kill_session(pid, signal.SIGKILL)
-        finally:
-            os.close(go_w)
         if conn.sock.fileno() >= 0:
             conn.sock.setblocking(False)
             self.selector.register(conn.sock, selectors.EVENT_READ, conn)
 
-    def _become_child(self, conn: _Conn, sync_w: int, go_r: int) -> None:
-        """In the new child: leave the zygote's signal set-up, session and
-        file descriptors behind, take the attempt's stdio, tell the zygote,
-        and wait for its go (it has told the supervisor the pid by then)."""
+    def _become_child(self, conn: _Conn, sync_w: int) -> None:
+        """In the new child: leave the zygote's session (and tell it: the pid
+        it reports is a process group and session of its own from then on),
+        its signal set-up and file descriptors behind, and take the
+        attempt's stdio. The task does not wait for the supervisor to learn
+        the pid: were it gone, the zygote kills the task at once."""
         try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -555,6 +555,8 @@ class Zygote:
                 self.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != self.pid:
                 os._exit(1)  # the zygote died before PDEATHSIG was armed
+            os.write(sync_w, b"k")
+            os.close(sync_w)
             stdout_fd, stderr_fd = conn.fds
             null = os.open(os.devnull, os.O_RDONLY)
             for src, dst in ((null, 0), (stdout_fd, 1), (stderr_fd, 2)):
@@ -570,13 +572,7 @@ class Zygote:
             self.selector.close()
             for fd in (self.wake_r, self.wake_w):
                 os.close(fd)
-            os.write(sync_w, b"k")
-            os.close(sync_w)
-            go = os.read(go_r, 1)
-            os.close(go_r)
         except BaseException:
-            os._exit(1)
-        if go != b"g":
             os._exit(1)
 
     def _reap(self) -> None:
@@ -730,10 +726,25 @@ def _read_launch_env() -> dict[str, str] | None:
     return None
 
 
+def _spec_text(dags: list[Any], dag_file: str) -> str | None:
+    """What ``python -m pave.parse`` prints for these DAGs (``None`` if the
+    spec fails: the caller's ``pave.parse`` then reports why)."""
+    from .spec import to_spec_document
+
+    try:
+        return json.dumps(to_spec_document(dags, fileloc=os.path.abspath(dag_file)),
+                          ensure_ascii=False, allow_nan=False)
+    except Exception:  # noqa: BLE001 -- reported by pave.parse, not here
+        return None
+
+
 def _parse_args(argv: list[str]) -> dict[str, str]:
-    opts = {"--socket": "", "--lock": "", "--idle": "60", "--attempt-vars": ""}
+    opts = {"--socket": "", "--lock": "", "--idle": "60", "--attempt-vars": "", "--spec": ""}
     it = iter(argv)
     for arg in it:
+        if arg == "--spec":
+            opts[arg] = "1"
+            continue
         if arg not in opts:
             raise SystemExit(f"pave.zygote: unknown argument {arg!r}")
         opts[arg] = next(it, "")
@@ -759,9 +770,15 @@ def main(argv: list[str] | None = None) -> int:
         idle = float(opts["--idle"])
     except ValueError:
         idle = 60.0
-    zygote = Zygote(opts["--socket"], opts["--lock"], idle, opts["--attempt-vars"].split(","))
+    zygote = Zygote(opts["--socket"], opts["--lock"], idle, opts["--attempt-vars"].split(","),
+                    want_spec=bool(opts["--spec"]))
     try:
-        zygote.prepare(launch_env)
+        try:
+            zygote.prepare(launch_env)
+        finally:
+            if zygote.spec is not None:
+                _tell(proto, {"spec": zygote.spec})
+                zygote.spec = None
         zygote.listen()
     except Unusable as e:
         _tell(proto, {"unusable": str(e)})

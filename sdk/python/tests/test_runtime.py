@@ -271,9 +271,99 @@ class ApiClientTest(unittest.TestCase):
         from pave.api_client import ApiError, ExecutionApi
 
         with FakeExecutionApi({}) as fake:
+            api = ExecutionApi(fake.url, "wrong")
             with self.assertRaises(ApiError) as cm:
-                ExecutionApi(fake.url, "wrong").get_context()
+                api.get_context()
+            api.close()
         self.assertEqual(cm.exception.status, 401)
+
+    def test_one_connection_carries_every_request_and_is_reopened_when_closed(self) -> None:
+        from pave.api_client import ExecutionApi
+
+        answers = [
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ctx\": 1}\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"va\r\n8;x=y\r\nlue\": 2}\r\n0\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"",  # the server closes this kept-alive connection: the client reconnects
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 20\r\nconnection: close\r\n\r\n{\"error\": \"no such\"}",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n{\"value\": 3}",
+        ]
+        connections, requests = _serve_raw(answers)
+        api = ExecutionApi(f"http://127.0.0.1:{connections.port}/execution/v1", "tok")
+        try:
+            self.assertEqual(api.get_context(), {"ctx": 1})
+            self.assertEqual(api.get_xcom("a", "return_value"), (True, 2))
+            api.put_xcom("k", {"x": 1})
+            self.assertEqual(api.get_xcom("gone", "return_value"), (False, None))
+            self.assertEqual(api.get_xcom("b", "k", map_index=3), (True, 3))
+        finally:
+            api.close()
+            connections.close()
+        self.assertEqual(connections.accepted, 3, requests)
+        self.assertEqual([r.split(b"\r\n", 1)[0] for r in requests], [
+            b"GET /execution/v1/ti/context HTTP/1.1",
+            b"GET /execution/v1/xcom/a?key=return_value HTTP/1.1",
+            b"PUT /execution/v1/xcom/k HTTP/1.1",
+            b"GET /execution/v1/xcom/gone?key=return_value HTTP/1.1",  # on the closed connection
+            b"GET /execution/v1/xcom/gone?key=return_value HTTP/1.1",
+            b"GET /execution/v1/xcom/b?key=k&map_index=3 HTTP/1.1",
+        ])
+        put = requests[2]
+        self.assertIn(b"Authorization: Bearer tok\r\n", put)
+        self.assertIn(b"Content-Length: 19\r\n", put)
+        self.assertTrue(put.endswith(b'\r\n\r\n{"value": {"x": 1}}'), put)
+
+
+class _RawServer:
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _serve_raw(answers: list[bytes]) -> tuple[_RawServer, list[bytes]]:
+    """A server that answers each request with the next of ``answers`` verbatim
+    (``b""``: close the connection without answering); the requests it read."""
+    import threading
+
+    server, requests = _RawServer(), []
+
+    def serve() -> None:
+        pending = list(answers)
+        while pending:
+            conn, _ = server.sock.accept()
+            server.accepted += 1
+            with conn:
+                buf = b""
+                while pending:
+                    while b"\r\n\r\n" not in buf:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            return
+                        buf += chunk
+                    head, _, buf = buf.partition(b"\r\n\r\n")
+                    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length:")), 0)
+                    while len(buf) < length:
+                        buf += conn.recv(65536)
+                    requests.append(head + b"\r\n\r\n" + buf[:length])
+                    buf = buf[length:]
+                    answer = pending.pop(0)
+                    if not answer or b"connection: close" in answer:
+                        conn.sendall(answer)
+                        break
+                    conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, requests
 
 
 if __name__ == "__main__":

@@ -351,6 +351,13 @@ class StartWaitTest(unittest.TestCase):
         self.assertEqual(get_context_once_started(api, "1"), {"task_id": "t"})  # type: ignore[arg-type]
         self.assertEqual(api.calls, 4)
 
+    def test_an_xcom_push_waits_for_the_running_commit_too(self) -> None:
+        from pave.runtime import wait_while_starting
+
+        api = self.Api(queued=2)
+        self.assertEqual(wait_while_starting(api.get_context, "1"), {"task_id": "t"})
+        self.assertEqual(api.calls, 3)
+
     def test_another_try_or_a_timeout_is_final(self) -> None:
         from pave.api_client import ApiError
         from pave.runtime import get_context_once_started

@@ -1,5 +1,6 @@
 //! The check every execution API request starts with: a valid attempt
-//! token (else 401) naming an attempt that is still running (else 409).
+//! token (else 401) naming an attempt that is still running, or queued
+//! with the token's try while it starts (else 409); writes need it running.
 
 use super::ExecutionState;
 use crate::error::ApiError;
@@ -45,7 +46,13 @@ impl FromRequestParts<ExecutionState> for Attempt {
                 "the attempt is no longer running (the run of {scope} no longer exists)"
             )));
         }
-        if ti.state != TaskState::Running || ti.try_number != scope.try_number {
+        // Still `queued` with the token's try: the attempt is starting. Its
+        // supervisor was spawned (the token lives only in its environment)
+        // and the scheduler writes `running` right after the spawn; a task
+        // forked from a zygote can read before that commit lands. Writes
+        // wait for it ([`Attempt::require_running`]).
+        let live = matches!(ti.state, TaskState::Running | TaskState::Queued);
+        if !live || ti.try_number != scope.try_number {
             return Err(ApiError::Conflict(format!(
                 "the attempt is no longer running (state {}, try {})",
                 ti.state.as_str(),
@@ -53,6 +60,23 @@ impl FromRequestParts<ExecutionState> for Attempt {
             )));
         }
         Ok(Attempt { scope, ti })
+    }
+}
+
+impl Attempt {
+    /// For a write: the attempt must be recorded as running (a write is a
+    /// compare-and-set against `running`, which must not race the
+    /// scheduler's own `queued` -> `running` commit). A 409 with `state
+    /// queued, try N` otherwise, which the runtime retries.
+    pub fn require_running(&self) -> Result<(), ApiError> {
+        if self.ti.state == TaskState::Running {
+            return Ok(());
+        }
+        Err(ApiError::Conflict(format!(
+            "the attempt is no longer running (state {}, try {})",
+            self.ti.state.as_str(),
+            self.ti.try_number
+        )))
     }
 }
 

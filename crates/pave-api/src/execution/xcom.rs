@@ -109,6 +109,7 @@ pub(super) async fn put_xcom(
     name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
+    attempt.require_running()?;
     let key = valid_name(name, "XCom key")?;
     let value = envelope(&state, body, "value", "{\"value\": 42}")?;
     let task_id = &attempt.scope.task_id;
