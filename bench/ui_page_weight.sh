@@ -40,7 +40,10 @@ URL=$(grep -o 'web UI at http://[^ ]*' "$LOG" | head -1 | sed 's/web UI at //; s
 PASSWORD=$(grep -o 'with password: .*' "$LOG" | head -1 | sed 's/with password: //')
 [ -n "$URL" ] && [ -n "$PASSWORD" ] || { cat "$LOG" >&2; exit 1; }
 
-curl -s -c "$JAR" -o /dev/null --data-urlencode "username=admin" --data-urlencode "password=$PASSWORD" "$URL/login"
+# The login form carries a pre-session token (cookie + hidden field).
+LOGIN_TOKEN=$(curl -s -c "$JAR" "$URL/login" | grep -o 'name="csrf_token" value="[^"]*"' | head -1 | sed 's/.*value="//; s/"$//')
+curl -s -b "$JAR" -c "$JAR" -o /dev/null --data-urlencode "username=admin" --data-urlencode "password=$PASSWORD" \
+  --data-urlencode "csrf_token=$LOGIN_TOKEN" "$URL/login"
 CSRF=$(curl -s -b "$JAR" "$URL/dags/ml_pipeline/trigger" | grep -o 'name="csrf_token" value="[^"]*"' | head -1 | sed 's/.*value="//; s/"$//')
 for i in $(seq 1 "$RUNS"); do
   ts=$(date -u -d "2026-01-01 +$i hour" +%Y-%m-%dT%H:%M)

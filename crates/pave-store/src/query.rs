@@ -21,7 +21,7 @@ use crate::records::{
 use crate::store::Store;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pave_core::{DagId, MapIndex, RunId, RunState, TaskId, TaskState};
+use pave_core::{DagId, MapIndex, RunId, RunState, TaskId, TaskState, TryNumber};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -194,6 +194,32 @@ pub struct XcomQuery {
     pub page: PageRequest,
 }
 
+// ---------------------------------------------------------------- the grid
+
+/// A run as the web UI's grid shows it: only the columns of a column header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GridRun {
+    pub key: RunKey,
+    pub run_id: RunId,
+    pub state: RunState,
+    pub logical_date: Option<DateTime<Utc>>,
+    pub run_after: DateTime<Utc>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+}
+
+/// A task instance as the web UI's grid shows it: only what a cell needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GridTi {
+    pub run: RunKey,
+    pub task_id: TaskId,
+    pub map_index: MapIndex,
+    pub state: TaskState,
+    pub try_number: TryNumber,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+}
+
 // ---------------------------------------------------------------- the query trait
 
 /// Listings for people (the REST API and the UI), on top of `Store`.
@@ -222,6 +248,15 @@ pub trait QueryStore: Store {
     /// task instances is queued, running or restarting: an attempt that is
     /// running must end, or be marked, first.
     async fn delete_run(&self, run: RunKey) -> Result<()>;
+    /// The `limit` newest runs of a DAG (in creation order, newest first)
+    /// with only the columns the web UI's grid shows; empty for a DAG
+    /// without runs (or an unknown one). A narrow `query_runs`: no conf,
+    /// no count.
+    async fn grid_runs(&self, dag_id: &DagId, limit: u32) -> Result<Vec<GridRun>>;
+    /// The task instances of `runs`, ordered by run key, task id and map
+    /// index, with only the columns a grid cell shows (a narrow `runs_tis`
+    /// for the grid, which the UI polls every few seconds).
+    async fn grid_tis(&self, runs: &[RunKey]) -> Result<Vec<GridTi>>;
 }
 
 // ---------------------------------------------------------------- authentication

@@ -1,14 +1,21 @@
 //! The grid view as data: one column per run (oldest left), one row per
 //! task in declaration order, task groups and mapped tasks collapsed into
 //! one summary row until expanded. Pure: built from records, no IO.
+//!
+//! [`fingerprint`] digests everything the rendered fragment is made of, so
+//! that the fragment can be cached and revalidated (`grid_cache`): equal
+//! fingerprints mean equal HTML. Whatever `build` (or the fragment's
+//! template) reads must be fed to `fingerprint` too.
 
 use crate::format::{self, summary_state};
 use crate::render::segment;
 use chrono::{DateTime, Utc};
 use pave_core::{Dag, TaskState};
-use pave_store::{RunRecord, TiRecord};
+use pave_store::DagVersionId;
+use pave_store::query::{GridRun, GridTi};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One run's column header.
 #[derive(Clone, Debug, Serialize)]
@@ -24,7 +31,7 @@ pub(crate) struct Column {
 }
 
 /// One cell: a task instance, or a summary of several.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct Cell {
     /// `none` for a task instance without state; empty for no instance.
     pub state: String,
@@ -46,7 +53,68 @@ pub(crate) struct Row {
     pub expanded: bool,
     /// The `expand` value that toggles this row (groups and mapped tasks).
     pub toggle: String,
+    #[serde(skip)]
     pub cells: Vec<Cell>,
+    /// The row's `<td>` cells as HTML, escaped (see [`cells_html`]).
+    pub cells_html: String,
+}
+
+/// Escapes text for HTML as the templates' autoescape does.
+fn escape_into(out: &mut String, text: &str) {
+    for ch in text.chars() {
+        match ch {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            '/' => out.push_str("&#x2f;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A row's cells as HTML. Written here rather than in the template: a grid
+/// has hundreds of cells, and walking them in the template (a map lookup
+/// per field, a value conversion per cell) was most of the cost of
+/// rendering the fragment. Every text is escaped.
+pub(crate) fn cells_html(cells: &[Cell]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(cells.len() * 160);
+    for c in cells {
+        out.push_str("<td>");
+        if !c.state.is_empty() && !c.href.is_empty() {
+            out.push_str("<a class=\"cell st-");
+            escape_into(&mut out, &c.state);
+            out.push_str("\" href=\"");
+            escape_into(&mut out, &c.href);
+            out.push_str("\" title=\"");
+            escape_into(&mut out, &c.title);
+            out.push_str("\" aria-label=\"");
+            escape_into(&mut out, &c.title);
+            out.push_str("\">");
+            if c.count > 1 {
+                let _ = write!(
+                    out,
+                    "<span class=\"n\" aria-hidden=\"true\">{}</span>",
+                    c.count
+                );
+            }
+            out.push_str("</a>");
+        } else if !c.state.is_empty() {
+            out.push_str("<span class=\"cell st-");
+            escape_into(&mut out, &c.state);
+            out.push_str("\" title=\"");
+            escape_into(&mut out, &c.title);
+            out.push_str("\" role=\"img\" aria-label=\"");
+            escape_into(&mut out, &c.title);
+            out.push_str("\"></span>");
+        } else {
+            out.push_str("<span class=\"cell blank\"></span>");
+        }
+        out.push_str("</td>");
+    }
+    out
 }
 
 /// The grid.
@@ -103,17 +171,18 @@ fn toggled(expanded: &BTreeSet<String>, key: &str) -> String {
     next.into_iter().collect::<Vec<_>>().join(",")
 }
 
-fn ti_href(dag_id: &str, run: &RunRecord, task_id: &str, map_index: Option<i32>) -> String {
-    let base = format!(
-        "/dags/{}/runs/{}/tasks/{}",
-        segment(dag_id),
-        segment(run.run_id.as_str()),
-        segment(task_id)
-    );
-    match map_index {
-        Some(i) => format!("{base}/{i}"),
-        None => base,
+/// A task instance's page: `run_base` is `/dags/{dag}/runs/{run}/tasks/`
+/// and `task` the task id, both already percent-encoded (once per run and
+/// once per row, not once per cell).
+fn ti_href(run_base: &str, task: &str, map_index: Option<i32>) -> String {
+    let mut href = String::with_capacity(run_base.len() + task.len() + 6);
+    href.push_str(run_base);
+    href.push_str(task);
+    if let Some(i) = map_index {
+        href.push('/');
+        href.push_str(&i.to_string());
     }
+    href
 }
 
 fn summary_cell(states: &[TaskState], href: String, what: &str) -> Cell {
@@ -147,26 +216,111 @@ fn summary_cell(states: &[TaskState], href: String, what: &str) -> Cell {
     }
 }
 
-/// Builds the grid of `runs` (oldest first) with their task instances
-/// (`tis[i]` belongs to `runs[i]`); a run still going counts until `now`.
-pub(crate) fn build(
-    dag: &Dag,
-    runs: &[RunRecord],
-    tis: &[Vec<TiRecord>],
-    expanded: &BTreeSet<String>,
-    now: DateTime<Utc>,
-) -> Grid {
-    let dag_id = dag.dag_id.as_str();
-    let seconds = |r: &RunRecord| -> i64 {
+/// The height of each run's duration bar, 0 to 100, relative to the
+/// longest run shown; a run still going counts until `now`. (The only
+/// part of the grid that depends on the time.)
+pub(crate) fn bars(runs: &[GridRun], now: DateTime<Utc>) -> Vec<u32> {
+    let seconds = |r: &GridRun| -> i64 {
         r.start_date
             .map(|s| (r.end_date.unwrap_or(now) - s).num_seconds().max(0))
             .unwrap_or(0)
     };
     let longest = runs.iter().map(seconds).max().unwrap_or(0).max(1);
+    runs.iter()
+        .map(|r| u32::try_from((seconds(r) * 100 / longest).clamp(4, 100)).unwrap_or(100))
+        .collect()
+}
+
+/// Everything the grid fragment shows: the DAG (by its immutable
+/// version), the runs (oldest first) with their bars and task instances
+/// (`tis[i]` belongs to `runs[i]`), and the query that asked for it.
+#[derive(Clone, Copy)]
+pub(crate) struct Inputs<'a> {
+    pub dag: &'a Dag,
+    pub version: DagVersionId,
+    pub runs: &'a [GridRun],
+    pub bars: &'a [u32],
+    pub tis: &'a [Vec<GridTi>],
+    /// The raw `expand` query value (the fragment links repeat it).
+    pub expand: &'a str,
+    pub run_count: u32,
+}
+
+/// A digest of [`Inputs`]: two requests with the same fingerprint get the
+/// same fragment, byte for byte. `salt` is per process, so an ETag from
+/// another build of pave (whose template may differ) never matches.
+pub(crate) fn fingerprint(salt: u64, inputs: &Inputs<'_>) -> [u8; 16] {
+    fn text(h: &mut Sha256, s: &str) {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    }
+    fn int(h: &mut Sha256, v: i64) {
+        h.update(v.to_le_bytes());
+    }
+    fn when(h: &mut Sha256, t: Option<DateTime<Utc>>) {
+        match t {
+            Some(t) => {
+                h.update([1u8]);
+                int(h, t.timestamp_micros());
+            }
+            None => h.update([0u8]),
+        }
+    }
+    let mut h = Sha256::new();
+    h.update(salt.to_le_bytes());
+    text(&mut h, inputs.dag.dag_id.as_str());
+    int(&mut h, inputs.version.0);
+    text(&mut h, inputs.expand);
+    int(&mut h, i64::from(inputs.run_count));
+    int(&mut h, inputs.runs.len() as i64);
+    for (i, r) in inputs.runs.iter().enumerate() {
+        int(&mut h, r.key.0);
+        text(&mut h, r.run_id.as_str());
+        text(&mut h, r.state.as_str());
+        when(&mut h, r.logical_date);
+        when(&mut h, Some(r.run_after));
+        when(&mut h, r.start_date);
+        when(&mut h, r.end_date);
+        int(&mut h, i64::from(inputs.bars.get(i).copied().unwrap_or(0)));
+        let tis = inputs.tis.get(i).map(Vec::as_slice).unwrap_or(&[]);
+        int(&mut h, tis.len() as i64);
+        for ti in tis {
+            int(&mut h, ti.run.0);
+            text(&mut h, ti.task_id.as_str());
+            int(&mut h, i64::from(ti.map_index.0));
+            text(&mut h, ti.state.as_str());
+            int(&mut h, i64::from(ti.try_number.0));
+            when(&mut h, ti.start_date);
+            when(&mut h, ti.end_date);
+        }
+    }
+    let digest = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+/// Builds the grid from its inputs.
+pub(crate) fn build(inputs: &Inputs<'_>) -> Grid {
+    let Inputs {
+        dag,
+        runs,
+        bars,
+        tis,
+        expand,
+        ..
+    } = *inputs;
+    let expanded: BTreeSet<String> = expand
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let expanded = &expanded;
+    let dag_id = dag.dag_id.as_str();
     let columns = runs
         .iter()
-        .map(|r| {
-            let secs = seconds(r);
+        .enumerate()
+        .map(|(i, r)| {
             let when = r.start_date.or(r.logical_date).unwrap_or(r.run_after);
             Column {
                 run_id: r.run_id.to_string(),
@@ -183,17 +337,25 @@ pub(crate) fn build(
                     r.state,
                     format::span(r.start_date, r.end_date)
                 ),
-                bar: u32::try_from((secs * 100 / longest).clamp(4, 100)).unwrap_or(100),
+                bar: bars.get(i).copied().unwrap_or(4),
             }
         })
         .collect();
+    let dag_seg = segment(dag_id);
+    let run_bases: Vec<String> = runs
+        .iter()
+        .map(|r| format!("/dags/{dag_seg}/runs/{}/tasks/", segment(r.run_id.as_str())))
+        .collect();
     // Per run: task id -> its instances.
-    let by_task: Vec<HashMap<&str, Vec<&TiRecord>>> = tis
+    // Ordered maps: a group's summary lists its states in the order met,
+    // and the same inputs must give the same HTML (the fragment is cached
+    // and fingerprinted; a HashMap's order changes from map to map).
+    let by_task: Vec<BTreeMap<&str, Vec<&GridTi>>> = tis
         .iter()
         .map(|list| {
-            let mut m: HashMap<&str, Vec<&TiRecord>> = HashMap::new();
+            let mut m: BTreeMap<&str, Vec<&GridTi>> = BTreeMap::new();
             for ti in list {
-                m.entry(ti.key.task_id.as_str()).or_default().push(ti);
+                m.entry(ti.task_id.as_str()).or_default().push(ti);
             }
             m
         })
@@ -234,6 +396,7 @@ pub(crate) fn build(
                     expanded: expanded.contains(g),
                     toggle: toggled(expanded, g),
                     cells,
+                    cells_html: String::new(),
                 });
             }
             if !expanded.contains(g) {
@@ -246,11 +409,12 @@ pub(crate) fn build(
         }
         let depth = chain.len();
         let label = short(tid, chain.last().map(String::as_str));
+        let tid_seg = segment(tid);
         if task.mapping.is_none() {
             let cells = runs
                 .iter()
                 .enumerate()
-                .map(|(i, run)| {
+                .map(|(i, _)| {
                     match by_task
                         .get(i)
                         .and_then(|m| m.get(tid))
@@ -258,7 +422,7 @@ pub(crate) fn build(
                     {
                         Some(ti) => Cell {
                             state: ti.state.as_str().to_owned(),
-                            href: ti_href(dag_id, run, tid, None),
+                            href: ti_href(&run_bases[i], &tid_seg, None),
                             title: format!(
                                 "{tid} · {} · try {} · {}",
                                 ti.state,
@@ -279,17 +443,18 @@ pub(crate) fn build(
                 expanded: false,
                 toggle: String::new(),
                 cells,
+                cells_html: String::new(),
             });
             continue;
         }
         let cells = runs
             .iter()
             .enumerate()
-            .map(|(i, run)| {
+            .map(|(i, _)| {
                 let states = states_of(i, &|t: &str| t == tid);
                 summary_cell(
                     &states,
-                    ti_href(dag_id, run, tid, None),
+                    ti_href(&run_bases[i], &tid_seg, None),
                     &format!("{tid} (mapped)"),
                 )
             })
@@ -303,6 +468,7 @@ pub(crate) fn build(
             expanded: open,
             toggle: toggled(expanded, tid),
             cells,
+            cells_html: String::new(),
         });
         if !open {
             continue;
@@ -310,22 +476,22 @@ pub(crate) fn build(
         let indexes: BTreeSet<i32> = by_task
             .iter()
             .filter_map(|m| m.get(tid))
-            .flat_map(|v| v.iter().map(|ti| ti.key.map_index.0))
+            .flat_map(|v| v.iter().map(|ti| ti.map_index.0))
             .filter(|i| *i >= 0)
             .collect();
         for mi in indexes {
             let cells = runs
                 .iter()
                 .enumerate()
-                .map(|(i, run)| {
+                .map(|(i, _)| {
                     let found = by_task
                         .get(i)
                         .and_then(|m| m.get(tid))
-                        .and_then(|v| v.iter().find(|ti| ti.key.map_index.0 == mi));
+                        .and_then(|v| v.iter().find(|ti| ti.map_index.0 == mi));
                     match found {
                         Some(ti) => Cell {
                             state: ti.state.as_str().to_owned(),
-                            href: ti_href(dag_id, run, tid, Some(mi)),
+                            href: ti_href(&run_bases[i], &tid_seg, Some(mi)),
                             title: format!("{tid}[{mi}] · {} · try {}", ti.state, ti.try_number.0),
                             count: 0,
                         },
@@ -341,8 +507,12 @@ pub(crate) fn build(
                 expanded: false,
                 toggle: String::new(),
                 cells,
+                cells_html: String::new(),
             });
         }
+    }
+    for row in &mut rows {
+        row.cells_html = cells_html(&row.cells);
     }
     Grid {
         columns,
@@ -371,12 +541,20 @@ tasks:
         let dag = pave_spec::load_file("g.yaml", DAG, &Default::default())
             .expect("a valid DAG")
             .remove(0);
-        let expanded = expand.iter().map(|s| s.to_string()).collect();
-        build(&dag, &[], &[], &expanded, chrono::DateTime::UNIX_EPOCH)
-            .rows
-            .into_iter()
-            .map(|r| (r.label, r.kind, r.depth, r.toggle))
-            .collect()
+        let expand = expand.join(",");
+        build(&Inputs {
+            dag: &dag,
+            version: DagVersionId(1),
+            runs: &[],
+            bars: &[],
+            tis: &[],
+            expand: &expand,
+            run_count: 20,
+        })
+        .rows
+        .into_iter()
+        .map(|r| (r.label, r.kind, r.depth, r.toggle))
+        .collect()
     }
 
     #[test]
@@ -415,5 +593,200 @@ tasks:
         );
         // The toggle of an open group closes it and keeps the others.
         assert_eq!(all[1].3, "outer.inner");
+    }
+
+    fn run(key: i64, state: pave_core::RunState) -> GridRun {
+        let t = chrono::DateTime::UNIX_EPOCH;
+        GridRun {
+            key: pave_store::RunKey(key),
+            run_id: pave_core::RunId::new(format!("r{key}").as_str()),
+            state,
+            logical_date: Some(t),
+            run_after: t,
+            start_date: Some(t),
+            end_date: Some(t + chrono::Duration::seconds(60)),
+        }
+    }
+
+    fn ti(run: i64, task: &str, state: TaskState) -> GridTi {
+        GridTi {
+            run: pave_store::RunKey(run),
+            task_id: pave_core::TaskId::new(task),
+            map_index: pave_core::MapIndex(-1),
+            state,
+            try_number: pave_core::TryNumber(1),
+            start_date: None,
+            end_date: None,
+        }
+    }
+
+    /// Every input the fragment shows moves the fingerprint; the same
+    /// inputs give the same one.
+    #[test]
+    fn the_fingerprint_covers_every_input() {
+        use pave_core::RunState;
+        let dag = pave_spec::load_file("g.yaml", DAG, &Default::default())
+            .expect("a valid DAG")
+            .remove(0);
+        let runs = vec![run(1, RunState::Success), run(2, RunState::Failed)];
+        let tis = vec![
+            vec![ti(1, "first", TaskState::Success)],
+            vec![ti(2, "first", TaskState::Failed)],
+        ];
+        let bars = vec![100, 50];
+        let base = Inputs {
+            dag: &dag,
+            version: DagVersionId(7),
+            runs: &runs,
+            bars: &bars,
+            tis: &tis,
+            expand: "",
+            run_count: 20,
+        };
+        let fp = |i: &Inputs<'_>| fingerprint(42, i);
+        let reference = fp(&base);
+        assert_eq!(fp(&base), reference, "deterministic");
+        assert_ne!(fingerprint(43, &base), reference, "salted per process");
+
+        let mut changed: Vec<(&str, [u8; 16])> = Vec::new();
+        changed.push((
+            "version",
+            fp(&Inputs {
+                version: DagVersionId(8),
+                ..base
+            }),
+        ));
+        changed.push((
+            "expand",
+            fp(&Inputs {
+                expand: "fan",
+                ..base
+            }),
+        ));
+        changed.push((
+            "run count",
+            fp(&Inputs {
+                run_count: 21,
+                ..base
+            }),
+        ));
+        let other_bars = vec![100, 51];
+        changed.push((
+            "bar",
+            fp(&Inputs {
+                bars: &other_bars,
+                ..base
+            }),
+        ));
+        let mut tweak_run = |what: &'static str, f: &dyn Fn(&mut GridRun)| {
+            let mut rs = runs.clone();
+            f(&mut rs[1]);
+            changed.push((what, fp(&Inputs { runs: &rs, ..base })));
+        };
+        tweak_run("run state", &|r: &mut GridRun| r.state = RunState::Queued);
+        tweak_run("run id", &|r: &mut GridRun| {
+            r.run_id = pave_core::RunId::new("x")
+        });
+        tweak_run("run end", &|r: &mut GridRun| r.end_date = None);
+        tweak_run("run start", &|r: &mut GridRun| r.start_date = None);
+        tweak_run("logical date", &|r: &mut GridRun| r.logical_date = None);
+        let mut tweak_ti = |what: &'static str, f: &dyn Fn(&mut Vec<GridTi>)| {
+            let mut ts = tis.clone();
+            f(&mut ts[1]);
+            changed.push((what, fp(&Inputs { tis: &ts, ..base })));
+        };
+        tweak_ti("ti state (mark)", &|t: &mut Vec<GridTi>| {
+            t[0].state = TaskState::Success
+        });
+        tweak_ti("ti cleared", &|t: &mut Vec<GridTi>| {
+            t[0].state = TaskState::NoStatus
+        });
+        tweak_ti("new attempt", &|t: &mut Vec<GridTi>| {
+            t[0].try_number = pave_core::TryNumber(2)
+        });
+        tweak_ti("ti start", &|t: &mut Vec<GridTi>| {
+            t[0].start_date = Some(chrono::DateTime::UNIX_EPOCH)
+        });
+        tweak_ti("ti end", &|t: &mut Vec<GridTi>| {
+            t[0].end_date = Some(chrono::DateTime::UNIX_EPOCH)
+        });
+        tweak_ti("map index", &|t: &mut Vec<GridTi>| {
+            t[0].map_index = pave_core::MapIndex(0)
+        });
+        tweak_ti("task id", &|t: &mut Vec<GridTi>| {
+            t[0].task_id = pave_core::TaskId::new("fan")
+        });
+        tweak_ti("new ti", &|t: &mut Vec<GridTi>| {
+            t.push(ti(2, "fan", TaskState::NoStatus))
+        });
+        for (what, f) in &changed {
+            assert_ne!(*f, reference, "{what} does not move the fingerprint");
+        }
+        // Moving a task instance from one run to the next is a change too.
+        let moved = vec![
+            vec![],
+            vec![
+                ti(1, "first", TaskState::Success),
+                ti(2, "first", TaskState::Failed),
+            ],
+        ];
+        assert_ne!(
+            fp(&Inputs {
+                tis: &moved,
+                ..base
+            }),
+            reference
+        );
+    }
+
+    /// The cells written in Rust escape exactly as the templates do.
+    #[test]
+    fn cells_are_escaped_as_the_templates_escape() {
+        let nasty = r#"<script>alert('x') & "y" / z</script> · ü"#;
+        let mut env = minijinja::Environment::new();
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+        env.add_template("t.html", "{{ s }}").expect("a template");
+        let by_template = env
+            .get_template("t.html")
+            .and_then(|t| t.render(minijinja::context! { s => nasty }))
+            .expect("rendered");
+        let mut by_rust = String::new();
+        escape_into(&mut by_rust, nasty);
+        assert_eq!(by_rust, by_template);
+
+        let html = cells_html(&[
+            Cell {
+                state: "failed".into(),
+                href: "/dags/a\"b".into(),
+                title: nasty.into(),
+                count: 3,
+            },
+            Cell {
+                state: "success".into(),
+                href: String::new(),
+                title: "<b>".into(),
+                count: 0,
+            },
+            Cell {
+                state: String::new(),
+                href: String::new(),
+                title: String::new(),
+                count: 0,
+            },
+        ]);
+        assert!(
+            !html.contains("<script>") && !html.contains("<b>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"href="&#x2f;dags&#x2f;a&quot;b""#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<span class="n" aria-hidden="true">3</span>"#));
+        assert!(
+            html.contains(r#"role="img" aria-label="&lt;b&gt;""#),
+            "{html}"
+        );
+        assert!(html.ends_with(r#"<td><span class="cell blank"></span></td>"#));
     }
 }

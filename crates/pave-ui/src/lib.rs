@@ -9,7 +9,9 @@
 //! Modules: `session` (who is asking, login/logout, CSRF and role checks
 //! on every form), `render` (the template environment and its filters),
 //! `assets` (embedded files), `grid` and `graph` (pure builders of what the
-//! grid and graph views show), `pages::*` (one module per page).
+//! grid and graph views show), `grid_cache` (rendered grid fragments by the
+//! fingerprint of what they show, and their ETags), `pages::*` (one module
+//! per page).
 //!
 //! API boundary: this crate reads through `pave_store::ApiStore` and
 //! changes state only through pave-scheduler's helpers (`runs::trigger`,
@@ -22,6 +24,7 @@ mod error;
 mod format;
 mod graph;
 mod grid;
+mod grid_cache;
 mod pages;
 mod render;
 mod session;
@@ -44,6 +47,8 @@ pub struct UiState {
     pub(crate) rest: RestState,
     /// For `runs::trigger`, which wants a cache of its own.
     pub(crate) trigger_cache: Arc<Mutex<DagCache>>,
+    /// Rendered grid fragments by fingerprint (`grid_cache`).
+    pub(crate) grid_cache: Arc<grid_cache::GridCache>,
 }
 
 impl UiState {
@@ -52,6 +57,7 @@ impl UiState {
         UiState {
             rest,
             trigger_cache: Arc::new(Mutex::new(DagCache::default())),
+            grid_cache: Arc::new(grid_cache::GridCache::default()),
         }
     }
 }

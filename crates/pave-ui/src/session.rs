@@ -1,6 +1,8 @@
 //! Who is asking: the session cookie (pave-rest's sessions, so one login
 //! serves the UI and the API), the login and logout pages, and the checks
-//! every state-changing form goes through (CSRF token, then role).
+//! every state-changing form goes through (CSRF token, then role). The
+//! login form has its own pre-session token and origin check
+//! (`pave_rest::auth::login_csrf`).
 //!
 //! A request without a valid session is sent to `/login?next=...`; an htmx
 //! request gets `HX-Redirect` instead, so a poll after the session expired
@@ -16,7 +18,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use pave_rest::Principal;
-use pave_rest::auth::{self, CSRF_HEADER};
+use pave_rest::auth::{self, CSRF_HEADER, login_csrf};
 use pave_store::Role;
 use serde::{Deserialize, Serialize};
 
@@ -166,6 +168,34 @@ struct LoginCtx {
     next: String,
     error: Option<String>,
     username: String,
+    /// The form's pre-session token (the `pave_login_csrf` cookie's value).
+    csrf_token: String,
+}
+
+/// The login page, giving the browser a fresh login token when `token` is
+/// `None` (otherwise the one it has is kept, so two open login tabs both work).
+fn login_form(
+    state: &UiState,
+    status: StatusCode,
+    token: Option<String>,
+    ctx: LoginCtx,
+) -> Result<Response, UiError> {
+    let (token, fresh) = match token {
+        Some(t) => (t, false),
+        None => (login_csrf::new_login_token()?, true),
+    };
+    let ctx = LoginCtx {
+        csrf_token: token.clone(),
+        ..ctx
+    };
+    let mut r = (status, render("login.html", ctx)?).into_response();
+    if fresh {
+        r.headers_mut().append(
+            header::SET_COOKIE,
+            login_csrf::login_token_cookie(&state.rest, &token),
+        );
+    }
+    Ok(r)
 }
 
 /// `GET /login`: the form (or straight on, if already logged in).
@@ -182,35 +212,72 @@ pub(crate) async fn login_page(
         next,
         error: None,
         username: String::new(),
+        csrf_token: String::new(),
     };
-    Ok(render("login.html", ctx)?.into_response())
+    login_form(
+        &state,
+        StatusCode::OK,
+        login_csrf::login_token(&headers),
+        ctx,
+    )
 }
 
-/// `POST /login`: checks the password (argon2) and sets the session cookie.
+/// `POST /login`: checks that the form comes from this site (the browser's
+/// `Sec-Fetch-Site` or `Origin`, and the login token of `GET /login`), then
+/// the password (argon2), and sets the session cookie. A form from another
+/// site is refused with 403 and opens no session.
 pub(crate) async fn login_submit(
     State(state): State<UiState>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, UiError> {
     let fields = Fields::parse(&body);
     let username = fields.get("username").unwrap_or("").trim().to_owned();
     let password = fields.get("password").unwrap_or("");
     let next = safe_next(fields.get("next"));
+    let refused = |error: String| LoginCtx {
+        next: next.clone(),
+        error: Some(error),
+        username: username.clone(),
+        csrf_token: String::new(),
+    };
+    if let Err(p) = login_csrf::check_same_origin(&headers) {
+        tracing::warn!("UI login refused: {}", p.detail);
+        let ctx = refused(
+            "This sign-in came from another site and was refused. Sign in on this page.".into(),
+        );
+        return login_form(&state, StatusCode::FORBIDDEN, None, ctx);
+    }
+    if !login_csrf::login_token_matches(&headers, fields.get("csrf_token")) {
+        let ctx = refused(
+            "The sign-in form had expired or did not come from this page (missing or wrong \
+             login token). Please sign in again."
+                .into(),
+        );
+        return login_form(&state, StatusCode::FORBIDDEN, None, ctx);
+    }
     match auth::login(&state.rest, &username, password).await {
         Ok(session) => {
             let mut r = Redirect::to(&next).into_response();
-            r.headers_mut().insert(
+            r.headers_mut().append(
                 header::SET_COOKIE,
                 auth::session_cookie(&state.rest, &session),
+            );
+            // The login token has served; the next login gets a new one.
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                login_csrf::clear_login_token_cookie(&state.rest),
             );
             Ok(r)
         }
         Err(p) if p.status == 401 => {
-            let ctx = LoginCtx {
-                next,
-                error: Some("Wrong username or password.".into()),
-                username,
-            };
-            Ok((StatusCode::UNAUTHORIZED, render("login.html", ctx)?).into_response())
+            let ctx = refused("Wrong username or password.".into());
+            login_form(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                login_csrf::login_token(&headers),
+                ctx,
+            )
         }
         Err(p) => Err(p.into()),
     }

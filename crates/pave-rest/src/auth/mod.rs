@@ -8,6 +8,7 @@
 //! and hands the [`Principal`] to the handler as an extension. The web UI
 //! puts the same middleware in front of its own routes.
 
+pub mod login_csrf;
 pub mod secret;
 pub mod session;
 

@@ -6,7 +6,7 @@ use crate::problem::{ApiResult, Problem};
 use crate::state::RestState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
@@ -82,16 +82,21 @@ impl<S: Send + Sync> FromRequest<S> for LoginInput {
 }
 
 /// Log in with a password: sets the session cookie, returns the CSRF token.
+/// A browser request from another site (`Sec-Fetch-Site`, `Origin`) is
+/// refused with 403: see `auth::login_csrf`.
 #[utoipa::path(post, path = "/auth/login", tag = "Auth", security(()),
     request_body = LoginBody,
     responses((status = 200, body = SessionInfo, description = "Logged in; the `pave_session` cookie is set"),
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn login(
     State(state): State<RestState>,
+    headers: HeaderMap,
     LoginInput(body): LoginInput,
 ) -> ApiResult<Response> {
+    auth::login_csrf::check_same_origin(&headers)?;
     let session = auth::login(&state, &body.username, &body.password).await?;
     let info = SessionInfo {
         username: session.user.username.clone(),

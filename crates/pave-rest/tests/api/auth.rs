@@ -163,6 +163,78 @@ async fn expired_tokens_are_refused() {
     assert_eq!(api.snapshot().await, before);
 }
 
+#[tokio::test]
+async fn expired_sessions_change_nothing() {
+    let api = Api::new().await;
+    api.set_password("user", "correct horse").await;
+    let (cookie, csrf) = login(&api, "user", "correct horse").await;
+    api.clock.advance(chrono::Duration::hours(13));
+    let before = api.snapshot().await;
+    for (method, path, body) in [
+        (Method::POST, "/api/v1/dags/etl/dagRuns", json!({})),
+        (
+            Method::PATCH,
+            "/api/v1/dags/etl",
+            json!({"is_paused": true}),
+        ),
+    ] {
+        api.send(
+            Call::new(method, path)
+                .header("cookie", &cookie)
+                .header("x-csrf-token", &csrf)
+                .json(&body),
+        )
+        .await
+        .expect(StatusCode::UNAUTHORIZED)
+        .mentions("log in again");
+    }
+    assert_eq!(api.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn a_cross_site_login_is_refused() {
+    let api = Api::new().await;
+    api.set_password("user", "correct horse").await;
+    let form = || {
+        Call::new(Method::POST, "/api/v1/auth/login").raw(
+            "application/x-www-form-urlencoded",
+            "username=user&password=correct+horse",
+        )
+    };
+    // Another site's form posting the right password: refused, no session.
+    for headers in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:8080"),
+        ],
+    ] {
+        let mut call = form();
+        for (k, v) in &headers {
+            call = call.header(k, v);
+        }
+        let r = api.send(call).await;
+        r.expect(StatusCode::FORBIDDEN)
+            .mentions("cross-site login refused");
+        assert!(
+            !r.headers.contains_key(header::SET_COOKIE),
+            "{headers:?}: {r:?}"
+        );
+    }
+    // The same from this site, or from a script (no browser headers): fine.
+    api.send(form().header("sec-fetch-site", "same-origin"))
+        .await
+        .expect(StatusCode::OK);
+    api.send(
+        form()
+            .header("origin", "http://127.0.0.1:8080")
+            .header("host", "127.0.0.1:8080"),
+    )
+    .await
+    .expect(StatusCode::OK);
+    api.send(form()).await.expect(StatusCode::OK);
+}
+
 /// Logs in as `username` and returns (cookie, csrf token).
 async fn login(api: &Api, username: &str, password: &str) -> (String, String) {
     let r = api

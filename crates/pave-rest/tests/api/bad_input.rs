@@ -31,6 +31,15 @@ async fn malformed_json_is_400() {
         (Method::POST, "/api/v1/pools"),
         (Method::POST, "/api/v1/dags/etl/clearTaskInstances"),
         (Method::PATCH, "/api/v1/dags/etl/dagRuns/r"),
+        (
+            Method::PATCH,
+            "/api/v1/dags/etl/dagRuns/r/taskInstances/extract",
+        ),
+        (Method::PATCH, "/api/v1/pools/default_pool"),
+        (Method::POST, "/api/v1/users"),
+        (Method::PATCH, "/api/v1/users/viewer"),
+        (Method::POST, "/api/v1/auth/tokens"),
+        (Method::POST, "/api/v1/auth/login"),
     ] {
         let call = Call::new(method, path).raw("application/json", "{\"dag_run_id");
         refused(&api, call, StatusCode::BAD_REQUEST, "not valid JSON").await;
@@ -240,17 +249,35 @@ async fn bad_query_parameters_are_400_naming_the_parameter() {
 #[tokio::test]
 async fn oversized_bodies_are_413() {
     let api = Api::new().await;
+    api.trigger("r").await;
     let big = format!(
         "{{\"dag_run_id\": \"big\", \"conf\": {{\"blob\": \"{}\"}}}}",
         "x".repeat(pave_rest::MAX_BODY_BYTES + 1)
     );
-    refused(
-        &api,
-        Call::new(Method::POST, "/api/v1/dags/etl/dagRuns").raw("application/json", big.clone()),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "limit",
-    )
-    .await;
+    // Every endpoint that takes a body.
+    for (method, path) in [
+        (Method::POST, "/api/v1/dags/etl/dagRuns"),
+        (Method::PATCH, "/api/v1/dags/etl"),
+        (Method::PATCH, "/api/v1/dags/etl/dagRuns/r"),
+        (
+            Method::PATCH,
+            "/api/v1/dags/etl/dagRuns/r/taskInstances/extract",
+        ),
+        (Method::POST, "/api/v1/dags/etl/clearTaskInstances"),
+        (Method::POST, "/api/v1/pools"),
+        (Method::PATCH, "/api/v1/pools/default_pool"),
+        (Method::POST, "/api/v1/users"),
+        (Method::PATCH, "/api/v1/users/viewer"),
+        (Method::POST, "/api/v1/auth/tokens"),
+    ] {
+        refused(
+            &api,
+            Call::new(method, path).raw("application/json", big.clone()),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "limit",
+        )
+        .await;
+    }
     // Also before authentication has a say about the body: the login form.
     let reply = api
         .send(Call::new(Method::POST, "/api/v1/auth/login").raw("application/json", big))

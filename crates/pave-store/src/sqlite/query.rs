@@ -7,21 +7,21 @@
 //! text from a request ever becomes SQL.
 
 use super::SqliteStore;
-use super::conv::{corrupt_row, json_text, time, ts};
+use super::conv::{corrupt_row, json_text, parse, time, time_opt, ts, unsigned};
 use super::dags::{DagRow, VersionRow};
 use super::runs::RunRow;
 use super::tis::{TI_COLUMNS, TiRow};
 use super::xcom::XcomRow;
 use crate::error::{Result, StoreError};
 use crate::query::{
-    DagQuery, DagSort, Order, Page, PageRequest, QueryStore, RunQuery, RunSort, SortDir, TiQuery,
-    TiSort, TimeRange, XcomQuery,
+    DagQuery, DagSort, GridRun, GridTi, Order, Page, PageRequest, QueryStore, RunQuery, RunSort,
+    SortDir, TiQuery, TiSort, TimeRange, XcomQuery,
 };
 use crate::records::{
     DagRecord, DagVersionRecord, ImportErrorRecord, RunKey, RunRecord, TiRecord, XcomRecord,
 };
 use async_trait::async_trait;
-use pave_core::{DagId, TaskId};
+use pave_core::{DagId, MapIndex, RunId, TaskId, TaskState, TryNumber};
 use sqlx::{AssertSqlSafe, FromRow, SqlitePool};
 
 /// A value bound to a `?` of a listing's statement.
@@ -450,5 +450,97 @@ impl QueryStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn grid_runs(&self, dag_id: &DagId, limit: u32) -> Result<Vec<GridRun>> {
+        // Positional columns (a tuple), not `FromRow` by name: the grid is
+        // polled, and looking columns up by name showed in its profile.
+        type Row = (
+            i64,
+            String,
+            String,
+            Option<i64>,
+            i64,
+            Option<i64>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, run_id, state, logical_date, run_after, start_date, end_date
+             FROM dag_run WHERE dag_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(dag_id.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, run_id, state, logical, run_after, start, end)| {
+                let decoded = (|| {
+                    Ok(GridRun {
+                        key: RunKey(id),
+                        state: parse("state", &state)?,
+                        logical_date: time_opt("logical_date", logical)?,
+                        run_after: time("run_after", run_after)?,
+                        start_date: time_opt("start_date", start)?,
+                        end_date: time_opt("end_date", end)?,
+                        run_id: RunId(run_id),
+                    })
+                })();
+                corrupt_row(format!("run #{id} of dag `{dag_id}`"), decoded)
+            })
+            .collect()
+    }
+
+    async fn grid_tis(&self, runs: &[RunKey]) -> Result<Vec<GridTi>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        // Every cell in one row, as one JSON array of arrays: a grid is
+        // hundreds of task instances, and handing each row from SQLite's
+        // worker thread to the caller cost more than SQLite's own work.
+        let text: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(run_pk, task_id, map_index, state,
+                                                try_number, start_date, end_date))
+             FROM task_instance WHERE run_pk IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(json_text(&ids))
+        .fetch_one(&self.pool)
+        .await?;
+        type Cell<'a> = (i64, String, i32, &'a str, i64, Option<i64>, Option<i64>);
+        let cells: Vec<Cell<'_>> = serde_json::from_str(&text)
+            .map_err(|e| StoreError::corrupt(format!("task instances of the grid: {e}")))?;
+        let mut out = cells
+            .into_iter()
+            .map(|(run, task_id, map_index, state, try_number, start, end)| {
+                let decoded = (|| -> std::result::Result<_, String> {
+                    Ok((
+                        parse::<TaskState>("state", state)?,
+                        TryNumber(unsigned("try_number", try_number)?),
+                        time_opt("start_date", start)?,
+                        time_opt("end_date", end)?,
+                    ))
+                })();
+                // The row's name only for an error: this runs for every cell.
+                match decoded {
+                    Ok((state, try_number, start_date, end_date)) => Ok(GridTi {
+                        run: RunKey(run),
+                        task_id: TaskId(task_id),
+                        map_index: MapIndex(map_index),
+                        state,
+                        try_number,
+                        start_date,
+                        end_date,
+                    }),
+                    Err(e) => Err(StoreError::corrupt(format!(
+                        "task instance `{task_id}`[{map_index}] of run #{run}: {e}"
+                    ))),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // json_group_array keeps no promised order: sort here.
+        out.sort_unstable_by(|a, b| {
+            (a.run, &a.task_id, a.map_index).cmp(&(b.run, &b.task_id, b.map_index))
+        });
+        Ok(out)
     }
 }

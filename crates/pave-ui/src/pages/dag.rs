@@ -7,14 +7,20 @@ use super::{DagSummary, dag_summary, known_dag, known_run, latest, recent_runs};
 use crate::UiState;
 use crate::error::UiError;
 use crate::grid::{self, Grid};
+use crate::grid_cache;
 use crate::render::{render, segment};
 use crate::session::{Me, Viewer};
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use pave_store::{DagRecord, PageRequest};
+use pave_scheduler::dags::LoadedDag;
+use pave_store::query::{GridRun, GridTi};
+use pave_store::{DagRecord, PageRequest, RunKey};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Runs shown as dots in the header.
 const HEADER_RUNS: u32 = 12;
@@ -36,50 +42,90 @@ pub(crate) struct DagQuery {
 }
 
 impl DagQuery {
-    fn expanded(&self) -> BTreeSet<String> {
-        self.expand
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
-    }
     fn run_count(&self) -> u32 {
         self.runs.unwrap_or(GRID_RUNS).clamp(1, 100)
     }
 }
 
 #[derive(Serialize)]
-struct GridCtx {
-    dag_id: String,
+struct GridCtx<'a> {
     dag_href: String,
     grid: Grid,
-    expand: String,
+    expand: &'a str,
     runs: u32,
 }
 
-async fn grid_ctx(state: &UiState, d: &DagRecord, q: &DagQuery) -> Result<GridCtx, UiError> {
-    let loaded = latest(state, d).await?;
-    let mut runs = recent_runs(state, &d.dag_id, q.run_count()).await?;
-    runs.reverse();
-    // One read for every run of the grid, split back per run.
-    let keys: Vec<_> = runs.iter().map(|r| r.key).collect();
-    let mut by_run: std::collections::HashMap<_, Vec<_>> = std::collections::HashMap::new();
-    for ti in state.rest.core_store().runs_tis(&keys).await? {
-        by_run.entry(ti.key.run).or_default().push(ti);
+#[derive(Serialize)]
+struct GridFragment<'a> {
+    gc: GridCtx<'a>,
+}
+
+/// What the grid is made of, read fresh from the store on every request.
+struct GridData {
+    loaded: Arc<LoadedDag>,
+    /// Oldest first.
+    runs: Vec<GridRun>,
+    /// `tis[i]` belongs to `runs[i]`.
+    tis: Vec<Vec<GridTi>>,
+    bars: Vec<u32>,
+}
+
+impl GridData {
+    fn inputs<'a>(&'a self, q: &'a DagQuery) -> grid::Inputs<'a> {
+        grid::Inputs {
+            dag: &self.loaded.dag,
+            version: self.loaded.version,
+            runs: &self.runs,
+            bars: &self.bars,
+            tis: &self.tis,
+            expand: q.expand.as_deref().unwrap_or(""),
+            run_count: q.run_count(),
+        }
     }
-    let tis: Vec<_> = runs
+}
+
+/// Reads the grid's runs and task instances: two narrow queries (only the
+/// columns the grid shows), however many runs it shows.
+async fn grid_data(state: &UiState, d: &DagRecord, q: &DagQuery) -> Result<GridData, UiError> {
+    let loaded = latest(state, d).await?;
+    let store = state.rest.store();
+    let mut runs = store.grid_runs(&d.dag_id, q.run_count()).await?;
+    runs.reverse();
+    let keys: Vec<RunKey> = runs.iter().map(|r| r.key).collect();
+    let mut by_run: HashMap<RunKey, Vec<GridTi>> = HashMap::with_capacity(runs.len());
+    for ti in store.grid_tis(&keys).await? {
+        by_run.entry(ti.run).or_default().push(ti);
+    }
+    let tis = runs
         .iter()
         .map(|r| by_run.remove(&r.key).unwrap_or_default())
         .collect();
-    Ok(GridCtx {
-        dag_id: d.dag_id.to_string(),
-        dag_href: format!("/dags/{}", segment(d.dag_id.as_str())),
-        grid: grid::build(&loaded.dag, &runs, &tis, &q.expanded(), state.rest.now()),
-        expand: q.expand.clone().unwrap_or_default(),
-        runs: q.run_count(),
+    let bars = grid::bars(&runs, state.rest.now());
+    Ok(GridData {
+        loaded,
+        runs,
+        tis,
+        bars,
     })
+}
+
+/// The grid fragment's HTML for `inputs` (fingerprinted as `key`): the
+/// kept copy when nothing it shows has changed, else rendered and kept.
+fn grid_html(state: &UiState, key: [u8; 16], inputs: &grid::Inputs<'_>) -> Result<Bytes, UiError> {
+    if let Some(html) = state.grid_cache.get(&key) {
+        return Ok(html);
+    }
+    let ctx = GridFragment {
+        gc: GridCtx {
+            dag_href: format!("/dags/{}", segment(inputs.dag.dag_id.as_str())),
+            grid: grid::build(inputs),
+            expand: inputs.expand,
+            runs: inputs.run_count,
+        },
+    };
+    let html = Bytes::from(render("partials/grid.html", ctx)?.0);
+    state.grid_cache.put(key, html.clone());
+    Ok(html)
 }
 
 #[derive(Serialize)]
@@ -96,7 +142,8 @@ struct PageCtx {
     title: String,
     d: DagSummary,
     tab: String,
-    grid: Option<GridCtx>,
+    /// The grid fragment, rendered (or kept) as the poll renders it.
+    grid_html: Option<String>,
     gantt: Option<GanttCtx>,
     run_choices: Vec<super::RunDot>,
     selected_run: String,
@@ -124,7 +171,7 @@ pub(crate) async fn page(
         title: dag_id.clone(),
         d: summary,
         tab: tab.to_owned(),
-        grid: None,
+        grid_html: None,
         gantt: None,
         run_choices: Vec::new(),
         selected_run: String::new(),
@@ -134,7 +181,11 @@ pub(crate) async fn page(
     };
     match tab {
         "grid" => {
-            ctx.grid = Some(grid_ctx(&state, &d, &q).await?);
+            let data = grid_data(&state, &d, &q).await?;
+            let inputs = data.inputs(&q);
+            let key = grid::fingerprint(state.grid_cache.salt(), &inputs);
+            let html = grid_html(&state, key, &inputs)?;
+            ctx.grid_html = Some(String::from_utf8_lossy(&html).into_owned());
             // The newest run's Gantt chart sits next to the grid.
             if let Some(newest) = recent_runs(&state, &d.dag_id, 1).await?.first() {
                 ctx.gantt = Some(gantt_ctx(&state, newest).await?);
@@ -202,15 +253,25 @@ pub(crate) async fn page(
 }
 
 /// `GET /ui/dags/{dag_id}/grid`: the grid, for the poll and the toggles.
+/// Its ETag is the fingerprint of what it shows: a browser that has this
+/// fragment gets a 304, and an unchanged fragment is not rendered again.
 pub(crate) async fn grid_partial(
     State(state): State<UiState>,
     _viewer: Viewer,
     Path(dag_id): Path<String>,
     Query(q): Query<DagQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, UiError> {
     let d = known_dag(&state, &dag_id).await?;
-    let gc = grid_ctx(&state, &d, &q).await?;
-    Ok(render("partials/grid.html", serde_json::json!({ "gc": gc }))?.into_response())
+    let data = grid_data(&state, &d, &q).await?;
+    let inputs = data.inputs(&q);
+    let key = grid::fingerprint(state.grid_cache.salt(), &inputs);
+    let tag = grid_cache::etag(&key);
+    if grid_cache::not_modified(&headers, &tag) {
+        return Ok(grid_cache::respond(&headers, &tag, None));
+    }
+    let html = grid_html(&state, key, &inputs)?;
+    Ok(grid_cache::respond(&headers, &tag, Some(html)))
 }
 
 #[derive(Serialize)]

@@ -1,7 +1,15 @@
 //! In-process tests of the web UI: the router is a `tower::Service`, called
 //! with `oneshot`, over an in-memory store with a manual clock. Sessions are
-//! written straight into the store (one test logs in through the form), so
-//! the tests need no argon2 hashing on every request.
+//! written straight into the store (the login tests log in through the
+//! form), so the tests need no argon2 hashing on every request.
+//!
+//! Modules: `login` (the login form's CSRF protection), `grid` (the grid
+//! fragment's cache and ETags: never a stale state), `bad_input` (what the
+//! UI does with malformed, unknown, oversized and traversing requests).
+
+mod bad_input;
+mod grid;
+mod login;
 
 use axum::Router;
 use axum::body::Body;
@@ -87,6 +95,7 @@ struct Ui {
     logs: tempfile::TempDir,
     _dags: tempfile::TempDir,
     sessions: Vec<(Role, Session)>,
+    clock: Arc<ManualClock>,
 }
 
 impl Ui {
@@ -140,7 +149,7 @@ impl Ui {
         let api_store: Arc<dyn ApiStore> = store.clone();
         let state = RestState::new(
             api_store,
-            clock,
+            clock.clone(),
             logs.path(),
             SchedulerLink::default(),
             RestConfig::default(),
@@ -151,7 +160,22 @@ impl Ui {
             logs,
             _dags: dags,
             sessions,
+            clock,
         }
+    }
+
+    /// Another UI over the same store, clock and logs, with empty caches:
+    /// what a freshly started pave would show now.
+    fn fresh_app(&self) -> Router {
+        let api_store: Arc<dyn ApiStore> = self.store.clone();
+        let state = RestState::new(
+            api_store,
+            self.clock.clone(),
+            self.logs.path(),
+            SchedulerLink::default(),
+            RestConfig::default(),
+        );
+        pave_ui::ui_router(state)
     }
 
     fn session(&self, role: Role) -> &Session {
@@ -360,13 +384,18 @@ async fn logging_in_sets_a_session_cookie_and_logging_out_ends_it() {
         .set_password("admin", &hash)
         .await
         .expect("set the password");
+    // The login page hands out the form's pre-session token.
+    let (token_cookie, token) = login::login_token(&ui).await;
     let form = |pw: &str| {
         Request::builder()
             .method(Method::POST)
             .uri("/login")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, &token_cookie)
+            .header("sec-fetch-site", "same-origin")
             .body(Body::from(format!(
-                "username=admin&password={pw}&next=%2Fdags%2Fetl"
+                "username=admin&password={pw}&next=%2Fdags%2Fetl&csrf_token={}",
+                enc(&token)
             )))
             .expect("a request")
     };
@@ -379,8 +408,12 @@ async fn logging_in_sets_a_session_cookie_and_logging_out_ends_it() {
     let ok = ui.send(form("s3cret")).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{ok:?}");
     assert_eq!(ok.location(), "/dags/etl");
-    let cookie = ok.headers[header::SET_COOKIE]
-        .to_str()
+    let cookie = ok
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("pave_session="))
         .unwrap_or("")
         .to_owned();
     assert!(
