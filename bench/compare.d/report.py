@@ -1,0 +1,186 @@
+"""Tables and a chart from what ``compare.py`` measured.
+
+    python report.py OUT      # reads OUT/results.json, writes OUT/report.md and OUT/chart.png
+
+The tables are what bench/RESULTS.md quotes. Medians over rounds, spread as
+min to max. Ratios are pave / Airflow of the medians (below 1: pave is
+faster or smaller); "x faster" is their inverse.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+MODES = {"test": "`airflow dags test` vs `pave dags test`", "service": "Airflow's services vs `pave standalone` (trigger to run end)"}
+
+
+def med(xs: list[float]) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def spread(xs: list[float]) -> str:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "-"
+    return f"{min(xs):.2f} to {max(xs):.2f}"
+
+
+def fmt(x: float | None, unit: str = "s", digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    if unit == "ms":
+        return f"{x * 1000:.{digits}f} ms"
+    if unit == "MiB":
+        return f"{x / 1024:.0f} MiB"
+    return f"{x:.{digits}f} s"
+
+
+def ratio(p: float | None, a: float | None) -> str:
+    if p is None or a is None or a == 0 or p == 0:
+        return "-"
+    return f"{p / a:.4f} ({a / p:.0f}x)" if a / p >= 10 else f"{p / a:.3f} ({a / p:.1f}x)"
+
+
+def pick(samples: list[dict[str, Any]], mode: str, system: str, case: str, key: str) -> list[float]:
+    return [s[key] for s in samples if s["mode"] == mode and s["system"] == system and s["case"] == case and s.get(key) is not None]
+
+
+def floor_of(samples: list[dict[str, Any]], mode: str, case: str) -> float | None:
+    own = med(pick(samples, mode, "floor", case, "wall_s"))
+    if own is not None:
+        return own
+    return med([s["wall_s"] for s in samples if s["system"] == "floor" and s["case"] == case])
+
+
+def report(res: dict[str, Any]) -> str:
+    samples = res["samples"]
+    cases = res["cases"]
+    v, m = res["versions"], res["machine"]
+    out = [
+        f"Run {res['started']} to {res.get('finished', '?')}; {res['runs']} round(s), order alternating each round;"
+        f" parallelism {res['parallelism']} for both systems and the floor.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']};"
+        f" load average before {tuple(round(x, 1) for x in res['load_before'])},"
+        f" after {tuple(round(x, 1) for x in res.get('load_after', (0, 0, 0)))}.",
+        f"Versions: Apache Airflow {v['airflow']} (core {v['airflow_core']}, task SDK {v['airflow_task_sdk']}), {v['pave']}, {v['python']}.",
+        "",
+    ]
+    bad = [s for s in samples if s["system"] != "floor" and s["run_state"] != "success"]
+    for s in bad:
+        out.append(f"**not a success**: {s['mode']} {s['system']} {s['case']} round {s['round']}: {s['run_state']} {s.get('ti_states')}")
+    if bad:
+        out.append("")
+    for mode, title in MODES.items():
+        if not any(s["mode"] == mode for s in samples):
+            continue
+        out += [f"### {title}", ""]
+        out.append(
+            "| case | tasks | Airflow wall | pave wall | floor (bare spawns) | pave / Airflow | pave above floor |"
+        )
+        out.append("|---|---|---|---|---|---|---|")
+        for name, c in cases.items():
+            a = pick(samples, mode, "airflow", name, "wall_s")
+            p = pick(samples, mode, "pave", name, "wall_s")
+            if not a and not p:
+                continue
+            fl = floor_of(samples, mode, name)
+            pm = med(p)
+            above = "-" if pm is None or fl is None else f"{pm - fl:+.2f} s ({pm / fl:.2f}x floor)"
+            out.append(
+                f"| {name} | {c['tasks']} | {fmt(med(a))} ({spread(a)}) | {fmt(pm)} ({spread(p)}) | {fmt(fl)}"
+                f" | {ratio(pm, med(a))} | {above} |"
+            )
+        out += ["", "| case | first task start, Airflow / pave | hop (end to next start), Airflow / pave | scheduling overhead per task, Airflow / pave |", "|---|---|---|---|"]
+        for name, c in cases.items():
+            a = pick(samples, mode, "airflow", name, "wall_s")
+            p = pick(samples, mode, "pave", name, "wall_s")
+            if not a and not p:
+                continue
+            fl = floor_of(samples, mode, name)
+
+            def per_task(xs: list[float]) -> str:
+                x = med(xs)
+                return "-" if x is None or fl is None else fmt((x - fl) / c["tasks"], "ms", 1)
+
+            fa = med(pick(samples, mode, "airflow", name, "first_task_start_s"))
+            fp = med(pick(samples, mode, "pave", name, "first_task_start_s"))
+            ha = med(pick(samples, mode, "airflow", name, "hop_median_s"))
+            hp = med(pick(samples, mode, "pave", name, "hop_median_s"))
+            hops = f"{fmt(ha, 'ms', 1)} / {fmt(hp, 'ms', 1)}" if c["chain"] else "-"
+            out.append(f"| {name} | {fmt(fa)} / {fmt(fp)} | {hops} | {per_task(a)} / {per_task(p)} |")
+        out += ["", "| memory, whole system (peak, median over rounds) | Airflow | pave | pave / Airflow |", "|---|---|---|---|"]
+        for key, label in (("peak_pss_kib", "sum of PSS"), ("peak_rss_kib", "sum of RSS"), ("peak_procs", "processes")):
+            for name in cases:
+                a = med(pick(samples, mode, "airflow", name, key))
+                p = med(pick(samples, mode, "pave", name, key))
+                if a is None and p is None:
+                    continue
+                unit = "MiB" if key != "peak_procs" else ""
+                fa = fmt(a, unit) if unit else f"{a:.0f}"
+                fp = fmt(p, unit) if unit else f"{p:.0f}"
+                r = "-" if not a or not p else f"{p / a:.3f}"
+                what = f"{label}, {name}" if mode == "test" else f"{label} (a round of every case)"
+                out.append(f"| {what} | {fa} | {fp} | {r} |")
+                if mode == "service":
+                    break
+        if mode == "service":
+            st_a = med([s["startup_s"] for s in samples if s["mode"] == mode and s["system"] == "airflow"])
+            st_p = med([s["startup_s"] for s in samples if s["mode"] == mode and s["system"] == "pave"])
+            out += ["", f"Start-up to ready (services answering, every DAG parsed): Airflow {fmt(st_a)}, pave {fmt(st_p)} (not in the walls above)."]
+        out.append("")
+    return "\n".join(out)
+
+
+def chart(res: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = res["samples"]
+    modes = [m for m in MODES if any(s["mode"] == m for s in samples)]
+    fig, axes = plt.subplots(1, len(modes), figsize=(7 * len(modes), 4.8), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        names = [n for n in res["cases"] if pick(samples, mode, "pave", n, "wall_s") or pick(samples, mode, "airflow", n, "wall_s")]
+        series = [("Airflow 3", "airflow", "#d95f02"), ("pave", "pave", "#1b9e77"), ("bare spawns (floor)", "floor", "#7570b3")]
+        width = 0.27
+        for i, (label, system, color) in enumerate(series):
+            ys = []
+            for n in names:
+                y = med(pick(samples, mode, system, n, "wall_s")) if system != "floor" else floor_of(samples, mode, n)
+                ys.append(y or 0)
+            xs = [j + (i - 1) * width for j in range(len(names))]
+            ax.bar(xs, ys, width, label=label, color=color)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names)
+        ax.set_ylabel("wall time, s (log scale)")
+        ax.set_title({"test": "dags test (one process)", "service": "services: trigger to run end"}[mode])
+        ax.grid(axis="y", which="both", alpha=0.3)
+        ax.legend()
+    v = res["versions"]
+    fig.suptitle(f"Same Airflow DAG files: Apache Airflow {v['airflow']} vs {v['pave']} ({res['machine']['cores']} cores, medians)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    out = Path(sys.argv[1])
+    res = json.loads((out / "results.json").read_text())
+    text = report(res)
+    (out / "report.md").write_text(text + "\n")
+    print(text)
+    try:
+        chart(res, out / "chart.png")
+    except ImportError:
+        print("(no matplotlib: chart skipped)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
