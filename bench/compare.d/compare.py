@@ -291,7 +291,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def airflow_env(home: Path, dags: Path, env: Env, port: int | None = None) -> dict[str, str]:
+def airflow_env(home: Path, dags: Path, env: Env, port: int | None = None, db_url: str | None = None) -> dict[str, str]:
     out = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PAVE"))}
     out.update(
         {
@@ -301,7 +301,7 @@ def airflow_env(home: Path, dags: Path, env: Env, port: int | None = None) -> di
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(env.par),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url or f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__API_AUTH__JWT_SECRET": "pave-bench-compare-not-a-secret",
@@ -346,6 +346,45 @@ def airflow_db_rows(db: Path, dag_id: str, run_id: str | None = None) -> tuple[t
             (dag_id, run[0]),
         ).fetchall()
         return tuple(run), tis
+    finally:
+        conn.close()
+
+
+PG_DB = "pave_bench_airflow"
+
+
+def postgres_url(dsn: str) -> str:
+    """A fresh, empty database for Airflow's services on the PostgreSQL server at ``dsn``."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {PG_DB}")
+    conn.close()
+    params = dict(kv.split("=", 1) for kv in dsn.split())
+    return f"postgresql+psycopg2://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:{params.get('port', '5432')}/{PG_DB}"
+
+
+def airflow_pg_rows(url: str, dag_id: str, run_id: str) -> tuple[tuple[Any, ...], list[Any]]:
+    import psycopg2
+
+    conn = psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://"))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT run_id, state, queued_at, start_date, end_date FROM dag_run WHERE dag_id = %s AND run_id = %s",
+                (dag_id, run_id),
+            )
+            run = cur.fetchone()
+            if run is None:
+                return (), []
+            cur.execute(
+                "SELECT task_id, map_index, state, start_date, end_date FROM task_instance WHERE dag_id = %s AND run_id = %s",
+                (dag_id, run_id),
+            )
+            return tuple(run), cur.fetchall()
     finally:
         conn.close()
 
@@ -468,10 +507,11 @@ class Service:
 class AirflowService(Service):
     name = "airflow"
 
-    def __init__(self, env: Env, home: Path, cases: list[Case], log: Path) -> None:
+    def __init__(self, env: Env, home: Path, cases: list[Case], log: Path, db_url: str | None) -> None:
         self.env, self.home, self.cases, self.log = env, home, cases, log
         self.procs: list[subprocess.Popen[bytes]] = []
         self.port = free_port()
+        self.db_url = db_url
 
     def prepare(self) -> None:
         """Create the home and migrate its database once (not timed)."""
@@ -479,12 +519,12 @@ class AirflowService(Service):
         dags.mkdir(parents=True, exist_ok=True)
         for c in self.cases:
             shutil.copy(c.file, dags / c.file.name)
-        aenv = airflow_env(self.home, dags, self.env, self.port)
+        aenv = airflow_env(self.home, dags, self.env, self.port, self.db_url)
         with open(self.log, "ab") as fh:
             subprocess.run([self.env.airflow, "db", "migrate"], env=aenv, stdout=fh, stderr=subprocess.STDOUT, check=True)
 
     def start(self) -> None:
-        aenv = airflow_env(self.home, self.home / "dags", self.env, self.port)
+        aenv = airflow_env(self.home, self.home / "dags", self.env, self.port, self.db_url)
         fh = open(self.log, "ab")
         for argv in (["api-server", "--port", str(self.port)], ["scheduler"], ["dag-processor"]):
             self.procs.append(subprocess.Popen([self.env.airflow, *argv], env=aenv, stdout=fh, stderr=subprocess.STDOUT))
@@ -513,7 +553,10 @@ class AirflowService(Service):
         # Polled through the API, as pave is: a reader of Airflow's SQLite
         # file (no WAL) could make its writers wait.
         wait_for(f"{case.dag_id} on Airflow", lambda: http("GET", url)["state"] in ("success", "failed"), 3600, POLL_S)
-        row, tis = airflow_db_rows(self.home / "airflow.db", case.dag_id, run_id)
+        if self.db_url:
+            row, tis = airflow_pg_rows(self.db_url, case.dag_id, run_id)
+        else:
+            row, tis = airflow_db_rows(self.home / "airflow.db", case.dag_id, run_id)
         return t0, row[1], tis_from(tis), parse_ts(row[4])
 
     def stop(self) -> None:
@@ -698,6 +741,12 @@ def main() -> int:
     ap.add_argument("--cases", default=",".join(c.name for c in CASES))
     ap.add_argument("--modes", default="test,service")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--airflow-postgres",
+        default="host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+        help="libpq DSN of a PostgreSQL server for Airflow's services ('' for SQLite, which"
+        " Airflow's LocalExecutor cannot run 32 at a time on: 'database is locked', API timeouts)",
+    )
     args = ap.parse_args()
 
     cases = [c for c in CASES if c.name in args.cases.split(",")]
@@ -772,7 +821,9 @@ def main() -> int:
                         )
         if "service" in modes:
             print("== mode service: Airflow api-server + scheduler + dag-processor / pave standalone", flush=True)
-            airflow = AirflowService(env, work / "airflow-service", cases, logs / "airflow-service.log")
+            db_url = postgres_url(args.airflow_postgres) if args.airflow_postgres else None
+            results["airflow_service_db"] = "postgresql" if db_url else "sqlite"
+            airflow = AirflowService(env, work / "airflow-service", cases, logs / "airflow-service.log", db_url)
             pave = PaveService(env, work / "pave-service", cases, logs / "pave-service.log")
             airflow.prepare()
             pave.prepare()

@@ -160,7 +160,7 @@ def chart(res: dict[str, Any], path: Path) -> None:
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names)
         ax.set_ylabel("wall time, s (log scale)")
-        ax.set_title({"test": "dags test (one process)", "service": "services: trigger to run end"}[mode])
+        ax.set_title({"test": "dags test: command start to exit", "service": "services: trigger to run end"}[mode])
         ax.grid(axis="y", which="both", alpha=0.3)
         ax.legend()
     v = res["versions"]
