@@ -138,6 +138,45 @@ async fn a_disrupted_pod_is_retried_without_spending_a_retry() {
 }
 
 #[tokio::test]
+async fn a_request_the_executor_refuses_as_invalid_fails_without_spending_retries() {
+    let cluster = Cluster::start(ClusterConfig {
+        kubelet: KubeletMode::Script,
+        ..ClusterConfig::default()
+    });
+    cluster.add_nodes(&crate::common::nodes());
+    let mut task = command_task("shaped");
+    // Well formed, so it passes pave's checks, but the API server refuses it
+    // (422: a request above its limit): every try would be refused the same way.
+    task.placement.pod_override = Some(serde_json::json!({"spec": {"containers": [{
+        "name": "base",
+        "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}},
+    }]}}));
+    task.retry.retries = 3;
+    task.retry.retry_delay = Duration::from_secs(300);
+    let Setup {
+        mut s, store, run, ..
+    } = setup(&cluster, "sched-invalid", "invalid_override", task).await;
+    let done = tokio::time::timeout(Duration::from_secs(30), s.run_to_completion(run.key))
+        .await
+        .expect("the run fails at once, not after retries")
+        .expect("run");
+    assert_eq!(done.state, RunState::Failed);
+    let ti = TiKey::unmapped(run.key, "shaped");
+    let record = store.get_ti(&ti).await.expect("ti");
+    assert_eq!(record.state, TaskState::Failed);
+    assert_eq!(record.try_number.0, 1, "no retry was spent");
+    let tries = store.list_tries(&ti).await.expect("tries");
+    assert_eq!(tries.len(), 1, "{tries:?}");
+    let reason = tries[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("without retry")
+            && reason.contains("must be less than or equal to cpu limit"),
+        "{reason}"
+    );
+    assert!(cluster.pods().is_empty(), "no pod was created");
+}
+
+#[tokio::test]
 async fn a_request_no_node_can_ever_hold_fails_without_spending_retries() {
     let cluster = Cluster::start(ClusterConfig {
         kubelet: KubeletMode::Script,

@@ -312,15 +312,21 @@ impl Scheduler {
                         Err(e) => {
                             let error = format!("could not start: {e}");
                             attempt::write_log_line(&log_path, &error);
-                            // A request the executor can never hold fails at
-                            // once, without spending retries (Airflow's
-                            // fail-without-retry): waiting cannot help.
-                            let forced =
-                                matches!(e, pave_executor::ExecutorError::Unsatisfiable { .. })
-                                    .then(|| AttemptOutcome::Failed {
-                                        retryable: false,
-                                        reason: error.clone(),
-                                    });
+                            // A request the executor can never hold, or one it
+                            // refuses as invalid (a malformed pod_override, an
+                            // executor this installation does not run, a 422
+                            // from the API server), fails at once without
+                            // spending retries (Airflow's fail-without-retry):
+                            // trying the same request again cannot help.
+                            let forced = matches!(
+                                e,
+                                pave_executor::ExecutorError::Unsatisfiable { .. }
+                                    | pave_executor::ExecutorError::InvalidRequest { .. }
+                            )
+                            .then(|| AttemptOutcome::Failed {
+                                retryable: false,
+                                reason: error.clone(),
+                            });
                             ended.push((akey, ti, attempt::not_started(now, error), forced));
                         }
                     }
