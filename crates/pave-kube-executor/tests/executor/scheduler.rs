@@ -137,6 +137,40 @@ async fn a_disrupted_pod_is_retried_without_spending_a_retry() {
     assert_eq!(record.max_tries, 1, "the disrupted try was given back");
 }
 
+/// Runs the one-task DAG whose task `task_id` the executor refuses on every
+/// try, and checks it failed at once: one try, no retry spent, no pod, and a
+/// reason that says "without retry" and contains `why`.
+async fn assert_fails_once_without_retry(
+    cluster: &Cluster,
+    setup: Setup,
+    task_id: &str,
+    why: &str,
+) {
+    let Setup {
+        mut s, store, run, ..
+    } = setup;
+    let done = tokio::time::timeout(Duration::from_secs(30), s.run_to_completion(run.key))
+        .await
+        .expect("the run fails at once, not after retries")
+        .expect("run");
+    assert_eq!(done.state, RunState::Failed);
+    let ti = TiKey::unmapped(run.key, task_id);
+    let record = store.get_ti(&ti).await.expect("ti");
+    assert_eq!(record.state, TaskState::Failed);
+    assert_eq!(record.try_number.0, 1, "no retry was spent");
+    let tries = store.list_tries(&ti).await.expect("tries");
+    assert_eq!(tries.len(), 1, "{tries:?}");
+    let reason = tries[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("without retry") && reason.contains(why),
+        "{reason}"
+    );
+    assert!(
+        cluster.pods().is_empty(),
+        "no pod was created for a request refused on every try"
+    );
+}
+
 #[tokio::test]
 async fn a_request_the_executor_refuses_as_invalid_fails_without_spending_retries() {
     let cluster = Cluster::start(ClusterConfig {
@@ -153,27 +187,14 @@ async fn a_request_the_executor_refuses_as_invalid_fails_without_spending_retrie
     }]}}));
     task.retry.retries = 3;
     task.retry.retry_delay = Duration::from_secs(300);
-    let Setup {
-        mut s, store, run, ..
-    } = setup(&cluster, "sched-invalid", "invalid_override", task).await;
-    let done = tokio::time::timeout(Duration::from_secs(30), s.run_to_completion(run.key))
-        .await
-        .expect("the run fails at once, not after retries")
-        .expect("run");
-    assert_eq!(done.state, RunState::Failed);
-    let ti = TiKey::unmapped(run.key, "shaped");
-    let record = store.get_ti(&ti).await.expect("ti");
-    assert_eq!(record.state, TaskState::Failed);
-    assert_eq!(record.try_number.0, 1, "no retry was spent");
-    let tries = store.list_tries(&ti).await.expect("tries");
-    assert_eq!(tries.len(), 1, "{tries:?}");
-    let reason = tries[0].reason.clone().unwrap_or_default();
-    assert!(
-        reason.contains("without retry")
-            && reason.contains("must be less than or equal to cpu limit"),
-        "{reason}"
-    );
-    assert!(cluster.pods().is_empty(), "no pod was created");
+    let setup = setup(&cluster, "sched-invalid", "invalid_override", task).await;
+    assert_fails_once_without_retry(
+        &cluster,
+        setup,
+        "shaped",
+        "must be less than or equal to cpu limit",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -192,27 +213,7 @@ async fn a_request_no_node_can_ever_hold_fails_without_spending_retries() {
     // Retries that would keep it waiting for minutes if they were spent.
     task.retry.retries = 3;
     task.retry.retry_delay = Duration::from_secs(300);
-    let Setup {
-        mut s, store, run, ..
-    } = setup(&cluster, "sched-never-fits", "never_fits", task).await;
-    let done = tokio::time::timeout(Duration::from_secs(30), s.run_to_completion(run.key))
-        .await
-        .expect("the run fails at once, not after retries")
-        .expect("run");
-    assert_eq!(done.state, RunState::Failed);
-    let ti = TiKey::unmapped(run.key, "train");
-    let record = store.get_ti(&ti).await.expect("ti");
-    assert_eq!(record.state, TaskState::Failed);
-    assert_eq!(record.try_number.0, 1, "no retry was spent");
-    let tries = store.list_tries(&ti).await.expect("tries");
-    assert_eq!(tries.len(), 1, "{tries:?}");
-    let reason = tries[0].reason.clone().unwrap_or_default();
-    assert!(
-        reason.contains("without retry") && reason.contains("8 nvidia.com/gpu of type H100"),
-        "{reason}"
-    );
-    assert!(
-        cluster.pods().is_empty(),
-        "no pod was created for a request that can never fit"
-    );
+    let setup = setup(&cluster, "sched-never-fits", "never_fits", task).await;
+    assert_fails_once_without_retry(&cluster, setup, "train", "8 nvidia.com/gpu of type H100")
+        .await;
 }
