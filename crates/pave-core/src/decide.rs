@@ -588,12 +588,37 @@ impl Decider<'_, '_> {
                 }
             }
         }
-        let verdict = trigger::evaluate(task.trigger_rule, &self.counts(ups), ctx);
+        let verdict = match trigger::evaluate(task.trigger_rule, &self.counts(ups), ctx) {
+            Readiness::Wait { reason } => Readiness::Wait {
+                reason: self.note_missing(ups, reason),
+            },
+            v => v,
+        };
         match (verdict, setup_wait) {
             (v, _) if v.is_terminal() => v,
             (_, Some(w)) => w,
             (v, None) => v,
         }
+    }
+
+    /// A wait `reason` that also names the upstream tasks without any instance
+    /// in this run: the run was created without them (their `start_date` or
+    /// `end_date` leaves out its logical date), so they will never finish.
+    fn note_missing(&self, ups: &[TaskIdx], mut reason: String) -> String {
+        let missing: Vec<String> = ups
+            .iter()
+            .filter(|&&u| self.tis.by_task[u].is_empty())
+            .map(|&u| format!("`{}`", self.g.task(u).task_id))
+            .collect();
+        if !missing.is_empty() {
+            let _ = write!(
+                reason,
+                " ({} {} no task instance in this run: outside its start_date/end_date)",
+                missing.join(", "),
+                if missing.len() == 1 { "has" } else { "have" }
+            );
+        }
+        reason
     }
 
     /// The relevant setups of a non-teardown task that are not its direct upstreams

@@ -19,6 +19,8 @@ pub use state::{RunState, TaskState};
 pub mod decide;
 pub mod mapping;
 pub mod run;
+// Which tasks a new run gets instances of (task start_date / end_date).
+pub mod run_tasks;
 pub mod trigger;
 // Retry policy: what an attempt's end means for its task instance.
 pub mod retry;

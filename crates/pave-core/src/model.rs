@@ -122,6 +122,16 @@ pub struct Task {
     /// and pod override.
     #[serde(default, skip_serializing_if = "Placement::is_default")]
     pub placement: Placement,
+    /// The task's own `start_date`, as written. Runs whose logical date is
+    /// before it (or before the DAG's, whichever is later) get no instance
+    /// of the task: see [`crate::run_tasks`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<DateTime<Utc>>,
+    /// The task's own `end_date`, as written. Runs whose logical date is
+    /// after it (or after the DAG's, whichever is earlier) get no instance
+    /// of the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<DateTime<Utc>>,
 }
 
 /// Where a task's attempts run, beyond the resources they ask for.
@@ -435,6 +445,8 @@ impl Task {
             do_xcom_push: true,
             doc: None,
             placement: Placement::default(),
+            start_date: None,
+            end_date: None,
         }
     }
 }

@@ -295,6 +295,84 @@ fn a_rule_that_can_never_be_met_deadlocks_the_run() {
 }
 
 #[test]
+fn an_upstream_without_task_instance_is_waited_for_and_named() {
+    // A run created without `future` (its start_date is after the logical date,
+    // `pave_core::run_tasks`): all_success after it deadlocks, one_success and
+    // always do not need it, and a leaf without instance does not count
+    // (Airflow 3.3.2: tests/airflow_compat/truth/task_start_date_blocks_downstream.json).
+    let mut join = task("join", &["first", "future"]);
+    join.trigger_rule = TriggerRule::OneSuccess;
+    let mut always = task("always", &["future"]);
+    always.trigger_rule = TriggerRule::Always;
+    let d = dag(vec![
+        task("first", &[]),
+        task("future", &["first"]),
+        task("after", &["future"]),
+        join,
+        always,
+    ]);
+    let tis = [
+        ti("first", -1, TaskState::Success),
+        ti("after", -1, TaskState::NoStatus),
+        ti("join", -1, TaskState::NoStatus),
+        ti("always", -1, TaskState::NoStatus),
+    ];
+    let cmds = run(&d, &tis, &XcomMap::new(), t0());
+    let scheduled: Vec<&str> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::Schedule { task_id, .. } => Some(task_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(scheduled, ["join", "always"], "{cmds:?}");
+
+    let tis = [
+        ti("first", -1, TaskState::Success),
+        ti("after", -1, TaskState::NoStatus),
+        ti("join", -1, TaskState::Success),
+        ti("always", -1, TaskState::Success),
+    ];
+    match run(&d, &tis, &XcomMap::new(), t0()).as_slice() {
+        [
+            Command::FinishRun {
+                state: RunState::Failed,
+                reason,
+            },
+        ] => assert!(
+            reason.contains("deadlock")
+                && reason.contains("`future` has no task instance in this run"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+
+    // A leaf without instance: the run's state is that of the others.
+    let d = dag(vec![task("first", &[]), task("expired", &[])]);
+    let tis = [ti("first", -1, TaskState::Success)];
+    match run(&d, &tis, &XcomMap::new(), t0()).as_slice() {
+        [
+            Command::FinishRun {
+                state: RunState::Success,
+                ..
+            },
+        ] => {}
+        other => panic!("{other:?}"),
+    }
+    // And a run without any task instance succeeds, as in Airflow
+    // (truth/task_start_date_default_args@task_start_date_default_args_only.json).
+    match run(&d, &[], &XcomMap::new(), t0()).as_slice() {
+        [
+            Command::FinishRun {
+                state: RunState::Success,
+                ..
+            },
+        ] => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn task_instances_of_unknown_tasks_are_removed() {
     let d = dag(vec![task("a", &[])]);
     let tis = [

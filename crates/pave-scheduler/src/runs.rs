@@ -1,8 +1,11 @@
 //! Creating DAG runs: manual triggers (with conf) and runs due by a DAG's schedule.
+//! Every run is created by `new_run`, which gives it an instance of each task
+//! whose dates hold the run's logical date (`pave_core::run_tasks`).
 
 use crate::dags::{DagCache, LoadedDag};
 use crate::error::SchedulerError;
 use chrono::{DateTime, SecondsFormat, Utc};
+use pave_core::run_tasks::{self, RunKind};
 use pave_core::schedule::{self, SchedulePolicy};
 use pave_core::{DagId, RunId, RunState};
 use pave_store::{
@@ -146,6 +149,9 @@ async fn last_automated(
         }))
 }
 
+/// The run and its task instances: one per task that the run's type and
+/// logical date admit (Airflow's `DagRun.verify_integrity`); the others get
+/// none in this run.
 fn new_run(
     loaded: &LoadedDag,
     run_id: RunId,
@@ -170,11 +176,31 @@ fn new_run(
             .tasks
             .iter()
             .zip(&loaded.weights)
+            .filter(|(t, _)| {
+                let membership =
+                    run_tasks::task_in_run(&loaded.dag, t, logical_date, run_kind(run_type));
+                if !membership.is_included() {
+                    tracing::debug!(
+                        dag_id = %loaded.dag.dag_id,
+                        task_id = %t.task_id,
+                        "{membership}"
+                    );
+                }
+                membership.is_included()
+            })
             .map(|(t, w)| NewTi {
                 priority_weight: *w,
                 ..NewTi::from(t)
             })
             .collect(),
+    }
+}
+
+fn run_kind(run_type: RunType) -> RunKind {
+    match run_type {
+        RunType::Manual => RunKind::Manual,
+        RunType::Scheduled => RunKind::Scheduled,
+        RunType::Backfill => RunKind::Backfill,
     }
 }
 

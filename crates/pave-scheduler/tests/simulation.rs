@@ -422,3 +422,194 @@ async fn decided_task_instances_are_written_once_by_admission() {
         assert!(tries[0].executor_handle.is_some(), "{}", t.key);
     }
 }
+
+/// A scheduler over a fresh in-memory store holding `d`, with a manual
+/// clock at `now` and a no-op executor whose attempts all succeed.
+async fn scheduler_for(
+    d: &Dag,
+    now: chrono::DateTime<Utc>,
+    cfg: impl FnOnce(&mut SchedulerConfig),
+) -> (Arc<dyn Store>, Scheduler) {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
+    store.migrate().await.expect("migrate");
+    store
+        .upsert_dag(ParsedDag {
+            dag_id: d.dag_id.clone(),
+            fileloc: None,
+            spec: pave_scheduler::dags::encode(d),
+            parsed_at: now,
+            paused_at_creation: false,
+        })
+        .await
+        .expect("dag stored");
+    let clock = Arc::new(ManualClock::new(now));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec_clock = clock.clone();
+    let executor =
+        NoopExecutor::new(tx).with_clock(move || pave_scheduler::Clock::now(exec_clock.as_ref()));
+    let mut config = SchedulerConfig::new(std::env::temp_dir().join("pave-sim-logs"));
+    config.poll_interval = Duration::ZERO;
+    cfg(&mut config);
+    let s = Scheduler::new(store.clone(), Arc::new(executor), rx, clock, config);
+    (store, s)
+}
+
+/// Steps `s` until nothing is left to do (at most `steps` times).
+async fn settle(s: &mut Scheduler, steps: usize) {
+    for _ in 0..steps {
+        s.step().await.expect("step");
+        s.drain_events().await.expect("events");
+    }
+}
+
+fn day(y: i32, m: u32, d: u32) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, 0, 0, 0)
+        .single()
+        .expect("date")
+}
+
+/// Airflow's `verify_integrity`: a run gets no instance of a task whose
+/// start_date is after (or whose end_date is before) its logical date. A
+/// downstream all_success task then waits for it forever and the run
+/// deadlocks (failed); one_success and always do not need it; a leaf
+/// without an instance does not change the run's state. Recorded from
+/// Airflow 3.3.2 in tests/airflow_compat (task_start_date_blocks_downstream,
+/// task_end_date_before_logical_date).
+#[tokio::test]
+async fn a_run_has_no_instance_of_a_task_outside_its_dates() {
+    let mut d = Dag::new("dated");
+    d.start_date = Some(day(2025, 1, 1));
+    let mut future = command("future", &["first"], 0);
+    future.start_date = Some(day(2030, 1, 1));
+    let mut join = command("join_one_success", &["first", "future"], 0);
+    join.trigger_rule = pave_core::TriggerRule::OneSuccess;
+    let mut always = command("after_future_always", &["future"], 0);
+    always.trigger_rule = pave_core::TriggerRule::Always;
+    let mut expired = command("expired", &[], 0);
+    expired.end_date = Some(day(2024, 6, 1));
+    d.tasks = vec![
+        command("first", &[], 0),
+        future,
+        command("after_future", &["future"], 0),
+        join,
+        always,
+        expired,
+    ];
+    let (store, mut s) =
+        scheduler_for(&d, day(2031, 1, 1), |c| c.create_scheduled_runs = false).await;
+
+    let states = |tis: &[pave_store::TiRecord]| -> Vec<(String, TaskState)> {
+        let mut v: Vec<_> = tis
+            .iter()
+            .map(|t| (t.key.task_id.to_string(), t.state))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let at = |date| TriggerRequest {
+        run_id: None,
+        logical_date: Some(date),
+        conf: serde_json::Value::Null,
+    };
+
+    // Logical date 2025-01-01: neither `future` nor `expired` is in the run.
+    let run = s
+        .trigger(&d.dag_id, at(day(2025, 1, 1)))
+        .await
+        .expect("trigger");
+    settle(&mut s, 10).await;
+    let tis = store.run_tis(run.key).await.expect("tis");
+    assert_eq!(
+        states(&tis),
+        [
+            ("after_future".to_owned(), TaskState::NoStatus),
+            ("after_future_always".to_owned(), TaskState::Success),
+            ("first".to_owned(), TaskState::Success),
+            ("join_one_success".to_owned(), TaskState::Success),
+        ]
+    );
+    let r = store.get_run(run.key).await.expect("run");
+    assert_eq!(r.state, RunState::Failed);
+
+    // On the task's start_date itself it is in the run, and everything runs;
+    // `expired` (a leaf) has no instance and the run still succeeds.
+    let run = s
+        .trigger(&d.dag_id, at(day(2030, 1, 1)))
+        .await
+        .expect("trigger");
+    settle(&mut s, 10).await;
+    let tis = store.run_tis(run.key).await.expect("tis");
+    assert_eq!(
+        states(&tis),
+        [
+            ("after_future".to_owned(), TaskState::Success),
+            ("after_future_always".to_owned(), TaskState::Success),
+            ("first".to_owned(), TaskState::Success),
+            ("future".to_owned(), TaskState::Success),
+            ("join_one_success".to_owned(), TaskState::Success),
+        ]
+    );
+    let r = store.get_run(run.key).await.expect("run");
+    assert_eq!(r.state, RunState::Success);
+
+    // Without a logical date every task is in the run (Airflow's filter
+    // lets them all through).
+    let run = s
+        .trigger(&d.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+    let tis = store.run_tis(run.key).await.expect("tis");
+    assert_eq!(tis.len(), d.tasks.len(), "{tis:?}");
+}
+
+/// Scheduled runs are filtered the same way: an hourly DAG whose task starts
+/// at 02:00 has no instance of it in the 00:00 and 01:00 runs, which
+/// succeed without it.
+#[tokio::test]
+async fn scheduled_runs_before_a_task_start_date_do_without_it() {
+    let start = day(2026, 1, 1);
+    let mut d = Dag::new("hourly_dated");
+    d.schedule = pave_core::Schedule::Cron {
+        expr: "0 * * * *".into(),
+    };
+    d.start_date = Some(start);
+    d.catchup = true;
+    let mut late = command("late", &[], 0);
+    late.start_date = Some(start + chrono::Duration::hours(2));
+    d.tasks = vec![command("always", &[], 0), late];
+    let (store, mut s) =
+        scheduler_for(&d, start + chrono::Duration::minutes(3 * 60 + 30), |_| {}).await;
+    settle(&mut s, 20).await;
+
+    let runs = store
+        .list_runs(&pave_store::RunFilter::dag("hourly_dated"))
+        .await
+        .expect("runs");
+    let mut seen = Vec::new();
+    for r in &runs {
+        let mut ids: Vec<String> = store
+            .run_tis(r.key)
+            .await
+            .expect("tis")
+            .iter()
+            .map(|t| t.key.task_id.to_string())
+            .collect();
+        ids.sort();
+        let hour = r
+            .logical_date
+            .map(|d| d.format("%H:%M").to_string())
+            .unwrap_or_default();
+        seen.push((hour, ids.join(","), r.state));
+    }
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let ok = RunState::Success;
+    assert_eq!(
+        seen,
+        [
+            ("00:00".to_owned(), "always".to_owned(), ok),
+            ("01:00".to_owned(), "always".to_owned(), ok),
+            ("02:00".to_owned(), "always,late".to_owned(), ok),
+            ("03:00".to_owned(), "always,late".to_owned(), ok),
+        ]
+    );
+}

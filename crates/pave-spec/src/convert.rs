@@ -202,6 +202,8 @@ fn build_task(raw: RawTask, defaults: &TaskFields, diag: &mut Diag, dag_place: &
     }
     task.retry.max_retry_delay = f.max_retry_delay;
     task.execution_timeout = f.execution_timeout;
+    task.start_date = f.start_date;
+    task.end_date = f.end_date;
     if let Some(v) = f.priority_weight {
         task.priority_weight = v;
     }

@@ -217,12 +217,21 @@ fn read_dag(entries: &[(String, Node)], key_id: Option<&str>, diag: &mut Diag) -
     let defaults = match f.get("default_args") {
         None => TaskFields::default(),
         Some(node) => match as_map(node, diag, &place, Some("default_args"), "`default_args`") {
-            Some(d) => {
-                read_task_fields(&Fields::new(d, place.clone(), "default_args."), diag, true)
-            }
+            Some(d) => read_task_fields(
+                &Fields::new(d, place.clone(), "default_args."),
+                diag,
+                true,
+                tz,
+            ),
             None => TaskFields::default(),
         },
     };
+
+    // Airflow's DAG takes `default_args.start_date` when it has no start_date
+    // of its own (`_default_start_date`); its tasks get it as theirs as well.
+    if dag.start_date.is_none() {
+        dag.start_date = defaults.start_date;
+    }
 
     let mut tasks = Vec::new();
     if let Some(node) = f.get("tasks") {
@@ -231,7 +240,7 @@ fn read_dag(entries: &[(String, Node)], key_id: Option<&str>, diag: &mut Diag) -
             tasks.push(RawTask {
                 group: tf.string(diag, "group"),
                 upstream: tf.names(diag, "upstream"),
-                fields: read_task_fields(&tf, diag, false),
+                fields: read_task_fields(&tf, diag, false, tz),
                 task_id,
             });
         }
@@ -268,13 +277,19 @@ fn read_dag(entries: &[(String, Node)], key_id: Option<&str>, diag: &mut Diag) -
     })
 }
 
-/// Reads an RFC 3339 timestamp; a date or a time without offset is read in the DAG's time zone.
-fn read_date(f: &Fields<'_>, diag: &mut Diag, key: &str, tz: Tz) -> Option<DateTime<Utc>> {
+/// Reads an RFC 3339 timestamp; a date or a time without offset is read in
+/// the DAG's time zone. The same for the DAG's dates and its tasks'.
+pub(crate) fn read_date(
+    f: &Fields<'_>,
+    diag: &mut Diag,
+    key: &str,
+    tz: Tz,
+) -> Option<DateTime<Utc>> {
     let text = f.string(diag, key)?;
     match parse_date(&text, tz) {
         Ok(d) => Some(d),
         Err(msg) => {
-            f.err(diag, key, format!("`{key}` {msg}"), None);
+            f.err(diag, key, format!("`{}` {msg}", f.path(key)), None);
             None
         }
     }

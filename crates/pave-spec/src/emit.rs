@@ -245,6 +245,11 @@ fn task_value(t: &Task) -> Value {
     if let Some(d) = t.execution_timeout {
         put(&mut m, "execution_timeout", duration_value(d));
     }
+    for (key, date) in [("start_date", t.start_date), ("end_date", t.end_date)] {
+        if let Some(d) = date {
+            put(&mut m, key, d.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        }
+    }
     put(&mut m, "priority_weight", t.priority_weight);
     put(
         &mut m,

@@ -4,6 +4,7 @@
 
 use crate::ValidateOptions;
 use crate::error::{Diag, Place, did_you_mean, one_of};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use pave_core::{
@@ -91,16 +92,7 @@ pub(crate) fn validate_dag(dag: &Dag, opts: &ValidateOptions, diag: &mut Diag) {
         ),
         _ => {}
     }
-    if let (Some(start), Some(end)) = (dag.start_date, dag.end_date)
-        && end < start
-    {
-        diag.err(
-            &place,
-            Some("end_date"),
-            format!("`end_date` {end} is before `start_date` {start}"),
-            Some("move `end_date` after `start_date`, or remove it".to_owned()),
-        );
-    }
+    check_dates(dag.start_date, dag.end_date, &place, diag);
     for (field, v) in [
         ("max_active_runs", dag.max_active_runs),
         ("max_active_tasks", dag.max_active_tasks),
@@ -134,6 +126,26 @@ pub(crate) fn validate_dag(dag: &Dag, opts: &ValidateOptions, diag: &mut Diag) {
         validate_task(dag, task, &index, opts, &place, diag);
     }
     report_cycles(dag, &index, &place, diag);
+}
+
+/// A DAG's or a task's `end_date` must not be before its `start_date`
+/// (a task's own dates: the DAG's may narrow them further, as in Airflow).
+fn check_dates(
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    place: &Place,
+    diag: &mut Diag,
+) {
+    if let (Some(start), Some(end)) = (start, end)
+        && end < start
+    {
+        diag.err(
+            place,
+            Some("end_date"),
+            format!("`end_date` {end} is before `start_date` {start}"),
+            Some("move `end_date` after `start_date`, or remove it".to_owned()),
+        );
+    }
 }
 
 fn validate_groups(dag: &Dag, place: &Place, diag: &mut Diag) {
@@ -286,6 +298,7 @@ fn validate_task(
     let id = task.task_id.as_str();
     let place = dag_place.task(id);
     check_id(id, "task id", "task_id", &place, diag);
+    check_dates(task.start_date, task.end_date, &place, diag);
     let task_names: Vec<&str> = index.keys().copied().collect();
     let group_names: Vec<&str> = dag.groups.iter().map(|g| g.group_id.as_str()).collect();
 

@@ -3,11 +3,14 @@
 //! whose every field is optional so that a task's own fields can be merged
 //! over its DAG's `default_args` before Airflow's defaults fill the rest.
 
+use crate::document::read_date;
 use crate::error::Diag;
 use crate::node::Node;
 use crate::placement;
 use crate::quantity;
 use crate::read::{Fields, as_map};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use pave_core::{
     Arg, Flow, MapSource, Mapping, OutputFormat, Resources, SpotPolicy, TaskId, TaskRole,
     TriggerRule, WeightRule, XcomRef,
@@ -37,6 +40,8 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
     "retry_exponential_backoff",
     "max_retry_delay",
     "execution_timeout",
+    "start_date",
+    "end_date",
     "priority_weight",
     "weight_rule",
     "pool",
@@ -128,6 +133,8 @@ pub(crate) struct TaskFields {
     pub retry_exponential_backoff: Option<bool>,
     pub max_retry_delay: Option<Duration>,
     pub execution_timeout: Option<Duration>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
     pub priority_weight: Option<i64>,
     pub weight_rule: Option<WeightRule>,
     pub pool: Option<String>,
@@ -164,6 +171,8 @@ impl TaskFields {
                 .or(d.retry_exponential_backoff),
             max_retry_delay: self.max_retry_delay.or(d.max_retry_delay),
             execution_timeout: self.execution_timeout.or(d.execution_timeout),
+            start_date: self.start_date.or(d.start_date),
+            end_date: self.end_date.or(d.end_date),
             priority_weight: self.priority_weight.or(d.priority_weight),
             weight_rule: self.weight_rule.or(d.weight_rule),
             pool: self.pool.or(d.pool),
@@ -182,8 +191,14 @@ impl TaskFields {
     }
 }
 
-/// Reads the fields of one task, or of `default_args` when `is_defaults`.
-pub(crate) fn read_task_fields(f: &Fields<'_>, diag: &mut Diag, is_defaults: bool) -> TaskFields {
+/// Reads the fields of one task, or of `default_args` when `is_defaults`;
+/// dates without an offset are read in `tz` (the DAG's time zone).
+pub(crate) fn read_task_fields(
+    f: &Fields<'_>,
+    diag: &mut Diag,
+    is_defaults: bool,
+    tz: Tz,
+) -> TaskFields {
     if is_defaults {
         let allowed: Vec<&str> = TASK_FIELDS
             .iter()
@@ -230,6 +245,8 @@ pub(crate) fn read_task_fields(f: &Fields<'_>, diag: &mut Diag, is_defaults: boo
         retry_exponential_backoff: f.boolean(diag, "retry_exponential_backoff"),
         max_retry_delay: f.duration(diag, "max_retry_delay"),
         execution_timeout: f.duration(diag, "execution_timeout"),
+        start_date: read_date(f, diag, "start_date", tz),
+        end_date: read_date(f, diag, "end_date", tz),
         priority_weight: f.int(diag, "priority_weight"),
         weight_rule: read_weight_rule(f, diag),
         pool: f.string(diag, "pool"),

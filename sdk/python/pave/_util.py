@@ -76,6 +76,23 @@ def date_text(value: Any, field: str) -> str | None:
     return utc.isoformat() + "Z"
 
 
+def task_date(value: Any, field: str) -> Any:
+    """A task's ``start_date``/``end_date`` as Airflow keeps it: a datetime
+    in UTC, a naive one (or a date) taken as UTC, Airflow's default time
+    zone (``BaseOperator`` calls ``convert_to_utc``); a string, which only
+    ``default_args`` may carry in Airflow, is kept for pave to read in the
+    DAG's time zone, as Airflow's DAG parses it."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
+        value = _dt.datetime(value.year, value.month, value.day)
+    if not isinstance(value, _dt.datetime):
+        raise PaveSpecError(f"`{field}` must be a datetime, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=_dt.timezone.utc)
+    return value.astimezone(_dt.timezone.utc)
+
+
 def timezone_name(value: Any) -> str | None:
     """The IANA name of a datetime's time zone, or None when it has none."""
     if not isinstance(value, _dt.datetime) or value.tzinfo is None:

@@ -4,7 +4,10 @@ Task arguments pave supports (written into the spec; docs/dag-spec.md):
 ``task_id``, ``retries``, ``retry_delay`` (timedelta or seconds),
 ``retry_exponential_backoff``, ``max_retry_delay``, ``execution_timeout``,
 ``pool``, ``pool_slots``, ``priority_weight``, ``weight_rule``,
-``trigger_rule``, ``max_active_tis_per_dag``, ``resources`` (``{"cpu": 2,
+``trigger_rule``, ``max_active_tis_per_dag``, ``start_date`` and
+``end_date`` (a datetime; a naive one is UTC, as in Airflow: runs whose
+logical date is outside the task's range, narrowed by the DAG's own dates,
+get no instance of the task), ``resources`` (``{"cpu": 2,
 "memory": "8Gi", "gpu": 1}``; Airflow's ``cpus``/``ram`` (MiB)/``gpus`` are
 translated), ``env``, ``doc``/``doc_md``/``doc_rst``/``doc_json``/
 ``doc_yaml``, ``do_xcom_push``, ``multiple_outputs``, ``dag``,
@@ -12,8 +15,8 @@ translated), ``env``, ``doc``/``doc_md``/``doc_rst``/``doc_json``/
 
 Accepted and ignored (they do not change how a run behaves): ``owner``,
 ``email``, ``email_on_failure``, ``email_on_retry``, ``queue``,
-``task_display_name``, ``map_index_template``, ``start_date``,
-``end_date``, ``ui_color``, ``ui_fgcolor``, ``allow_nested_operators``,
+``task_display_name``, ``map_index_template``, ``ui_color``,
+``ui_fgcolor``, ``allow_nested_operators``,
 ``logger_name``, ``ignore_first_depends_on_past``, and
 ``depends_on_past``/``wait_for_downstream``/
 ``wait_for_past_depends_before_skipping`` when False.
@@ -35,7 +38,7 @@ import inspect
 from typing import Any, Callable
 
 from ._deps import DependencyMixin
-from ._util import caller_line, check_id, duration_seconds
+from ._util import caller_line, check_id, duration_seconds, task_date
 from . import placement
 from .exceptions import AirflowException, PaveSpecError, unsupported
 from .trigger_rule import TriggerRule, check_trigger_rule
@@ -43,7 +46,7 @@ from .xcom_arg import XComArg, iter_xcom_args, resolve_value
 
 IGNORED_TASK_ARGS = {
     "owner", "email", "email_on_failure", "email_on_retry", "queue", "task_display_name",
-    "map_index_template", "start_date", "end_date", "ui_color", "ui_fgcolor",
+    "map_index_template", "ui_color", "ui_fgcolor",
     "allow_nested_operators", "logger_name", "ignore_first_depends_on_past",
 }
 FALSE_ONLY_TASK_ARGS = {"depends_on_past", "wait_for_downstream", "wait_for_past_depends_before_skipping"}
@@ -161,6 +164,8 @@ class BaseOperator(DependencyMixin):
         weight_rule: str | None = None,
         trigger_rule: str | TriggerRule | None = None,
         max_active_tis_per_dag: int | None = None,
+        start_date: Any = None,
+        end_date: Any = None,
         resources: dict[str, Any] | None = None,
         env: dict[str, Any] | None = None,
         executor: str | None = None,
@@ -208,6 +213,8 @@ class BaseOperator(DependencyMixin):
         self._explicit_trigger_rule = trigger_rule is not None
         self.trigger_rule = check_trigger_rule(trigger_rule or TriggerRule.ALL_SUCCESS, self.task_id)
         self.max_active_tis_per_dag = _check_int(max_active_tis_per_dag, "max_active_tis_per_dag", 1, self.task_id)
+        self.start_date = task_date(start_date, f"task `{self.task_id}`: start_date")
+        self.end_date = task_date(end_date, f"task `{self.task_id}`: end_date")
         self.resources = _check_resources(resources, self.task_id)
         self.executor = placement.check_executor(executor, self.task_id)
         self.image = placement.check_image(image, self.task_id)

@@ -5,7 +5,9 @@ DAG arguments pave accepts and records (see docs/dag-spec.md): ``dag_id``,
 ``params``, ``default_args``, ``max_active_runs``, ``max_active_tasks``,
 ``dagrun_timeout``, ``tags``, ``doc_md`` (the spec's ``description`` when
 no description is given) and pave's ``timezone`` (else taken from
-``start_date``'s time zone, as Airflow does).
+``start_date``'s time zone, as Airflow does). Without a ``start_date`` the
+DAG takes ``default_args["start_date"]``, as Airflow does; tasks get
+theirs from ``default_args`` like any other task argument.
 
 Accepted and ignored (no effect on how runs behave): ``owner_links``,
 ``is_paused_upon_creation``, ``default_view``, ``orientation``,
@@ -113,11 +115,14 @@ class DAG:
         self.description = description
         self.schedule = schedule
         self._spec_schedule = _normalize_schedule(schedule)
+        self.default_args: dict[str, Any] = dict(default_args or {})
+        if start_date is None:
+            # Airflow's `_default_start_date`: a start_date in default_args is also the DAG's.
+            start_date = self.default_args.get("start_date")
         self.start_date = start_date
         self.end_date = end_date
         self.catchup = bool(catchup)
         self.params = ParamsDict(params or {})
-        self.default_args: dict[str, Any] = dict(default_args or {})
         self.max_active_runs = max_active_runs
         self.max_active_tasks = max_active_tasks
         self.dagrun_timeout = dagrun_timeout

@@ -130,6 +130,8 @@ def task_to_spec(op: BaseOperator) -> dict[str, Any]:
     _put(d, "retry_exponential_backoff", op.retry_exponential_backoff)
     _put(d, "max_retry_delay", duration_seconds(op.max_retry_delay, f"{where}: max_retry_delay"))
     _put(d, "execution_timeout", duration_seconds(op.execution_timeout, f"{where}: execution_timeout"))
+    _put(d, "start_date", date_text(op.start_date, f"{where}: start_date"))
+    _put(d, "end_date", date_text(op.end_date, f"{where}: end_date"))
     _put(d, "priority_weight", op.priority_weight)
     _put(d, "weight_rule", op.weight_rule)
     _put(d, "pool", op.pool)

@@ -250,3 +250,93 @@ fn dates_without_offset_are_in_the_dag_time_zone() {
         "2025-05-31T22:00:00+00:00"
     );
 }
+
+#[test]
+fn task_dates_read_like_the_dag_dates() {
+    let dags = parse_yaml(
+        "dag_id: z\ntimezone: Europe/Paris\nstart_date: '2025-01-01'\n\
+         default_args: {start_date: '2025-06-01'}\n\
+         tasks:\n  \
+           a: {command: x}\n  \
+           b: {command: x, start_date: '2025-02-01T12:00:00+05:00', end_date: '2025-12-31T23:30'}\n",
+        "x.yaml",
+        &opts(),
+    )
+    .unwrap();
+    let t = &dags[0].tasks;
+    let show = |d: Option<chrono::DateTime<chrono::Utc>>| d.map(|d| d.to_rfc3339());
+    // default_args carry a start_date to every task that has none, read in the DAG's zone.
+    assert_eq!(
+        show(t[0].start_date).as_deref(),
+        Some("2025-05-31T22:00:00+00:00")
+    );
+    assert_eq!(t[0].end_date, None);
+    assert_eq!(
+        show(t[1].start_date).as_deref(),
+        Some("2025-02-01T07:00:00+00:00")
+    );
+    assert_eq!(
+        show(t[1].end_date).as_deref(),
+        Some("2025-12-31T22:30:00+00:00")
+    );
+    // The DAG keeps its own start_date.
+    assert_eq!(
+        show(dags[0].start_date).as_deref(),
+        Some("2024-12-31T23:00:00+00:00")
+    );
+}
+
+#[test]
+fn a_dag_without_start_date_takes_the_one_in_default_args() {
+    let dags = parse_yaml(
+        "dag_id: z\ndefault_args: {start_date: '2025-06-01'}\ntasks:\n  a: {command: x, start_date: '2020-01-01'}\n",
+        "x.yaml",
+        &opts(),
+    )
+    .unwrap();
+    assert_eq!(
+        dags[0].start_date.map(|d| d.to_rfc3339()).as_deref(),
+        Some("2025-06-01T00:00:00+00:00")
+    );
+    // The task keeps its own; the DAG's later one bounds it when runs are made.
+    assert_eq!(
+        dags[0].tasks[0]
+            .start_date
+            .map(|d| d.to_rfc3339())
+            .as_deref(),
+        Some("2020-01-01T00:00:00+00:00")
+    );
+}
+
+#[test]
+fn task_dates_are_checked_and_named() {
+    check(
+        "dag_id: z\ndefault_args: {end_date: 2025-01-01}\ntasks:\n  \
+           a: {command: x, start_date: '2025-03-01', end_date: '2025-02-01'}\n  \
+           b: {command: x, start_date: '2025-03-01'}\n  \
+           c: {command: x, end_date: someday}\n",
+        &[
+            "`end_date` 2025-02-01 00:00:00 UTC is before `start_date` 2025-03-01 00:00:00 UTC in task `a` of DAG `z` (file x.yaml)",
+            // default_args' end_date applies to `b`, whose start is later.
+            "`end_date` 2025-01-01 00:00:00 UTC is before `start_date` 2025-03-01 00:00:00 UTC in task `b` of DAG `z` (file x.yaml)",
+            "`end_date` `someday` is not a date",
+        ],
+    );
+    check(
+        "dag_id: z\ndefault_args: {start_date: [1]}\ntasks: {}\n",
+        &["`default_args.start_date` must be"],
+    );
+    let errs = errors(
+        "dag_id: z\ntasks:\n  a: {command: x, start_date: '2025-03-01', end_date: '2025-02-01'}\n",
+    );
+    let e = errs.iter().next().expect("one error");
+    assert_eq!(
+        (
+            e.file.as_str(),
+            e.dag_id.as_deref(),
+            e.task_id.as_deref(),
+            e.field.as_deref()
+        ),
+        ("x.yaml", Some("z"), Some("a"), Some("end_date"))
+    );
+}

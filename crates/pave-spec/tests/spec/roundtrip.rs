@@ -66,6 +66,7 @@ struct TaskSeed {
     xcom_mask: u32,
     mapping: u8,
     map_values: Vec<Value>,
+    dates: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
 }
 
 fn task_seed() -> impl Strategy<Value = TaskSeed> {
@@ -121,6 +122,7 @@ fn task_seed() -> impl Strategy<Value = TaskSeed> {
             any::<u32>(),
             0u8..3,
             prop::collection::vec(json_value(), 0..4),
+            (proptest::option::of(date()), proptest::option::of(date())),
         ),
     )
         .prop_map(
@@ -128,7 +130,7 @@ fn task_seed() -> impl Strategy<Value = TaskSeed> {
                 (kind, flow, trigger, retries, retry_delay, backoff),
                 (max_retry_delay, timeout, priority, weight, pool, slots, max_tis),
                 (resources, env, literal_args, role, group, push, doc),
-                (upstream_mask, xcom_mask, mapping, map_values),
+                (upstream_mask, xcom_mask, mapping, map_values, dates),
             )| TaskSeed {
                 kind,
                 flow,
@@ -154,6 +156,7 @@ fn task_seed() -> impl Strategy<Value = TaskSeed> {
                 xcom_mask,
                 mapping,
                 map_values,
+                dates,
             },
         )
 }
@@ -266,6 +269,11 @@ fn build_task(i: usize, seed: TaskSeed, earlier: &[Task]) -> Task {
     };
     t.do_xcom_push = seed.push;
     t.doc = seed.doc;
+    // A valid task does not end before it starts.
+    (t.start_date, t.end_date) = match seed.dates {
+        (Some(s), Some(e)) if e < s => (Some(e), Some(s)),
+        dates => dates,
+    };
     // What the reader adds itself: XCom sources and setups are upstream.
     let mut implied: Vec<TaskId> = xcoms
         .iter()
