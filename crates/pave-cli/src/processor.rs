@@ -37,6 +37,9 @@ pub struct DagProcessor {
     python: Option<PythonParser>,
     /// Where `seen` is kept between processes (see [`DagProcessor::with_cache`]).
     cache: Option<PathBuf>,
+    /// The scheduler whose tasks' zygotes parse Python files (see
+    /// [`DagProcessor::with_zygotes`]).
+    zygotes: Option<pave_scheduler::SchedulerConfig>,
 }
 
 /// The file behind [`DagProcessor::with_cache`]: modification times of the
@@ -55,7 +58,20 @@ impl DagProcessor {
             seen: HashMap::new(),
             python,
             cache: None,
+            zygotes: None,
         }
+    }
+
+    /// Parses each changed Python file in the pre-forked interpreter that
+    /// the tasks of the scheduler configured by `cfg` will use
+    /// ([`parse_python_in_zygote`]): it imports the file once, under the
+    /// parser's time and memory limits, and then serves the attempts of the
+    /// runs that follow, which no longer pay for its start. A file whose
+    /// zygote is already listening (an unchanged file, or one changed under
+    /// its running zygote) is parsed by `pave.parse` as before.
+    pub fn with_zygotes(mut self, cfg: pave_scheduler::SchedulerConfig) -> Self {
+        self.zygotes = Some(cfg);
+        self
     }
 
     /// Keeps what was parsed in `path` across processes, so that a CLI
@@ -180,9 +196,10 @@ impl DagProcessor {
             }
             let fileloc = path.display().to_string();
             let parsed = if fileloc.ends_with(".py") {
-                match &self.python {
-                    Some(py) => parse_python(py, &path, &opts).await,
-                    None => Err(format!(
+                match (&self.python, &self.zygotes) {
+                    (Some(py), Some(cfg)) => parse_python_in_zygote(py, cfg, &path, &opts).await,
+                    (Some(py), None) => parse_python(py, &path, &opts).await,
+                    (None, _) => Err(format!(
                         "{fileloc} is a Python DAG file, but no Python interpreter is configured"
                     )),
                 }
@@ -361,8 +378,9 @@ fn spec_dags(
 /// attempt at once, so `pave dags test` starts one interpreter where it
 /// started two, one after the other. Whenever the zygote gives no spec
 /// (pre-forking is off, the import or the spec failed), this is
-/// [`parse_python`], whose report names the error. The zygote has no memory
-/// limit; the time limit is the parser's.
+/// [`parse_python`], whose report names the error. The parser's time limit
+/// applies to the zygote's start and its memory limit to the import (the
+/// zygote lifts it afterwards: the tasks it forks must not inherit it).
 pub async fn parse_python_in_zygote(
     py: &PythonParser,
     cfg: &pave_scheduler::SchedulerConfig,
@@ -421,5 +439,6 @@ fn prestart_request(
         env,
         parse: true,
         timeout: py.timeout,
+        import_memory_kib: Some(py.memory_kib),
     })
 }

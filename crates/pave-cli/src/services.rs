@@ -29,7 +29,9 @@ fn prefork_dir(home: &Home) -> Option<std::path::PathBuf> {
     (!off).then(|| home.root.join("zygote"))
 }
 
-/// How DAG files written in Python are parsed on this home.
+/// How DAG files written in Python are parsed on this home: at most
+/// `PAVE_DAG_PARSE_TIMEOUT` seconds (default 60) and
+/// `PAVE_DAG_PARSE_MEMORY_MB` of address space (default 4096) per file.
 pub fn python_parser(home: &Home) -> Option<PythonParser> {
     match crate::sdk::unpack(&home.root) {
         Ok(sdk_path) => Some(PythonParser {
@@ -41,7 +43,11 @@ pub fn python_parser(home: &Home) -> Option<PythonParser> {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(60),
             ),
-            memory_kib: 4 * 1024 * 1024,
+            memory_kib: std::env::var("PAVE_DAG_PARSE_MEMORY_MB")
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|mb| *mb > 0)
+                .map_or(4 * 1024 * 1024, |mb| mb.saturating_mul(1024)),
         }),
         Err(e) => {
             tracing::warn!("Python DAG files are disabled: {e:#}");

@@ -51,16 +51,24 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
     println!("pave standalone: web UI at http://{api_addr}/ (see docs/ui.md)");
     println!("pave standalone: REST API at http://{api_addr}/api/v1 (see docs/rest-api.md)");
 
-    let mut processor = DagProcessor::with_python(crate::services::python_parser(&home));
+    // The scheduler comes first: a Python DAG file is parsed by the
+    // pre-forked interpreter its tasks will use (docs/python-runtime.md), so
+    // a run triggered after the parse does not wait for that to start.
+    let parallelism = usize::try_from(args.parallelism).unwrap_or(32);
+    let mut scheduler =
+        crate::services::scheduler(store.clone(), &home, &home.root, parallelism, true).await?;
+    let zygote_dir = scheduler
+        .config()
+        .python
+        .as_ref()
+        .and_then(|p| p.zygote_dir.clone());
+    let mut processor = DagProcessor::with_python(crate::services::python_parser(&home))
+        .with_zygotes(scheduler.config().clone());
     let report = processor.sync(store.as_ref(), &dags_dir).await?;
     println!("pave standalone: loaded DAGs: {}", report.dags.join(", "));
     for (file, err) in &report.errors {
         eprintln!("pave standalone: import error in {file}:\n{err}");
     }
-
-    let parallelism = usize::try_from(args.parallelism).unwrap_or(32);
-    let mut scheduler =
-        crate::services::scheduler(store.clone(), &home, &home.root, parallelism, true).await?;
     scheduler.reconcile().await?;
     if args.trigger_all {
         for dag in store.list_dags().await? {
@@ -81,7 +89,7 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
         }
     }
     println!(
-        "pave standalone: scheduling (Ctrl-C to stop; running tasks carry on and are adopted on restart)"
+        "pave standalone: scheduling (Ctrl-C or SIGTERM to stop; running tasks carry on and are adopted on restart)"
     );
 
     // The DAG processor re-parses changed files in its own task, so a slow
@@ -103,7 +111,7 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
             }
         }
     });
-    let stop = tokio::signal::ctrl_c();
+    let stop = stop_requested();
     tokio::pin!(stop);
     loop {
         link.beat(chrono::Utc::now());
@@ -118,6 +126,7 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
         }
         if args.exit_when_idle && scheduler.is_idle() {
             println!("pave standalone: no active runs left; exiting");
+            stop_zygotes(zygote_dir.as_deref());
             return Ok(ExitCode::SUCCESS);
         }
         tokio::select! {
@@ -126,8 +135,38 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
             _ = link.poked() => scheduler.poke(),
             _ = &mut stop => {
                 println!("pave standalone: stopping; {} running attempt(s) keep running", scheduler.inflight_count());
+                stop_zygotes(zygote_dir.as_deref());
                 return Ok(ExitCode::SUCCESS);
             }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what a service manager or
+/// Kubernetes sends to stop a process).
+async fn stop_requested() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// A clean stop takes the pre-forked interpreters of this home's DAG files
+/// with it: each stops accepting and exits once its running tasks (which
+/// carry on, and are adopted on restart) have ended, instead of idling on
+/// for a minute after pave is gone.
+fn stop_zygotes(dir: Option<&std::path::Path>) {
+    if let Some(dir) = dir {
+        let n = pave_executor::stop_zygotes(dir);
+        if n > 0 {
+            println!("pave standalone: stopped {n} pre-forked Python interpreter(s)");
         }
     }
 }

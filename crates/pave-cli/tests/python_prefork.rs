@@ -302,6 +302,18 @@ fn standalone_once(pave: &Pave, dags: &Path) -> Vec<String> {
     lines
 }
 
+/// The `.sock` files under the home's zygote folder.
+fn zygote_sockets(pave: &Pave) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(pave.home_path().join("zygote"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn an_edited_dag_file_is_imported_again_by_a_new_zygote() {
     let pave = Pave::new();
@@ -325,9 +337,21 @@ versioned()
         )
     };
     write_dag(dir.path(), "versioned.py", &record, &body(1));
-    standalone_once(&pave, dir.path());
-    // The first zygote is still there (it idles for a minute), keyed by the
-    // same interpreter, folder and environment; the file is not the same.
+    // A scheduler that dies without a clean stop leaves its zygote behind
+    // (it idles for a minute), keyed by the same interpreter, folder and
+    // environment; the file it imported is then edited.
+    let mut first = Running::spawn(pave.command(&[
+        "standalone",
+        "--dags",
+        dir.path().to_str().expect("utf-8"),
+        "--port",
+        "0",
+        "--trigger-all",
+    ]));
+    first.wait_for_line("finished: success", Duration::from_secs(60));
+    first.kill9();
+    let stale = zygote_sockets(&pave);
+    assert_eq!(stale.len(), 1, "{stale:?}");
     std::thread::sleep(Duration::from_millis(20));
     write_dag(dir.path(), "versioned.py", &record, &body(2));
     standalone_once(&pave, dir.path());
@@ -340,12 +364,138 @@ versioned()
     );
     assert!(lines.iter().all(|l| l["forked"] == true), "{lines:#?}");
     assert_ne!(lines[0]["ppid"], lines[1]["ppid"]);
-    let sockets = std::fs::read_dir(pave.home_path().join("zygote"))
-        .expect("the zygote folder")
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".sock"))
-        .count();
-    assert_eq!(sockets, 1, "the stale zygote left its socket behind");
+    // The stale zygote stepped aside for the edit, and the clean exit of
+    // the second scheduler stopped its own: no socket is left.
+    assert_eq!(zygote_sockets(&pave), Vec::<std::path::PathBuf>::new());
+    for line in &lines {
+        let zygote = line["ppid"].as_u64().expect("ppid");
+        assert!(
+            wait_dead(zygote, Duration::from_secs(10)),
+            "zygote {zygote} is still running"
+        );
+    }
+}
+
+#[test]
+fn standalone_parses_in_the_zygote_its_tasks_use_and_a_clean_stop_ends_it() {
+    // Every import of the file appends the importing pid.
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let imports = dir.path().join("imports.txt");
+    let body = format!(
+        r#"
+with open({:?}, "a") as f:
+    f.write(f"{{os.getpid()}}\n")
+
+@dag(dag_id="prestarted", schedule=None)
+def prestarted():
+    @task
+    def one():
+        record()
+
+    @task
+    def two():
+        record()
+
+    one() >> two()
+
+prestarted()
+"#,
+        imports.display().to_string()
+    );
+    write_dag(dir.path(), "prestarted.py", &record, &body);
+    let mut running = Running::spawn(pave.command(&[
+        "standalone",
+        "--dags",
+        dir.path().to_str().expect("utf-8"),
+        "--port",
+        "0",
+        "--trigger-all",
+    ]));
+    running.wait_for_line("finished: success", Duration::from_secs(60));
+    let importers: Vec<u64> = std::fs::read_to_string(&imports)
+        .expect("imports")
+        .lines()
+        .map(|l| l.parse().expect("pid"))
+        .collect();
+    assert_eq!(
+        importers.len(),
+        1,
+        "parsed and run with one import: {importers:?}"
+    );
+    let lines = records(&record);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    for line in &lines {
+        assert_eq!(line["forked"], true, "{line}");
+        assert_eq!(
+            line["ppid"].as_u64(),
+            importers.first().copied(),
+            "not forked by the zygote that parsed the file: {line}"
+        );
+    }
+    assert_eq!(zygote_sockets(&pave).len(), 1);
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(running.child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let (status, out) = running.wait(Duration::from_secs(30));
+    assert!(status.success(), "{}", out.join("\n"));
+    assert!(
+        out.iter()
+            .any(|l| l.contains("stopped 1 pre-forked Python interpreter")),
+        "{}",
+        out.join("\n")
+    );
+    assert_eq!(zygote_sockets(&pave), Vec::<std::path::PathBuf>::new());
+    assert!(
+        wait_dead(importers[0], Duration::from_secs(10)),
+        "the zygote outlived a clean stop"
+    );
+}
+
+#[test]
+fn the_parse_memory_limit_holds_for_the_import_and_not_for_the_tasks() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    // 2 GiB of address space, never touched: no real memory is used.
+    let tasks_map = r#"
+import mmap
+
+@dag(dag_id="mapper", schedule=None)
+def mapper():
+    @task
+    def big():
+        m = mmap.mmap(-1, 2 << 30)
+        m.close()
+        record()
+
+    big()
+
+mapper()
+"#;
+    let limit = [("PAVE_DAG_PARSE_MEMORY_MB", "1024")];
+    let file = write_dag(dir.path(), "mapper.py", &record, tasks_map);
+    let v = dags_test(&pave, &file, &limit);
+    assert_eq!(
+        v["state"], "success",
+        "a task inherited the parse limit: {v:#}"
+    );
+    let lines = records(&record);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["forked"], true, "{lines:#?}");
+
+    let import_maps = format!("import mmap\nBIG = mmap.mmap(-1, 2 << 30)\n{tasks_map}");
+    let file = write_dag(dir.path(), "import_maps.py", &record, &import_maps);
+    let mut cmd = pave.command(&["dags", "test", "--json"]);
+    cmd.arg(&file).env(limit[0].0, limit[0].1);
+    let out = pave.run_cmd(cmd, &["dags", "test"]);
+    assert!(!out.success(), "the import ignored the limit: {out}");
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        text.contains("import_maps.py") && text.contains("mmap"),
+        "the error should name the file and what failed: {text}"
+    );
 }
 
 #[test]

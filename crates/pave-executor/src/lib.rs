@@ -44,5 +44,5 @@ pub use supervise::{
 };
 pub use zygote::{
     ATTEMPT_VARS, DEFAULT_IDLE_SECS, IDLE_ENV, PREFORK_ENV, Prestart, Prestarted, ZYGOTE_DIR_ENV,
-    prestart,
+    prestart, stop_zygotes,
 };

@@ -192,6 +192,10 @@ pub struct Prestart {
     pub parse: bool,
     /// Longest wait for the zygote to import the DAG file and listen.
     pub timeout: Duration,
+    /// Address-space cap (KiB) while the zygote imports the DAG file, as
+    /// the DAG processor caps `pave.parse`; lifted once the import is done,
+    /// so the forked tasks do not inherit it. `None`: no cap.
+    pub import_memory_kib: Option<u64>,
 }
 
 /// What [`prestart`] did.
@@ -245,7 +249,7 @@ pub fn prestart(req: &Prestart) -> Prestarted {
     {
         return Prestarted::NotStarted;
     }
-    let start = plan.start(req.timeout, req.parse);
+    let start = plan.start(req.timeout, req.parse, req.import_memory_kib);
     match start.outcome {
         Ok(()) => Prestarted::Started { spec: start.spec },
         Err(why) => {
@@ -260,6 +264,39 @@ pub fn prestart(req: &Prestart) -> Prestarted {
             }
         }
     }
+}
+
+/// Asks every zygote under `dir` (a `PAVE_ZYGOTE_DIR`) to stop, for a
+/// clean shutdown of the scheduler that started them: removes their socket
+/// files, which makes each stop accepting within a second and exit once its
+/// running tasks ended (those keep running and are adopted on restart). A
+/// socket whose start lock is held (a supervisor is starting that zygote
+/// now) is left alone; that zygote idles out as usual. Returns how many
+/// sockets were removed.
+pub fn stop_zygotes(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut stopped = 0;
+    for entry in entries.flatten() {
+        let sock = entry.path();
+        if sock.extension().is_none_or(|e| e != "sock") {
+            continue;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(sock.with_extension("lock"));
+        let Ok(lock) = lock else {
+            continue;
+        };
+        if lock.try_lock().is_ok() && std::fs::remove_file(&sock).is_ok() {
+            stopped += 1;
+        }
+    }
+    stopped
 }
 
 /// How a zygote's start went ([`Plan::start`]).
@@ -521,7 +558,7 @@ impl Plan {
         if self.known_unusable().is_some() {
             return Err(Fallback::silent());
         }
-        if let Err(why) = self.start(start_timeout, false).outcome {
+        if let Err(why) = self.start(start_timeout, false, None).outcome {
             self.remember_unusable(&why);
             return Err(Fallback::note(why));
         }
@@ -534,17 +571,23 @@ impl Plan {
     /// otherwise. With `spec`, the zygote also parses the DAG file: its
     /// spec, when the import and the spec succeeded (even if the file
     /// cannot be served).
-    fn start(&self, timeout: Duration, spec: bool) -> Start {
+    fn start(&self, timeout: Duration, spec: bool, memory_kib: Option<u64>) -> Start {
         let mut start = Start {
             outcome: Ok(()),
             spec: None,
             timed_out: false,
         };
-        start.outcome = self.start_inner(timeout, spec, &mut start);
+        start.outcome = self.start_inner(timeout, spec, memory_kib, &mut start);
         start
     }
 
-    fn start_inner(&self, timeout: Duration, spec: bool, start: &mut Start) -> Result<(), String> {
+    fn start_inner(
+        &self,
+        timeout: Duration,
+        spec: bool,
+        memory_kib: Option<u64>,
+        start: &mut Start,
+    ) -> Result<(), String> {
         let zlog = File::create(&self.files.log)
             .map_err(|e| format!("cannot create {}: {e}", self.files.log.display()))?;
         // The zygote detaches (fork, setsid) and its parent exits at once.
@@ -563,6 +606,9 @@ impl Plan {
             .arg(ATTEMPT_VARS.join(","));
         if spec {
             cmd.arg("--spec");
+        }
+        if let Some(kib) = memory_kib {
+            cmd.arg("--import-memory-kib").arg(kib.to_string());
         }
         let spawned = cmd
             .env_clear()

@@ -16,7 +16,7 @@ supervisor run ``python3 -m pave.runtime`` as before, so correctness never
 depends on the zygote. docs/python-runtime.md describes the design.
 
 Start-up (argv: ``--socket PATH --lock PATH --idle SECS --attempt-vars
-A,B,PREFIX_* [--spec]``; environment: the attempts' environment less the variables
+A,B,PREFIX_* [--spec] [--import-memory-kib N]``; environment: the attempts' environment less the variables
 that differ per attempt, also sent as a JSON object on stdin, which tells
 what a wrapper of the interpreter such as a pyenv shim changed; working
 directory: the attempts'):
@@ -30,7 +30,9 @@ test`` starts the zygote before the run and lets it parse the file, so one
 interpreter imports it instead of two), a ``{"spec": "TEXT"}`` line comes
 before those, TEXT being what ``python -m pave.parse`` prints for the file;
 it is left out when the import or the spec failed (the caller then runs
-``pave.parse``, whose report names the error). Its stderr is its own log.
+``pave.parse``, whose report names the error). ``--import-memory-kib``
+caps the address space during the import only (the DAG processor's limit
+on a parse; the forked tasks do not inherit it). Its stderr is its own log.
 
 Protocol on the socket, one connection per attempt:
 
@@ -257,7 +259,7 @@ class Zygote:
     """The zygote's state: what it imported, its socket, its children."""
 
     def __init__(self, socket_path: str, lock_path: str, idle: float, attempt_vars: list[str],
-                 want_spec: bool = False) -> None:
+                 want_spec: bool = False, import_memory_kib: int = 0) -> None:
         self.socket_path = socket_path
         self.lock_path = lock_path
         self.idle = idle
@@ -269,6 +271,7 @@ class Zygote:
         #: With ``want_spec``: the DAG file's spec document as ``pave.parse``
         #: prints it, once the import succeeded (``None`` if it failed).
         self.want_spec = want_spec
+        self.import_memory_kib = import_memory_kib
         self.spec: str | None = None
         self.watched: list[tuple[str, Any]] = []
         self.replay: tuple[bytes, bytes] = (b"", b"")
@@ -315,12 +318,14 @@ class Zygote:
         os.dup2(err_fd, 2)
         os.environ = recorder
         env_before = dict(real)
+        limit = _limit_address_space(self.import_memory_kib)
         try:
             _, self.dags = load_dag_file(dag_file)
         except BaseException as e:  # a DAG file may raise anything, SystemExit included
             raise Unusable(f"importing {dag_file} failed ({type(e).__name__}: {e}); "
                            "the attempt runs in a fresh interpreter, whose log shows the traceback") from None
         finally:
+            _restore_address_space(limit)
             os.environ = real
             sys.stdout.flush()
             sys.stderr.flush()
@@ -674,6 +679,37 @@ class Zygote:
         self.listener = None
 
 
+def _limit_address_space(kib: int) -> tuple[int, int] | None:
+    """Cap the address space (soft ``RLIMIT_AS``) for the DAG file's import,
+    as the DAG processor's ``ulimit -v`` caps ``pave.parse``; the previous
+    limits, to restore after the import (the tasks forked later must not
+    inherit the parser's cap), or ``None`` when nothing was changed."""
+    if kib <= 0:
+        return None
+    try:
+        import resource
+
+        old = resource.getrlimit(resource.RLIMIT_AS)
+        cap = kib * 1024
+        if old[1] != resource.RLIM_INFINITY:
+            cap = min(cap, old[1])
+        resource.setrlimit(resource.RLIMIT_AS, (cap, old[1]))
+        return old
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+def _restore_address_space(old: tuple[int, int] | None) -> None:
+    if old is None:
+        return
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, old)
+    except (OSError, ValueError):
+        pass
+
+
 def _on_sigchld(signum: int, frame: Any) -> None:
     """SIGCHLD only wakes the loop (through the wake-up fd); ``_reap`` does the work."""
 
@@ -739,7 +775,8 @@ def _spec_text(dags: list[Any], dag_file: str) -> str | None:
 
 
 def _parse_args(argv: list[str]) -> dict[str, str]:
-    opts = {"--socket": "", "--lock": "", "--idle": "60", "--attempt-vars": "", "--spec": ""}
+    opts = {"--socket": "", "--lock": "", "--idle": "60", "--attempt-vars": "", "--spec": "",
+            "--import-memory-kib": "0"}
     it = iter(argv)
     for arg in it:
         if arg == "--spec":
@@ -770,8 +807,12 @@ def main(argv: list[str] | None = None) -> int:
         idle = float(opts["--idle"])
     except ValueError:
         idle = 60.0
+    try:
+        import_memory_kib = int(opts["--import-memory-kib"])
+    except ValueError:
+        import_memory_kib = 0
     zygote = Zygote(opts["--socket"], opts["--lock"], idle, opts["--attempt-vars"].split(","),
-                    want_spec=bool(opts["--spec"]))
+                    want_spec=bool(opts["--spec"]), import_memory_kib=import_memory_kib)
     try:
         try:
             zygote.prepare(launch_env)
