@@ -51,8 +51,10 @@ Protocol on the socket, one connection per attempt:
   session, as the scheduler would.
 
 The zygote is single-threaded (never fork from a process with threads): one
-``selectors`` loop over the listening socket, the connections and the
-SIGCHLD wake-up fd. It exits after ``--idle`` seconds without attempts, when
+``selectors`` loop over the listening socket, the connections, the pipes
+on which new children say they are set up (the pid is reported then; the
+loop never blocks on one child, so launches overlap on a busy machine) and
+the SIGCHLD wake-up fd. It exits after ``--idle`` seconds without attempts, when
 its socket path is removed or taken over, or once a change of its files
 made it stop accepting and its last child ended. Children die with it
 (``PR_SET_PDEATHSIG``), so an attempt never outlives both its supervisor
@@ -185,6 +187,10 @@ class _Conn:
         self.buf = bytearray()
         self.fds: list[int] = []
         self.pid: int | None = None
+        #: While its child sets itself up: the read end of the pipe on which
+        #: it says so (``b"k"``), and until when the zygote waits for that.
+        self.setup_fd = -1
+        self.setup_deadline = 0.0
 
     def close_fds(self) -> None:
         for fd in self.fds:
@@ -193,6 +199,14 @@ class _Conn:
             except OSError:
                 pass
         self.fds = []
+
+    def close_setup_fd(self) -> None:
+        if self.setup_fd >= 0:
+            try:
+                os.close(self.setup_fd)
+            except OSError:
+                pass
+            self.setup_fd = -1
 
 
 class Child:
@@ -431,8 +445,11 @@ class Zygote:
                         self._accept()
                     elif key.data == "wake":
                         self._reap()
+                    elif isinstance(key.data, tuple):  # ("setup", conn)
+                        self._setup_done(key.data[1])
                     else:
                         self._readable(key.data)
+                self._expire_setups()
         except _Forked as f:
             return f.child
 
@@ -527,13 +544,34 @@ class Zygote:
         conn.close_fds()
         conn.pid = pid
         self.children[pid] = conn
-        ready = _wait_readable(sync_r, CHILD_SETUP_TIMEOUT) and os.read(sync_r, 1) == b"k"
-        os.close(sync_r)
+        # The child's set-up (its own session, PDEATHSIG) is waited for in
+        # the loop, not here: meanwhile the zygote accepts and forks for the
+        # other supervisors (on a busy machine a new child may wait
+        # milliseconds for a CPU; waiting here serialised every launch).
+        conn.setup_fd = sync_r
+        conn.setup_deadline = time.monotonic() + CHILD_SETUP_TIMEOUT
+        self.selector.register(sync_r, selectors.EVENT_READ, ("setup", conn))
+
+    def _setup_done(self, conn: _Conn) -> bool:
+        """The child of ``conn`` said it is set up, or its pipe closed: report
+        its pid to the supervisor and watch the connection; or, if it never
+        set up, kill it and refuse. True when the pid was reported."""
+        if conn.setup_fd < 0:
+            return conn.pid is not None  # already done (a stale event)
+        try:
+            ready = os.read(conn.setup_fd, 1) == b"k"
+        except OSError:
+            ready = False
+        self._end_setup(conn)
+        pid = conn.pid
+        if pid is None:
+            return False
         if not ready:
             _kill_session(pid, signal.SIGKILL)
             self.children.pop(pid, None)
+            conn.pid = None
             self._refuse(conn, "the forked child did not set itself up", retry=False)
-            return
+            return False
         try:
             conn.sock.setblocking(True)
             conn.sock.settimeout(5.0)
@@ -545,6 +583,29 @@ class Zygote:
         if conn.sock.fileno() >= 0:
             conn.sock.setblocking(False)
             self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+        return True
+
+    def _end_setup(self, conn: _Conn) -> None:
+        if conn.setup_fd < 0:
+            return
+        try:
+            self.selector.unregister(conn.setup_fd)
+        except (KeyError, ValueError):
+            pass
+        conn.close_setup_fd()
+
+    def _expire_setups(self) -> None:
+        """Kill and refuse the children that did not set up in time."""
+        now = time.monotonic()
+        for conn in list(self.children.values()):
+            if conn.setup_fd >= 0 and now >= conn.setup_deadline:
+                pid = conn.pid
+                self._end_setup(conn)
+                if pid is not None:
+                    _kill_session(pid, signal.SIGKILL)
+                    self.children.pop(pid, None)
+                conn.pid = None
+                self._refuse(conn, "the forked child did not set itself up", retry=False)
 
     def _become_child(self, conn: _Conn, sync_w: int) -> None:
         """In the new child: leave the zygote's session (and tell it: the pid
@@ -571,6 +632,7 @@ class Zygote:
             conn.fds = []
             for other in list(self.conns.values()):
                 other.close_fds()
+                other.close_setup_fd()
                 other.sock.close()
             if self.listener is not None:
                 self.listener.close()
@@ -595,10 +657,14 @@ class Zygote:
                 continue
             if pid == 0:
                 return
-            conn = self.children.pop(pid, None)
+            conn = self.children.get(pid)
             if conn is None:
                 continue  # an orphan of some task, re-parented to us
             self.last_activity = time.monotonic()
+            if conn.setup_fd >= 0 and not self._setup_done(conn):
+                self._kill_leftovers(pid)
+                continue  # it died before it set up: refused, no exit report
+            self.children.pop(pid, None)
             self._kill_leftovers(pid)
             if os.WIFSIGNALED(status):
                 exit_ = {"type": "signal", "signal": os.WTERMSIG(status)}
@@ -712,21 +778,6 @@ def _restore_address_space(old: tuple[int, int] | None) -> None:
 
 def _on_sigchld(signum: int, frame: Any) -> None:
     """SIGCHLD only wakes the loop (through the wake-up fd); ``_reap`` does the work."""
-
-
-def _wait_readable(fd: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    sel = selectors.DefaultSelector()
-    try:
-        sel.register(fd, selectors.EVENT_READ)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            if sel.select(left):
-                return True
-    finally:
-        sel.close()
 
 
 def _read_all(fd: int) -> bytes:

@@ -372,3 +372,80 @@ class StartWaitTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ChildSetUpTest(unittest.TestCase):
+    """The zygote waits for a new child's set-up in its loop, not in
+    ``_launch``: the supervisor gets the pid once the child says it is set
+    up, a refusal if its pipe closes first or the wait runs out, and never an
+    exit report before the pid."""
+
+    def setUp(self) -> None:
+        from pave import zygote
+
+        self.zygote_mod = zygote
+        self.z = zygote.Zygote("/nonexistent.sock", "/nonexistent.lock", 30.0, [])
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.socks: list[socket.socket] = []
+
+    def tearDown(self) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        for sock in self.socks:
+            sock.close()
+        self.z.selector.close()
+
+    def pending(self) -> tuple[Any, socket.socket, int, subprocess.Popen[bytes]]:
+        """A connection whose child (a real process in its own session) is setting up."""
+        ours, theirs = socket.socketpair()
+        self.socks += [ours, theirs]
+        child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        self.procs.append(child)
+        conn = self.zygote_mod._Conn(ours)
+        self.z.conns[ours.fileno()] = conn
+        sync_r, sync_w = os.pipe()
+        conn.pid = child.pid
+        self.z.children[child.pid] = conn
+        conn.setup_fd = sync_r
+        conn.setup_deadline = time.monotonic() + 10
+        self.z.selector.register(sync_r, self.zygote_mod.selectors.EVENT_READ, ("setup", conn))
+        return conn, theirs, sync_w, child
+
+    def answer(self, sock: socket.socket) -> dict[str, Any]:
+        sock.settimeout(5)
+        with sock.makefile("r") as f:
+            return json.loads(f.readline() or "{}")
+
+    def test_the_pid_is_reported_once_the_child_is_set_up(self) -> None:
+        conn, theirs, sync_w, child = self.pending()
+        os.write(sync_w, b"k")
+        os.close(sync_w)
+        self.assertTrue(self.z._setup_done(conn))
+        self.assertEqual(self.answer(theirs), {"pid": child.pid})
+        self.assertEqual(conn.setup_fd, -1)
+        self.assertIn(child.pid, self.z.children)
+        self.assertIsNone(child.poll(), "a child that set up must keep running")
+        # A stale readiness event for the same pipe changes nothing.
+        self.assertTrue(self.z._setup_done(conn))
+
+    def test_a_child_whose_pipe_closes_first_is_killed_and_refused(self) -> None:
+        conn, theirs, sync_w, child = self.pending()
+        os.close(sync_w)
+        self.assertFalse(self.z._setup_done(conn))
+        answer = self.answer(theirs)
+        self.assertEqual(answer.get("retry"), False, answer)
+        self.assertIn("did not set itself up", answer.get("refused", ""))
+        self.assertNotIn(child.pid, self.z.children)
+        self.assertEqual(child.wait(timeout=5), -signal.SIGKILL)
+
+    def test_a_child_that_does_not_set_up_in_time_is_killed_and_refused(self) -> None:
+        conn, theirs, sync_w, child = self.pending()
+        self.z._expire_setups()
+        self.assertIsNone(child.poll(), "killed before its deadline")
+        conn.setup_deadline = time.monotonic() - 1
+        self.z._expire_setups()
+        self.assertIn("did not set itself up", self.answer(theirs).get("refused", ""))
+        self.assertEqual(child.wait(timeout=5), -signal.SIGKILL)
+        self.assertNotIn(child.pid, self.z.children)
+        os.close(sync_w)
