@@ -304,6 +304,63 @@ class ZygoteGuardsTest(ZygoteCase):
         self.assertEqual(self.run_task("mutate")["exit"]["code"], 0)
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _wait_for(what: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(0.01)
+    return what()
+
+
+class SpareChildTest(ZygoteCase):
+    """The zygote forks each attempt's child ahead of it (a spare, set up and
+    waiting), so a request costs a hand-over; a spare that died is replaced,
+    and an idle or retiring zygote lets its spare go."""
+
+    def test_the_next_attempt_runs_in_the_spare_forked_ahead_of_it(self) -> None:
+        ready = self.start()
+        spares = _wait_for(lambda: _children(ready["pid"]))
+        self.assertEqual(len(spares), 1, spares)
+        spare = spares[0]
+        self.assertEqual(os.getsid(spare), spare, "a spare leads its own session before its attempt")
+        first = self.run_task("env")
+        self.assertEqual(first["pid"], spare)
+        self.assertEqual(first["exit"], {"type": "code", "code": 0}, first["stderr"])
+        pushed = first["pushed"]["return_value"]
+        self.assertEqual((pushed["task"], pushed["pid"], pushed["sid"]), ("env", spare, spare))
+        # Each attempt gets a fresh spare: no state leaks between them.
+        second = self.run_task("mutate")
+        third = self.run_task("mutate")
+        self.assertEqual((second["pushed"], third["pushed"]), ({"return_value": 1}, {"return_value": 1}))
+        self.assertEqual(len({spare, second["pid"], third["pid"]}), 3)
+
+    def test_a_dead_spare_is_replaced_and_the_attempt_still_runs(self) -> None:
+        ready = self.start()
+        spare = _wait_for(lambda: _children(ready["pid"]))[0]
+        os.kill(spare, signal.SIGKILL)
+        self.assertTrue(_wait_for(lambda: spare not in _children(ready["pid"])))
+        r = self.run_task("mutate")
+        self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
+        self.assertNotEqual(r["pid"], spare)
+        self.assertEqual(r["pushed"], {"return_value": 1})
+
+    def test_an_idle_zygote_lets_its_spare_go(self) -> None:
+        ready = self.start(idle=0.3)
+        spare = _wait_for(lambda: _children(ready["pid"]))[0]
+        self.assertTrue(_wait_dead(ready["pid"]))
+        self.assertTrue(_wait_dead(spare), "the spare outlived its zygote")
+
+
 class ZygoteUnusableTest(ZygoteCase):
     def unusable(self, source: str) -> str:
         write_file(self.dir, "zdag.py", source)
