@@ -454,6 +454,76 @@ prestarted()
 }
 
 #[test]
+fn standalone_parsing_in_zygotes_survives_broken_and_hanging_files() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let good = r#"
+@dag(dag_id="fine", schedule=None)
+def fine():
+    @task
+    def works():
+        record()
+
+    works()
+
+fine()
+"#;
+    write_dag(dir.path(), "fine.py", &record, good);
+    std::fs::write(
+        dir.path().join("syntax.py"),
+        "from pave import dag\n\n@dag(schedule=None)\ndef broken(:\n    pass\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("hangs.py"),
+        "import time\nfrom pave import dag\ntime.sleep(600)\n",
+    )
+    .expect("write");
+    let started = Instant::now();
+    let mut cmd = pave.command(&[
+        "standalone",
+        "--dags",
+        dir.path().to_str().expect("utf-8"),
+        "--port",
+        "0",
+        "--trigger-all",
+        "--exit-when-idle",
+    ]);
+    cmd.env("PAVE_DAG_PARSE_TIMEOUT", "2");
+    let (status, out) = Running::spawn(cmd).wait(Duration::from_secs(90));
+    assert!(status.success(), "{}", out.join("\n"));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "a hanging DAG file held standalone up for {:?}",
+        started.elapsed()
+    );
+    let lines = records(&record);
+    assert_eq!(lines.len(), 1, "{}", out.join("\n"));
+    assert_eq!(lines[0]["forked"], true, "{lines:#?}");
+    let text = out.join("\n");
+    assert!(
+        text.contains("syntax.py") && text.contains("line 4"),
+        "the syntax error should name file and line: {text}"
+    );
+    assert!(
+        text.contains("hangs.py") && text.contains("longer than 2s"),
+        "the hanging file should be reported: {text}"
+    );
+    let mut cmd = pave.command(&["dags", "import-errors", "--dags"]);
+    cmd.arg(dir.path()).env("PAVE_DAG_PARSE_TIMEOUT", "2");
+    let out = pave.run_cmd(cmd, &[] as &[&str]);
+    assert!(out.success(), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("syntax.py") && out.stdout.contains("hangs.py"),
+        "{}",
+        out.stdout
+    );
+    // Neither the hanging import nor the broken file left a zygote behind.
+    assert_eq!(zygote_sockets(&pave), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
 fn the_parse_memory_limit_holds_for_the_import_and_not_for_the_tasks() {
     let pave = Pave::new();
     let dir = dags_dir();
