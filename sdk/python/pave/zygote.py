@@ -150,6 +150,15 @@ def _gpu_device_open() -> bool:
     return False
 
 
+def _take_stdio(stdout_fd: int, stderr_fd: int) -> None:
+    """Make the attempt's stdout and stderr this process's, stdin /dev/null."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    for src, dst in ((null, 0), (stdout_fd, 1), (stderr_fd, 2)):
+        os.dup2(src, dst)
+    for fd in {null, stdout_fd, stderr_fd} - {0, 1, 2}:
+        os.close(fd)
+
+
 def _kill_spare(pid: int) -> None:
     """SIGKILL a spare that never got an attempt (it started nothing)."""
     try:
@@ -606,22 +615,8 @@ class Zygote:
         descriptors behind, then wait for the attempt (its request and
         stdio); exit when the zygote lets the spare go (end of file)."""
         try:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            os.setsid()
-            if self.prctl is not None:
-                self.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != self.pid:
-                os._exit(1)  # the zygote died before PDEATHSIG was armed
-            for other in list(self.conns.values()):
-                other.close_fds()
-                other.close_setup_fd()
-                other.sock.close()
-            if self.listener is not None:
-                self.listener.close()
-            self.selector.close()
-            for fd in (self.wake_r, self.wake_w):
-                os.close(fd)
+            self._own_session()
+            self._close_zygote_fds()
             buf = bytearray()
             fds: list[int] = []
             while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
@@ -634,12 +629,7 @@ class Zygote:
             request = json.loads(bytes(buf[4:]))
             if len(fds) != PASSED_FDS:
                 os._exit(1)
-            stdout_fd, stderr_fd = fds
-            null = os.open(os.devnull, os.O_RDONLY)
-            for src, dst in ((null, 0), (stdout_fd, 1), (stderr_fd, 2)):
-                os.dup2(src, dst)
-            for fd in {null, stdout_fd, stderr_fd} - {0, 1, 2}:
-                os.close(fd)
+            _take_stdio(fds[0], fds[1])
             return request
         except BaseException:
             os._exit(1)
@@ -743,35 +733,41 @@ class Zygote:
         attempt's stdio. The task does not wait for the supervisor to learn
         the pid: were it gone, the zygote kills the task at once."""
         try:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            os.setsid()
-            if self.prctl is not None:
-                self.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != self.pid:
-                os._exit(1)  # the zygote died before PDEATHSIG was armed
+            self._own_session()
             os.write(sync_w, b"k")
             os.close(sync_w)
-            stdout_fd, stderr_fd = conn.fds
-            null = os.open(os.devnull, os.O_RDONLY)
-            for src, dst in ((null, 0), (stdout_fd, 1), (stderr_fd, 2)):
-                os.dup2(src, dst)
-            for fd in {null, stdout_fd, stderr_fd} - {0, 1, 2}:
-                os.close(fd)
+            _take_stdio(conn.fds[0], conn.fds[1])
             conn.fds = []
-            for other in list(self.conns.values()):
-                other.close_fds()
-                other.close_setup_fd()
-                other.sock.close()
-            if self.spare is not None:
-                self.spare.sock.close()
-            if self.listener is not None:
-                self.listener.close()
-            self.selector.close()
-            for fd in (self.wake_r, self.wake_w):
-                os.close(fd)
+            self._close_zygote_fds()
         except BaseException:
             os._exit(1)
+
+    def _own_session(self) -> None:
+        """In a new child: the signal set-up of a fresh interpreter, a session
+        (and process group) of its own, and death with the zygote."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        if self.prctl is not None:
+            self.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != self.pid:
+            os._exit(1)  # the zygote died before PDEATHSIG was armed
+
+    def _close_zygote_fds(self) -> None:
+        """In a new child: close what belongs to the zygote (the other
+        supervisors' connections and descriptors, set-up pipes, the spare's
+        socket, the listener, the loop)."""
+        for other in list(self.conns.values()):
+            other.close_fds()
+            other.close_setup_fd()
+            other.sock.close()
+        if self.spare is not None:
+            self.spare.sock.close()
+        if self.listener is not None:
+            self.listener.close()
+        self.selector.close()
+        for fd in (self.wake_r, self.wake_w):
+            os.close(fd)
 
     def _reap(self) -> None:
         try:
