@@ -24,6 +24,7 @@ mod local;
 mod noop;
 mod slots;
 pub mod supervise;
+mod watch;
 mod zygote;
 
 pub use attempt::{

@@ -40,27 +40,22 @@
 
 use crate::attempt::{AttemptResult, Exit};
 use crate::claim::{self, Claim};
+use crate::watch::{Watch, Watched, block_signals};
 use chrono::Utc;
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::{UsageWho, getrusage};
-use nix::sys::signal::{SigSet, Signal, killpg};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Default time between SIGTERM and SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
-
-/// How long to keep reading pipes after the task's group is gone.
-pub(crate) const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Longest stdout line kept for `last_line`; the rest of a longer line is dropped.
 const MAX_LINE: usize = 1 << 20;
@@ -285,15 +280,15 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
     let result = AttemptResult {
         exit: outcome,
         pid: run.pid,
-        timed_out: run.timed_out,
-        cancelled: run.cancelled,
+        timed_out: run.watch.timed_out,
+        cancelled: run.watch.cancelled,
         started_at,
         ended_at: Utc::now(),
         duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
         peak_rss_kib: peak_rss_kib(),
-        last_line: run.last_line.finish(),
+        last_line: run.watch.last_line.finish(),
         error: run.error,
-        notes: run.notes,
+        notes: run.watch.notes,
     };
     match write_result(&args.result, &result) {
         Ok(()) => 0,
@@ -368,20 +363,7 @@ fn prepare(args: &SuperviseArgs) -> Result<(File, SignalFd, Child), String> {
         _ => format!("cannot execute `{program}`: {e}"),
     })?;
 
-    // Signals become readable events on a signalfd instead of handlers.
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(s);
-    }
-    let signals = mask
-        .thread_block()
-        .and_then(|()| SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK));
-    match signals {
+    match block_signals() {
         Ok(signals) => Ok((log, signals, child)),
         Err(e) => {
             let _ = killpg(
@@ -412,195 +394,79 @@ pub(crate) fn append_note(log: &Path, note: &str) {
 /// The state of one supervised attempt.
 struct Run {
     pid: Option<u32>,
-    timed_out: bool,
-    cancelled: bool,
     error: Option<String>,
-    notes: Vec<String>,
-    last_line: LastLine,
-    log_failed: bool,
+    watch: Watch,
 }
 
 impl Run {
     fn new() -> Run {
         Run {
             pid: None,
-            timed_out: false,
-            cancelled: false,
             error: None,
-            notes: Vec::new(),
-            last_line: LastLine::default(),
-            log_failed: false,
+            watch: Watch::default(),
         }
     }
 
-    /// The event loop: pipes, signals and deadlines, until the task's main
-    /// process is reaped and its pipes are closed.
+    /// Supervises the spawned task ([`Watch::run`]) until its main process
+    /// is reaped and its stdout closed; then reaps what is left.
     fn supervise(
         &mut self,
         args: &SuperviseArgs,
-        mut log: File,
+        log: File,
         signals: &SignalFd,
         mut child: Child,
     ) -> Exit {
         let main_pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-        let group = main_pid;
-        let mut stdout: Option<ChildStdout> = child.stdout.take();
-        let deadline = args.timeout.map(|t| Instant::now() + t);
-        let mut kill_at: Option<Instant> = None;
-        let mut drain_until: Option<Instant> = None;
-        let mut exit: Option<Exit> = None;
-        let mut buf = [0u8; 16 * 1024];
-        // The task may have exited before SIGCHLD was blocked: look once.
-        let mut check_exit = true;
-
-        loop {
-            if std::mem::take(&mut check_exit)
-                && exit.is_none()
-                && let Some(e) = reap(main_pid)
-            {
-                exit = Some(e);
-                kill_leftovers(group);
-                drain_until = Some(Instant::now() + DRAIN_LIMIT);
-            }
-            let now = Instant::now();
-            if exit.is_some() && stdout.is_none() {
-                break;
-            }
-            if drain_until.is_some_and(|d| now >= d) {
-                self.notes.push(format!(
-                    "a process outside the task's process group kept its output open; stopped reading {}s after the task exited",
-                    DRAIN_LIMIT.as_secs()
-                ));
-                break;
-            }
-            if exit.is_none() && !self.timed_out && deadline.is_some_and(|d| now >= d) {
-                self.timed_out = true;
-                let secs = args.timeout.map_or(0.0, |t| t.as_secs_f64());
-                self.log_line(&mut log, &format!("[pave] execution_timeout of {secs}s exceeded: sending SIGTERM to process group {group}"));
-                kill_tree(group, Signal::SIGTERM);
-                kill_at = Some(now + args.grace);
-            }
-            if exit.is_none() && kill_at.is_some_and(|k| now >= k) {
-                self.log_line(
-                    &mut log,
-                    &format!(
-                        "[pave] process group {group} still running after SIGTERM: sending SIGKILL"
-                    ),
-                );
-                kill_tree(group, Signal::SIGKILL);
-                kill_at = None;
-            }
-
-            let wake = [
-                if self.timed_out || exit.is_some() {
-                    None
-                } else {
-                    deadline
-                },
-                if exit.is_some() { None } else { kill_at },
-                drain_until,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let timeout = match wake {
-                // Round up so we never spin on a sub-millisecond remainder.
-                Some(w) => PollTimeout::try_from(
-                    w.saturating_duration_since(now) + Duration::from_micros(999),
-                )
-                .unwrap_or(PollTimeout::MAX),
-                None => PollTimeout::NONE,
-            };
-
-            let (sig_ready, out_ready) = {
-                let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-                if let Some(out) = &stdout {
-                    fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
-                }
-                match poll(&mut fds, timeout) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(e) => {
-                        self.notes
-                            .push(format!("poll failed in the supervisor: {e}"));
-                        break;
-                    }
-                }
-                let ready = |i: usize| fds.get(i).and_then(PollFd::any).unwrap_or(false);
-                (ready(0), ready(1))
-            };
-
-            if out_ready && !self.pump(&mut stdout, &mut log, &mut buf) {
-                stdout = None;
-            }
-            if sig_ready {
-                check_exit = true;
-                while let Ok(Some(info)) = signals.read_signal() {
-                    let signo = i32::try_from(info.ssi_signo).unwrap_or(0);
-                    if (signo == Signal::SIGTERM as i32 || signo == Signal::SIGINT as i32)
-                        && exit.is_none()
-                        && !self.cancelled
-                    {
-                        self.cancelled = true;
-                        self.log_line(
-                            &mut log,
-                            &format!(
-                                "[pave] kill requested: sending SIGTERM to process group {group}"
-                            ),
-                        );
-                        kill_tree(group, Signal::SIGTERM);
-                        kill_at = Some(Instant::now() + args.grace);
-                    }
-                }
-            }
-        }
+        let stdout = child
+            .stdout
+            .take()
+            .map(|out| File::from(std::os::fd::OwnedFd::from(out)));
+        let mut task = Spawned { main_pid };
+        let exit = self.watch.run(args, log, signals, &mut task, stdout);
         // Reap what is left (the killed group, adopted orphans) without blocking.
         let reaped = reap(main_pid);
-        let exit = match exit.or(reaped) {
+        match exit.or(reaped) {
             Some(e) => e,
             None => match child.wait() {
                 Ok(status) => exit_of(status),
                 Err(e) => {
-                    self.notes.push(format!("cannot wait for the task: {e}"));
+                    self.watch
+                        .notes
+                        .push(format!("cannot wait for the task: {e}"));
                     Exit::NotRun
                 }
             },
-        };
-        if self.log_failed {
-            self.notes.push(format!(
-                "writing the log file {} failed; the log is incomplete",
-                args.log.display()
-            ));
-        }
-        exit
-    }
-
-    /// Reads what is available from stdout into the log. Returns false at EOF.
-    fn pump(&mut self, pipe: &mut Option<ChildStdout>, log: &mut File, buf: &mut [u8]) -> bool {
-        let Some(p) = pipe.as_mut() else { return false };
-        match p.read(buf) {
-            Ok(0) => false,
-            Ok(n) => {
-                let chunk = &buf[..n];
-                self.last_line.feed(chunk);
-                if !self.log_failed && log.write_all(chunk).is_err() {
-                    self.log_failed = true;
-                }
-                true
-            }
-            Err(e)
-                if e.kind() == std::io::ErrorKind::Interrupted
-                    || e.kind() == std::io::ErrorKind::WouldBlock =>
-            {
-                true
-            }
-            Err(_) => false,
         }
     }
+}
 
-    fn log_line(&mut self, log: &mut File, line: &str) {
-        if log.write_all(format!("{line}\n").as_bytes()).is_err() {
-            self.log_failed = true;
+/// A task this supervisor spawned: its own process group, our child.
+struct Spawned {
+    main_pid: Pid,
+}
+
+impl Watched for Spawned {
+    fn group(&self) -> Pid {
+        self.main_pid
+    }
+
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+
+    /// Reaps on SIGCHLD; when the main process is gone, what it left
+    /// behind is killed.
+    fn exit(&mut self, _fd_ready: bool, signalled: bool, _notes: &mut Vec<String>) -> Option<Exit> {
+        if !signalled {
+            return None;
         }
+        let exit = reap(self.main_pid)?;
+        kill_leftovers(self.main_pid);
+        Some(exit)
+    }
+
+    fn kill(&self, signal: Signal) {
+        kill_tree(self.main_pid, signal);
     }
 }
 

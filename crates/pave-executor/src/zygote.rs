@@ -38,12 +38,12 @@
 //! `KEY.log` (the zygote's own stderr) and `KEY.unusable`.
 
 use crate::attempt::{AttemptResult, Exit};
-use crate::supervise::{DRAIN_LIMIT, LastLine, SuperviseArgs, append_note, open_log, write_result};
+use crate::supervise::{SuperviseArgs, append_note, open_log, write_result};
+use crate::watch::{Watch, Watched, block_signals, poll_timeout};
 use chrono::{DateTime, Utc};
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, Signal, killpg};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::poll::{PollFd, PollFlags, poll};
+use nix::sys::signal::{Signal, killpg};
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use nix::unistd::Pid;
 use serde::Deserialize;
@@ -137,31 +137,39 @@ pub(crate) fn run_attempt(
         }
     };
 
-    let mut run = Forked::new(task.pid);
+    let pid = task.pid;
+    let mut forked = Forked {
+        task,
+        peak_rss_kib: 0,
+    };
+    let mut watch = Watch::default();
+    let killed = Exit::Signal {
+        signal: Signal::SIGKILL as i32,
+    };
     let exit = match block_signals() {
-        Ok(signals) => run.supervise(args, log, &signals, task, File::from(out_r)),
+        Ok(signals) => watch
+            .run(args, log, &signals, &mut forked, Some(File::from(out_r)))
+            .unwrap_or(killed),
         Err(e) => {
-            kill_task(run.pid, Signal::SIGKILL);
-            run.notes.push(format!(
+            kill_task(pid, Signal::SIGKILL);
+            watch.notes.push(format!(
                 "cannot set up signal handling in the supervisor: {e}"
             ));
-            Exit::Signal {
-                signal: Signal::SIGKILL as i32,
-            }
+            killed
         }
     };
     let result = AttemptResult {
         exit,
-        pid: u32::try_from(run.pid.as_raw()).ok(),
-        timed_out: run.timed_out,
-        cancelled: run.cancelled,
+        pid: u32::try_from(pid.as_raw()).ok(),
+        timed_out: watch.timed_out,
+        cancelled: watch.cancelled,
         started_at,
         ended_at: Utc::now(),
         duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
-        peak_rss_kib: run.peak_rss_kib,
-        last_line: run.last_line.finish(),
+        peak_rss_kib: forked.peak_rss_kib,
+        last_line: watch.last_line.finish(),
         error: None,
-        notes: run.notes,
+        notes: watch.notes,
     };
     Some(match write_result(&args.result, &result) {
         Ok(()) => 0,
@@ -862,26 +870,6 @@ impl Lines {
     }
 }
 
-fn poll_timeout(d: Duration) -> PollTimeout {
-    // Round up so we never spin on a sub-millisecond remainder.
-    PollTimeout::try_from(d + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX)
-}
-
-/// Signals become readable events on a signalfd, as in the plain supervisor.
-fn block_signals() -> nix::Result<SignalFd> {
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        mask.add(s);
-    }
-    mask.thread_block()?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-}
-
 /// Signals the task's process group and every process of its session (the
 /// forked child leads both).
 fn kill_task(pid: Pid, signal: Signal) {
@@ -891,163 +879,29 @@ fn kill_task(pid: Pid, signal: Signal) {
     }
 }
 
-/// The state of one forked attempt.
+/// A forked attempt, as the zygote announced it: its exit comes from the
+/// zygote's report.
 struct Forked {
-    pid: Pid,
-    timed_out: bool,
-    cancelled: bool,
-    notes: Vec<String>,
-    last_line: LastLine,
+    task: Task,
     peak_rss_kib: u64,
-    log_failed: bool,
 }
 
-impl Forked {
-    fn new(pid: Pid) -> Forked {
-        Forked {
-            pid,
-            timed_out: false,
-            cancelled: false,
-            notes: Vec::new(),
-            last_line: LastLine::default(),
-            peak_rss_kib: 0,
-            log_failed: false,
-        }
+impl Watched for Forked {
+    fn group(&self) -> Pid {
+        self.task.pid
     }
 
-    /// The event loop: the task's stdout, the zygote's report, signals and
-    /// deadlines, as in the plain supervisor, until the exit is known and
-    /// stdout is closed.
-    fn supervise(
-        &mut self,
-        args: &SuperviseArgs,
-        mut log: File,
-        signals: &SignalFd,
-        mut task: Task,
-        stdout: File,
-    ) -> Exit {
-        let pid = self.pid;
-        let mut stdout = Some(stdout);
-        let deadline = args.timeout.map(|t| Instant::now() + t);
-        let mut kill_at: Option<Instant> = None;
-        let mut drain_until: Option<Instant> = None;
-        let mut exit: Option<Exit> = None;
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            if exit.is_none()
-                && let Some(e) = self.report(&mut task)
-            {
-                exit = Some(e);
-                drain_until = Some(Instant::now() + DRAIN_LIMIT);
-            }
-            let now = Instant::now();
-            if exit.is_some() && stdout.is_none() {
-                break;
-            }
-            if drain_until.is_some_and(|d| now >= d) {
-                self.notes.push(format!(
-                    "a process outside the task's process group kept its output open; stopped reading {}s after the task exited",
-                    DRAIN_LIMIT.as_secs()
-                ));
-                break;
-            }
-            if exit.is_none() && !self.timed_out && deadline.is_some_and(|d| now >= d) {
-                self.timed_out = true;
-                let secs = args.timeout.map_or(0.0, |t| t.as_secs_f64());
-                self.log_line(&mut log, &format!("[pave] execution_timeout of {secs}s exceeded: sending SIGTERM to process group {pid}"));
-                kill_task(pid, Signal::SIGTERM);
-                kill_at = Some(now + args.grace);
-            }
-            if exit.is_none() && kill_at.is_some_and(|k| now >= k) {
-                self.log_line(
-                    &mut log,
-                    &format!(
-                        "[pave] process group {pid} still running after SIGTERM: sending SIGKILL"
-                    ),
-                );
-                kill_task(pid, Signal::SIGKILL);
-                kill_at = None;
-            }
-            let wake = [
-                if self.timed_out || exit.is_some() {
-                    None
-                } else {
-                    deadline
-                },
-                if exit.is_some() { None } else { kill_at },
-                drain_until,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let timeout = wake.map_or(PollTimeout::NONE, |w| {
-                poll_timeout(w.saturating_duration_since(now))
-            });
-            let (sig_ready, out_ready, zygote_ready) = {
-                let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-                let out_at = stdout.as_ref().map(|out| {
-                    fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
-                    fds.len() - 1
-                });
-                let zygote_at = exit.is_none().then(|| {
-                    fds.push(PollFd::new(task.stream.as_fd(), PollFlags::POLLIN));
-                    fds.len() - 1
-                });
-                match poll(&mut fds, timeout) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(e) => {
-                        self.notes
-                            .push(format!("poll failed in the supervisor: {e}"));
-                        break;
-                    }
-                }
-                let ready = |i: Option<usize>| {
-                    i.and_then(|i| fds.get(i))
-                        .and_then(PollFd::any)
-                        .unwrap_or(false)
-                };
-                (ready(Some(0)), ready(out_at), ready(zygote_at))
-            };
-            if out_ready && !self.pump(stdout.as_mut(), &mut log, &mut buf) {
-                stdout = None;
-            }
-            if zygote_ready && task.lines.fill(&mut &task.stream).is_err() {
-                task.lines.eof = true;
-            }
-            if sig_ready {
-                while let Ok(Some(info)) = signals.read_signal() {
-                    let signo = i32::try_from(info.ssi_signo).unwrap_or(0);
-                    if (signo == Signal::SIGTERM as i32 || signo == Signal::SIGINT as i32)
-                        && exit.is_none()
-                        && !self.cancelled
-                    {
-                        self.cancelled = true;
-                        self.log_line(
-                            &mut log,
-                            &format!(
-                                "[pave] kill requested: sending SIGTERM to process group {pid}"
-                            ),
-                        );
-                        kill_task(pid, Signal::SIGTERM);
-                        kill_at = Some(Instant::now() + args.grace);
-                    }
-                }
-            }
-        }
-        if self.log_failed {
-            self.notes.push(format!(
-                "writing the log file {} failed; the log is incomplete",
-                args.log.display()
-            ));
-        }
-        exit.unwrap_or(Exit::Signal {
-            signal: Signal::SIGKILL as i32,
-        })
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(self.task.stream.as_fd())
     }
 
     /// The task's exit, once the zygote reported it; a SIGKILL when the
     /// zygote went away without a report (its children die with it).
-    fn report(&mut self, task: &mut Task) -> Option<Exit> {
+    fn exit(&mut self, fd_ready: bool, _signalled: bool, notes: &mut Vec<String>) -> Option<Exit> {
+        let task = &mut self.task;
+        if fd_ready && task.lines.fill(&mut &task.stream).is_err() {
+            task.lines.eof = true;
+        }
         while let Some(answer) = task.lines.next_answer() {
             if let Some(exit) = answer.exit {
                 self.peak_rss_kib = answer.maxrss_kib.unwrap_or(0);
@@ -1055,8 +909,8 @@ impl Forked {
             }
         }
         if task.lines.eof {
-            kill_task(self.pid, Signal::SIGKILL);
-            self.notes.push(
+            kill_task(task.pid, Signal::SIGKILL);
+            notes.push(
                 "the zygote (the pre-forked interpreter) exited while the task ran, which kills the task; its exit status and peak memory are unknown".to_owned(),
             );
             return Some(Exit::Signal {
@@ -1066,33 +920,8 @@ impl Forked {
         None
     }
 
-    /// Reads what is available from stdout into the log. Returns false at EOF.
-    fn pump(&mut self, pipe: Option<&mut File>, log: &mut File, buf: &mut [u8]) -> bool {
-        let Some(p) = pipe else { return false };
-        match p.read(buf) {
-            Ok(0) => false,
-            Ok(n) => {
-                let chunk = buf.get(..n).unwrap_or_default();
-                self.last_line.feed(chunk);
-                if !self.log_failed && log.write_all(chunk).is_err() {
-                    self.log_failed = true;
-                }
-                true
-            }
-            Err(e)
-                if e.kind() == std::io::ErrorKind::Interrupted
-                    || e.kind() == std::io::ErrorKind::WouldBlock =>
-            {
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn log_line(&mut self, log: &mut File, line: &str) {
-        if log.write_all(format!("{line}\n").as_bytes()).is_err() {
-            self.log_failed = true;
-        }
+    fn kill(&self, signal: Signal) {
+        kill_task(self.task.pid, signal);
     }
 }
 
