@@ -486,6 +486,13 @@ impl Plan {
                 Ok(Some(a)) => a,
                 // Closed before answering: it stepped aside (nothing was forked).
                 Ok(None) => continue,
+                // Reset before answering: the connection was never accepted
+                // (a zygote killed a moment ago, whose listening socket a
+                // child forked just before lived on for a few microseconds,
+                // took it into its backlog), or the zygote died before it
+                // reported a pid, which its children do not survive. Nothing
+                // runs: start or find a zygote again.
+                Err(e) if is_gone(&e) => continue,
                 Err(e) => {
                     return Err(Fallback::note(format!(
                         "the zygote did not answer ({e}); closing the connection stops anything it forked"
