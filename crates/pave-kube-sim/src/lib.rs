@@ -59,6 +59,13 @@ pub async fn serve(cluster: Cluster, listener: tokio::net::TcpListener) -> Resul
 /// Binds `127.0.0.1:0` and serves the cluster there in a background task;
 /// returns the address (use `http://{addr}` as the server URL).
 pub async fn serve_on_loopback(cluster: Cluster) -> Result<SocketAddr, SimError> {
+    let (listener, addr) = bind_loopback().await?;
+    tokio::spawn(serve(cluster, listener));
+    Ok(addr)
+}
+
+/// A listener on `127.0.0.1:0` and the address it got.
+pub(crate) async fn bind_loopback() -> Result<(tokio::net::TcpListener, SocketAddr), SimError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|cause| SimError::Io {
@@ -69,8 +76,7 @@ pub async fn serve_on_loopback(cluster: Cluster) -> Result<SocketAddr, SimError>
         context: "reading the bound address".into(),
         cause,
     })?;
-    tokio::spawn(serve(cluster, listener));
-    Ok(addr)
+    Ok((listener, addr))
 }
 
 /// The kubeconfig text for a simulator at `url` (context and cluster

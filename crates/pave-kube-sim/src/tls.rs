@@ -158,16 +158,7 @@ pub async fn serve_tls(
 pub async fn serve_tls_on_loopback(
     cluster: Cluster,
 ) -> Result<(SocketAddr, TlsIdentity), SimError> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|cause| SimError::Io {
-            context: "binding 127.0.0.1:0".into(),
-            cause,
-        })?;
-    let addr = listener.local_addr().map_err(|cause| SimError::Io {
-        context: "reading the bound address".into(),
-        cause,
-    })?;
+    let (listener, addr) = crate::bind_loopback().await?;
     let identity = TlsIdentity::generate(&[])?;
     tokio::spawn(serve_tls(cluster, listener, identity.clone()));
     Ok((addr, identity))

@@ -59,17 +59,21 @@ def duration_seconds(value: Any, field: str) -> float | int | None:
     return int(seconds) if float(seconds).is_integer() else float(seconds)
 
 
+def _as_datetime(value: Any, field: str) -> _dt.datetime:
+    """A datetime, or a date as its midnight; anything else is an error naming ``field``."""
+    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
+        return _dt.datetime(value.year, value.month, value.day)
+    if not isinstance(value, _dt.datetime):
+        raise PaveSpecError(f"`{field}` must be a datetime, got {value!r}")
+    return value
+
+
 def date_text(value: Any, field: str) -> str | None:
     """A date for the spec: aware dates in UTC (``...Z``), naive ones as
     written (pave reads them in the DAG's time zone, as Airflow does)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
+    if value is None or isinstance(value, str):
         return value
-    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
-        value = _dt.datetime(value.year, value.month, value.day)
-    if not isinstance(value, _dt.datetime):
-        raise PaveSpecError(f"`{field}` must be a datetime, got {value!r}")
+    value = _as_datetime(value, field)
     if value.tzinfo is None or value.utcoffset() is None:
         return value.replace(microsecond=0).isoformat() if not value.microsecond else value.isoformat()
     utc = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
@@ -84,10 +88,7 @@ def task_date(value: Any, field: str) -> Any:
     DAG's time zone, as Airflow's DAG parses it."""
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
-        value = _dt.datetime(value.year, value.month, value.day)
-    if not isinstance(value, _dt.datetime):
-        raise PaveSpecError(f"`{field}` must be a datetime, got {value!r}")
+    value = _as_datetime(value, field)
     if value.tzinfo is None or value.utcoffset() is None:
         return value.replace(tzinfo=_dt.timezone.utc)
     return value.astimezone(_dt.timezone.utc)

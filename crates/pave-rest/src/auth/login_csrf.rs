@@ -67,19 +67,11 @@ pub fn new_login_token() -> Result<String, Problem> {
 /// The login token the browser sent in its cookie, if it looks like one
 /// (URL-safe base64 of a sensible length).
 pub fn login_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == LOGIN_CSRF_COOKIE)
-        .map(|(_, value)| value.trim().to_owned())
-        .filter(|v| {
-            (20..=128).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    super::session::cookie(headers, LOGIN_CSRF_COOKIE).filter(|v| {
+        (20..=128).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 /// Whether the form's token matches the cookie's (both present).

@@ -134,15 +134,19 @@ pub fn clear_session_cookie(state: &RestState) -> HeaderValue {
 
 /// The session cookie's value, if the request has one.
 pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE).filter(|v| !v.is_empty())
+}
+
+/// The value of the request's cookie `name` (trimmed), if it sent one.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.trim().to_owned())
-        .filter(|v| !v.is_empty())
 }
 
 /// The principal of a session cookie: 401 if the session is unknown
