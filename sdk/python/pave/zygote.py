@@ -150,6 +150,17 @@ def _gpu_device_open() -> bool:
     return False
 
 
+def _tell_conn(conn: _Conn, message: dict[str, Any]) -> bool:
+    """One JSON line to a supervisor (blocking, at most 5 s); False if it is gone."""
+    try:
+        conn.sock.setblocking(True)
+        conn.sock.settimeout(5.0)
+        conn.sock.sendall(json.dumps(message).encode() + b"\n")
+        return True
+    except OSError:
+        return False
+
+
 def _take_stdio(stdout_fd: int, stderr_fd: int) -> None:
     """Make the attempt's stdout and stderr this process's, stdin /dev/null."""
     null = os.open(os.devnull, os.O_RDONLY)
@@ -653,15 +664,7 @@ class Zygote:
         conn.close_fds()
         conn.pid = spare.pid
         self.children[spare.pid] = conn
-        try:
-            conn.sock.setblocking(True)
-            conn.sock.settimeout(5.0)
-            conn.sock.sendall(json.dumps({"pid": spare.pid}).encode() + b"\n")
-        except OSError:
-            _kill_session(spare.pid, signal.SIGKILL)  # the supervisor is gone
-        if conn.sock.fileno() >= 0:
-            conn.sock.setblocking(False)
-            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+        self._report_pid(conn, spare.pid)
         return True
 
     def _drop_spare(self) -> None:
@@ -691,18 +694,19 @@ class Zygote:
             conn.pid = None
             self._refuse(conn, "the forked child did not set itself up", retry=False)
             return False
-        try:
-            conn.sock.setblocking(True)
-            conn.sock.settimeout(5.0)
-            conn.sock.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-        except OSError:
+        self._report_pid(conn, pid)
+        return True
+
+    def _report_pid(self, conn: _Conn, pid: int) -> None:
+        """Tell the supervisor its task's pid, then watch the connection
+        (its end kills the task)."""
+        if not _tell_conn(conn, {"pid": pid}):
             # The supervisor is gone: so must its task be (it may have
             # started, as if the supervisor had died a moment later).
             _kill_session(pid, signal.SIGKILL)
         if conn.sock.fileno() >= 0:
             conn.sock.setblocking(False)
             self.selector.register(conn.sock, selectors.EVENT_READ, conn)
-        return True
 
     def _end_setup(self, conn: _Conn) -> None:
         if conn.setup_fd < 0:
@@ -801,13 +805,7 @@ class Zygote:
                 exit_ = {"type": "signal", "signal": os.WTERMSIG(status)}
             else:
                 exit_ = {"type": "code", "code": os.waitstatus_to_exitcode(status)}
-            report = {"exit": exit_, "maxrss_kib": int(usage.ru_maxrss)}
-            try:
-                conn.sock.setblocking(True)
-                conn.sock.settimeout(5.0)
-                conn.sock.sendall(json.dumps(report).encode() + b"\n")
-            except OSError:
-                pass
+            _tell_conn(conn, {"exit": exit_, "maxrss_kib": int(usage.ru_maxrss)})
             self._drop(conn)
 
     def _kill_leftovers(self, task: int) -> None:
@@ -833,12 +831,7 @@ class Zygote:
                 continue
 
     def _refuse(self, conn: _Conn, why: str, *, retry: bool) -> None:
-        try:
-            conn.sock.setblocking(True)
-            conn.sock.settimeout(5.0)
-            conn.sock.sendall(json.dumps({"refused": why, "retry": retry}).encode() + b"\n")
-        except OSError:
-            pass
+        _tell_conn(conn, {"refused": why, "retry": retry})
         self._drop(conn)
 
     def _drop(self, conn: _Conn) -> None:
