@@ -29,6 +29,24 @@ fn prefork_dir(home: &Home) -> Option<std::path::PathBuf> {
     (!off).then(|| home.root.join("zygote"))
 }
 
+/// A positive whole number from the environment variable `name`, else
+/// `default`; a value that is not one is named in a warning, not ignored
+/// silently.
+fn positive_env(name: &str, default: u64, unit: &str) -> u64 {
+    let Ok(text) = std::env::var(name) else {
+        return default;
+    };
+    match text.trim().parse::<u64>() {
+        Ok(n) if n > 0 => n,
+        _ => {
+            tracing::warn!(
+                "{name}={text:?} is not a positive whole number of {unit}; using {default} (unset it or give e.g. {name}={default})"
+            );
+            default
+        }
+    }
+}
+
 /// How DAG files written in Python are parsed on this home: at most
 /// `PAVE_DAG_PARSE_TIMEOUT` seconds (default 60) and
 /// `PAVE_DAG_PARSE_MEMORY_MB` of address space (default 4096) per file.
@@ -37,17 +55,8 @@ pub fn python_parser(home: &Home) -> Option<PythonParser> {
         Ok(sdk_path) => Some(PythonParser {
             python: python(),
             sdk_path,
-            timeout: Duration::from_secs(
-                std::env::var("PAVE_DAG_PARSE_TIMEOUT")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(60),
-            ),
-            memory_kib: std::env::var("PAVE_DAG_PARSE_MEMORY_MB")
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|mb| *mb > 0)
-                .map_or(4 * 1024 * 1024, |mb| mb.saturating_mul(1024)),
+            timeout: Duration::from_secs(positive_env("PAVE_DAG_PARSE_TIMEOUT", 60, "seconds")),
+            memory_kib: positive_env("PAVE_DAG_PARSE_MEMORY_MB", 4096, "MiB").saturating_mul(1024),
         }),
         Err(e) => {
             tracing::warn!("Python DAG files are disabled: {e:#}");
