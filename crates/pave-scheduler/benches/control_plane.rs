@@ -17,24 +17,16 @@
 //!
 //! This is a benchmark, not a test: it asserts no timing.
 
-use async_trait::async_trait;
-use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
+use chrono::{Duration as ChronoDuration, TimeZone, Utc};
+use pave_core::Dag;
 use pave_core::model::{OutputFormat, Task, TaskKind};
-use pave_core::{Dag, DagId, RunId, TaskState};
 use pave_executor::{Capacity, ExecutorEvent, NoopExecutor};
 use pave_scheduler::{Scheduler, SchedulerConfig, SystemClock, TriggerRequest};
-use pave_store::{
-    BatchOutcome, ChangeBatch, DagRecord, DagVersionId, DagVersionRecord, ImportErrorRecord, JobId,
-    Lease, LeaseRequest, Occupancy, ParsedDag, PoolRecord, RunFilter, RunKey, RunRecord,
-    SqliteStore, Store, StoreError, TaskSelection, TiKey, TiRecord, TryRecord, UpsertedDag,
-    XcomRecord,
-};
+use pave_store::{ParsedDag, PoolRecord, RunFilter, RunKey, SqliteStore, Store, TimedStore};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-type StoreResult<T> = Result<T, StoreError>;
 
 /// One benchmark case: `runs` DAG runs of a DAG of `tasks` independent tasks.
 #[derive(Clone, Copy, Debug)]
@@ -96,176 +88,6 @@ const CASES: &[Case] = &[
     },
 ];
 
-// ---------------------------------------------------------------- timing store
-
-/// Calls and total time per store method.
-#[derive(Default)]
-struct Stats {
-    by_method: BTreeMap<String, (u64, Duration)>,
-}
-
-/// `Arc<dyn Store>` that times every call of the store it wraps.
-struct TimedStore {
-    inner: Arc<dyn Store>,
-    stats: Mutex<Stats>,
-}
-
-impl TimedStore {
-    async fn timed<T>(&self, name: &str, fut: impl std::future::Future<Output = T>) -> T {
-        let t = Instant::now();
-        let out = fut.await;
-        let d = t.elapsed();
-        let mut s = self
-            .stats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let e = s.by_method.entry(name.to_owned()).or_default();
-        e.0 += 1;
-        e.1 += d;
-        out
-    }
-
-    fn snapshot(&self) -> BTreeMap<String, (u64, Duration)> {
-        self.stats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .by_method
-            .clone()
-    }
-}
-
-#[async_trait]
-impl Store for TimedStore {
-    async fn migrate(&self) -> StoreResult<()> {
-        self.timed("migrate", self.inner.migrate()).await
-    }
-    async fn close(&self) {
-        self.inner.close().await;
-    }
-    async fn upsert_dag(&self, parsed: ParsedDag) -> StoreResult<UpsertedDag> {
-        self.timed("upsert_dag", self.inner.upsert_dag(parsed))
-            .await
-    }
-    async fn get_dag(&self, dag_id: &DagId) -> StoreResult<DagRecord> {
-        self.timed("get_dag", self.inner.get_dag(dag_id)).await
-    }
-    async fn list_dags(&self) -> StoreResult<Vec<DagRecord>> {
-        self.timed("list_dags", self.inner.list_dags()).await
-    }
-    async fn set_dag_paused(&self, dag_id: &DagId, paused: bool) -> StoreResult<()> {
-        self.timed("set_dag_paused", self.inner.set_dag_paused(dag_id, paused))
-            .await
-    }
-    async fn get_dag_version(&self, id: DagVersionId) -> StoreResult<DagVersionRecord> {
-        self.timed("get_dag_version", self.inner.get_dag_version(id))
-            .await
-    }
-    async fn get_run(&self, run: RunKey) -> StoreResult<RunRecord> {
-        self.timed("get_run", self.inner.get_run(run)).await
-    }
-    async fn find_run(&self, dag_id: &DagId, run_id: &RunId) -> StoreResult<RunRecord> {
-        self.timed("find_run", self.inner.find_run(dag_id, run_id))
-            .await
-    }
-    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
-        self.timed("list_runs", self.inner.list_runs(filter)).await
-    }
-    async fn get_ti(&self, key: &TiKey) -> StoreResult<TiRecord> {
-        self.timed("get_ti", self.inner.get_ti(key)).await
-    }
-    async fn run_tis(&self, run: RunKey) -> StoreResult<Vec<TiRecord>> {
-        self.timed("run_tis", self.inner.run_tis(run)).await
-    }
-    async fn run_ti_views(&self, run: RunKey) -> StoreResult<Vec<pave_core::run::TiView>> {
-        self.timed("run_ti_views", self.inner.run_ti_views(run))
-            .await
-    }
-    async fn active_run_tis(&self, states: &[TaskState]) -> StoreResult<Vec<TiRecord>> {
-        self.timed("active_run_tis", self.inner.active_run_tis(states))
-            .await
-    }
-    async fn occupancy(&self) -> StoreResult<Occupancy> {
-        self.timed("occupancy", self.inner.occupancy()).await
-    }
-    async fn list_tries(&self, ti: &TiKey) -> StoreResult<Vec<TryRecord>> {
-        self.timed("list_tries", self.inner.list_tries(ti)).await
-    }
-    async fn get_xcom(&self, ti: &TiKey, key: &str) -> StoreResult<XcomRecord> {
-        self.timed("get_xcom", self.inner.get_xcom(ti, key)).await
-    }
-    async fn list_xcoms(&self, run: RunKey, tasks: &TaskSelection) -> StoreResult<Vec<XcomRecord>> {
-        self.timed("list_xcoms", self.inner.list_xcoms(run, tasks))
-            .await
-    }
-    async fn apply(&self, batch: ChangeBatch) -> StoreResult<BatchOutcome> {
-        // Also by what the batch is for: the state its first task
-        // instance change moves to (or its first change's kind).
-        let kind = match batch.changes.first() {
-            Some(pave_store::Change::SetTiState(c)) => format!("apply[{}]", c.state),
-            Some(pave_store::Change::RecordTry(_)) => "apply[try]".to_owned(),
-            Some(pave_store::Change::SetRunState(_)) => "apply[run_state]".to_owned(),
-            Some(pave_store::Change::CreateRun(_)) => "apply[create_run]".to_owned(),
-            Some(pave_store::Change::ExpandMapped { .. }) => "apply[expand]".to_owned(),
-            Some(pave_store::Change::PutXcom(_)) => "apply[xcom]".to_owned(),
-            None => "apply[empty]".to_owned(),
-        };
-        let t = Instant::now();
-        let out = self.timed("apply", self.inner.apply(batch)).await;
-        let d = t.elapsed();
-        let mut s = self
-            .stats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let e = s.by_method.entry(kind).or_default();
-        e.0 += 1;
-        e.1 += d;
-        out
-    }
-    async fn list_pools(&self) -> StoreResult<Vec<PoolRecord>> {
-        self.timed("list_pools", self.inner.list_pools()).await
-    }
-    async fn get_pool(&self, name: &str) -> StoreResult<PoolRecord> {
-        self.timed("get_pool", self.inner.get_pool(name)).await
-    }
-    async fn put_pool(&self, pool: PoolRecord) -> StoreResult<()> {
-        self.timed("put_pool", self.inner.put_pool(pool)).await
-    }
-    async fn delete_pool(&self, name: &str) -> StoreResult<()> {
-        self.timed("delete_pool", self.inner.delete_pool(name))
-            .await
-    }
-    async fn put_import_error(&self, error: ImportErrorRecord) -> StoreResult<()> {
-        self.timed("put_import_error", self.inner.put_import_error(error))
-            .await
-    }
-    async fn clear_import_error(&self, fileloc: &str) -> StoreResult<()> {
-        self.timed("clear_import_error", self.inner.clear_import_error(fileloc))
-            .await
-    }
-    async fn list_import_errors(&self) -> StoreResult<Vec<ImportErrorRecord>> {
-        self.timed("list_import_errors", self.inner.list_import_errors())
-            .await
-    }
-    async fn acquire_scheduler_lease(&self, request: LeaseRequest) -> StoreResult<Lease> {
-        self.timed(
-            "acquire_scheduler_lease",
-            self.inner.acquire_scheduler_lease(request),
-        )
-        .await
-    }
-    async fn heartbeat(&self, job: JobId, now: DateTime<Utc>) -> StoreResult<()> {
-        self.timed("heartbeat", self.inner.heartbeat(job, now))
-            .await
-    }
-    async fn release_scheduler_lease(&self, job: JobId, now: DateTime<Utc>) -> StoreResult<()> {
-        self.timed(
-            "release_scheduler_lease",
-            self.inner.release_scheduler_lease(job, now),
-        )
-        .await
-    }
-}
-
 // ---------------------------------------------------------------- one case
 
 /// What one run of one case measured (printed by the child as one line).
@@ -323,10 +145,7 @@ async fn run_case(case: Case) -> Measured {
         .await
         .expect("open store");
     sqlite.migrate().await.expect("migrate");
-    let timed = Arc::new(TimedStore {
-        inner: Arc::new(sqlite),
-        stats: Mutex::default(),
-    });
+    let timed = Arc::new(TimedStore::new(Arc::new(sqlite)));
     let store: Arc<dyn Store> = timed.clone();
 
     store

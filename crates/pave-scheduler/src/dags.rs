@@ -20,6 +20,9 @@ pub struct LoadedDag {
     /// For each task whose `return_value` a mapped task expands over: the
     /// first such mapped task (in `dag.tasks` order), by position.
     mapping_dependant: HashMap<usize, usize>,
+    /// Whether any task depends on the task at this position (lists it
+    /// upstream or expands over its XCom), indexed like `dag.tasks`.
+    has_downstream: Vec<bool>,
 }
 
 impl LoadedDag {
@@ -38,7 +41,20 @@ impl LoadedDag {
                 }
             }
         }
+        let mut has_downstream = vec![false; dag.tasks.len()];
+        for t in &dag.tasks {
+            for up in t
+                .upstream
+                .iter()
+                .chain(pave_core::decide::mapping_sources(t))
+            {
+                if let Some(&u) = index.get(up.as_str()) {
+                    has_downstream[u] = true;
+                }
+            }
+        }
         LoadedDag {
+            has_downstream,
             version,
             weights: pave_core::priority::effective_weights(&dag),
             dag,
@@ -58,6 +74,16 @@ impl LoadedDag {
             .get(id)
             .and_then(|&i| self.weights.get(i))
             .copied()
+    }
+
+    /// Whether some task depends on `task` (lists it upstream or expands
+    /// over its XCom): only then can its end make another task runnable.
+    pub fn has_downstream(&self, task: &Task) -> bool {
+        self.index
+            .get(task.task_id.as_str())
+            .and_then(|&i| self.has_downstream.get(i))
+            .copied()
+            .unwrap_or(true)
     }
 
     /// The first mapped task that expands over `task`'s `return_value`, if

@@ -613,3 +613,88 @@ async fn scheduled_runs_before_a_task_start_date_do_without_it() {
         ]
     );
 }
+
+/// In a wide run, the end of one leaf among many in flight makes no task
+/// runnable and cannot end the run, so it is not decided again, and the
+/// task instances left waiting are known from the last admission: the
+/// store is read a bounded number of times, not once or twice per task
+/// instance (the fan-out of 1000 read 1000 task instances per ending).
+#[tokio::test]
+async fn a_wide_run_is_not_read_again_for_every_leaf_that_ends() {
+    const WIDTH: usize = 100;
+    let sqlite = SqliteStore::open_in_memory().await.expect("store");
+    sqlite.migrate().await.expect("migrate");
+    let timed = Arc::new(pave_store::TimedStore::new(Arc::new(sqlite)));
+    let store: Arc<dyn Store> = timed.clone();
+    let mut d = Dag::new("wide");
+    d.max_active_tasks = Some(10_000);
+    d.tasks = (0..WIDTH)
+        .map(|i| command(&format!("t{i:03}"), &[], 0))
+        .collect();
+    store
+        .upsert_dag(ParsedDag {
+            dag_id: d.dag_id.clone(),
+            fileloc: None,
+            spec: pave_scheduler::dags::encode(&d),
+            parsed_at: Utc::now(),
+            paused_at_creation: false,
+        })
+        .await
+        .expect("dag stored");
+    let clock = Arc::new(ManualClock::new(day(2026, 1, 1)));
+    // The executor's reports go to `ended`; the test hands them to the
+    // scheduler one at a time, as attempts that end one after another.
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec_clock = clock.clone();
+    let executor = NoopExecutor::new(ended_tx)
+        .with_clock(move || pave_scheduler::Clock::now(exec_clock.as_ref()))
+        .with_capacity(pave_executor::Capacity {
+            parallelism: 10,
+            cpu_millis: u64::MAX,
+            memory_bytes: u64::MAX,
+            gpus: Vec::new(),
+        });
+    let mut cfg = SchedulerConfig::new(std::env::temp_dir().join("pave-sim-logs"));
+    cfg.create_scheduled_runs = false;
+    cfg.poll_interval = Duration::from_secs(3600);
+    let mut s = Scheduler::new(store.clone(), Arc::new(executor), rx, clock, cfg);
+    let run = s
+        .trigger(&d.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+    let before = timed.snapshot();
+
+    let mut finished = false;
+    for _ in 0..(WIDTH * 3) {
+        let report = s.step().await.expect("step");
+        if report.finished_runs.contains(&run.key) {
+            finished = true;
+            break;
+        }
+        let Ok(ev) = ended.try_recv() else { break };
+        tx.send(ev).expect("scheduler listens");
+        s.drain_events().await.expect("events");
+    }
+    assert!(finished, "the run did not finish");
+    let r = store.get_run(run.key).await.expect("run");
+    assert_eq!(r.state, RunState::Success);
+    let tis = store.run_tis(run.key).await.expect("tis");
+    assert_eq!(tis.len(), WIDTH);
+    assert!(tis.iter().all(|t| t.state == TaskState::Success), "{tis:?}");
+
+    let after = timed.snapshot();
+    let calls = |m: &str| after.get(m).map_or(0, |c| c.0) - before.get(m).map_or(0, |c| c.0);
+    // Decided when the run starts and when its last attempt ends.
+    assert!(
+        calls("run_ti_views") <= 3,
+        "run_ti_views: {}",
+        calls("run_ti_views")
+    );
+    // The waiting ones read once, at the first step's poll.
+    assert!(
+        calls("active_run_tis") <= 2,
+        "active_run_tis: {}",
+        calls("active_run_tis")
+    );
+}

@@ -17,6 +17,7 @@ pub mod query;
 pub mod records;
 pub mod sqlite;
 pub mod store;
+pub mod timed;
 
 pub use batch::{BatchOutcome, Change, ChangeBatch, Expected, Field, RunChange, TiChange};
 pub use error::{Result, StoreError};
@@ -28,3 +29,4 @@ pub use query::{
 pub use records::*;
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::Store;
+pub use timed::TimedStore;

@@ -46,6 +46,9 @@ struct Admitted {
     started: usize,
     /// Task instances are `scheduled` in the store after it.
     left_scheduled: bool,
+    /// The candidates it neither started nor failed, as the store now holds
+    /// them (`scheduled`).
+    waiting: Vec<Admissible>,
 }
 
 impl Scheduler {
@@ -58,10 +61,16 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<usize, SchedulerError> {
         let fresh = std::mem::take(&mut self.fresh);
-        let stored = if self.stored_scheduled {
-            self.store.active_run_tis(&[TaskState::Scheduled]).await?
-        } else {
-            Vec::new()
+        let stored: Vec<Admissible> = match (self.stored_scheduled, self.waiting.take()) {
+            (false, _) => Vec::new(),
+            (true, Some(waiting)) => waiting,
+            (true, None) => self
+                .store
+                .active_run_tis(&[TaskState::Scheduled])
+                .await?
+                .into_iter()
+                .map(Admissible::from)
+                .collect(),
         };
         if stored.is_empty() && fresh.is_empty() {
             self.stored_scheduled = false;
@@ -70,14 +79,11 @@ impl Scheduler {
         // Cleared again below only if this admission leaves none behind.
         self.stored_scheduled = true;
         let fresh_runs: BTreeSet<RunKey> = fresh.iter().map(|a| a.key.run).collect();
-        let scheduled: Vec<Admissible> = stored
-            .into_iter()
-            .map(Admissible::from)
-            .chain(fresh)
-            .collect();
+        let scheduled: Vec<Admissible> = stored.into_iter().chain(fresh).collect();
         match self.admit_candidates(scheduled, now).await {
             Ok(Some(admitted)) => {
                 self.stored_scheduled = admitted.left_scheduled;
+                self.waiting = Some(admitted.waiting);
                 Ok(admitted.started)
             }
             outcome => {
@@ -270,9 +276,19 @@ impl Scheduler {
             }
             started += self.start_prepared(prepared, now).await?;
         }
+        // What is left was neither queued nor failed: it is `scheduled` in
+        // the store now, fresh or not.
+        let waiting = by_key
+            .into_values()
+            .map(|(mut ti, _)| {
+                ti.stored = TaskState::Scheduled;
+                ti
+            })
+            .collect();
         Ok(Some(Admitted {
             started,
             left_scheduled,
+            waiting,
         }))
     }
 

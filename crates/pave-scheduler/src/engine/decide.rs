@@ -109,6 +109,8 @@ impl Scheduler {
         if batch.is_empty() {
             return Ok(Some(RunState::Running));
         }
+        // The batch may change task instances admission holds as waiting.
+        self.waiting = None;
         match self.store.apply(batch).await {
             Ok(_) => {}
             Err(StoreError::Conflict { what }) => {

@@ -8,6 +8,10 @@ pub(super) struct Ending {
     pub(super) key: AttemptKey,
     pub(super) run: RunKey,
     pub(super) batch: ChangeBatch,
+    /// The end may change what else of its run can happen: its task has a
+    /// downstream task, or its task instance is not finished (a retry
+    /// waits on a timer that deciding sets).
+    pub(super) needs_decide: bool,
 }
 
 /// Airflow retries while `try_number <= max_tries`, pave-core while the
@@ -86,8 +90,9 @@ impl Scheduler {
     }
 
     /// Writes the endings of attempts: all in one transaction, or, when that
-    /// conflicts, each in its own, ignoring those that conflict again. The
-    /// runs of all of them are decided again in the next step.
+    /// conflicts, each in its own, ignoring those that conflict again. Their
+    /// runs are decided again in the next step, except where nothing can
+    /// come of it (see `Ending::needs_decide`).
     pub(super) async fn apply_endings(
         &mut self,
         endings: Vec<Ending>,
@@ -96,7 +101,15 @@ impl Scheduler {
             return Ok(());
         }
         for e in &endings {
-            self.dirty.insert(e.run);
+            // The end of a leaf whose run still has an attempt in flight
+            // schedules nothing and cannot finish the run: deciding it
+            // again (a read of every task instance of the run) would find
+            // nothing to do. The run's last end, or any end that can make
+            // a downstream task runnable, is decided as always.
+            let run_busy = self.inflight.values().any(|f| f.ti.run == e.run);
+            if e.needs_decide || !run_busy {
+                self.dirty.insert(e.run);
+            }
         }
         if endings.len() > 1 {
             let mut all = ChangeBatch::new(self.clock.now());
@@ -326,6 +339,7 @@ impl Scheduler {
             key,
             run: ti.run,
             batch,
+            needs_decide: !res.state.is_finished() || loaded.has_downstream(task),
         }))
     }
 

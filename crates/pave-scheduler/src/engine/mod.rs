@@ -92,6 +92,15 @@ pub struct Scheduler {
     /// by an admission that leaves none behind. While it is clear,
     /// admission does not read the store for them.
     stored_scheduled: bool,
+    /// The `scheduled` task instances the last admission left waiting, as
+    /// it wrote them: while this is known, admission takes them from here
+    /// instead of reading every scheduled task instance again (in a wide
+    /// run, each step would read hundreds to admit the few a finished
+    /// attempt made room for). Forgotten wherever the store may have
+    /// changed under it: every poll (another process may have scheduled
+    /// or cleared some), reconciliation, a decision that wrote changes, an
+    /// admission that conflicted.
+    waiting: Option<Vec<Admissible>>,
     /// The executor has no GPU and GPU requests fall back to CPU.
     cpu_only: bool,
 }
@@ -121,6 +130,7 @@ impl Scheduler {
             wait_reasons: HashMap::new(),
             fresh: Vec::new(),
             stored_scheduled: true,
+            waiting: None,
         }
     }
 
@@ -257,6 +267,7 @@ impl Scheduler {
         {
             self.last_poll = Some(tokio::time::Instant::now());
             self.stored_scheduled = true;
+            self.waiting = None;
             report.runs_created = self.poll(now).await?;
             report.killed = self.kill_superseded().await?;
         }

@@ -25,6 +25,7 @@ impl Scheduler {
     /// Airflow resets orphaned queued task instances.
     pub async fn reconcile(&mut self) -> Result<(), SchedulerError> {
         self.stored_scheduled = true;
+        self.waiting = None;
         let tis = self
             .store
             .active_run_tis(&[TaskState::Queued, TaskState::Running])
