@@ -259,8 +259,15 @@ class Child:
             env.update(changed)
             for name in removed:
                 env.pop(name, None)
-        os.environ.clear()
-        os.environ.update(env)
+        # Only what differs from the zygote's environment (the attempt's
+        # equals it but for the attempt's own variables): clearing and
+        # refilling it cost the child a third of a millisecond.
+        current = os.environ
+        for name in [k for k in current if k not in env]:
+            del current[name]
+        for name, value in env.items():
+            if current.get(name) != value:
+                current[name] = value
         cwd = req.get("cwd")
         if cwd:
             os.chdir(cwd)
