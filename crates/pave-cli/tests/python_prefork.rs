@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Pave, Running, dags_dir, state_try};
+use common::{Http, Pave, Running, after, dags_dir, state_try};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -692,4 +692,121 @@ survivor()
         ("success".to_owned(), 1),
         "{list:#}"
     );
+}
+
+/// A Python attempt handed to a listening zygote has no supervisor process:
+/// the zygote takes its claim (naming itself), supervises it and writes its
+/// result. Marking the task instance while it runs kills that attempt: the
+/// executor signals the task, not the zygote, which serves other attempts.
+#[test]
+fn the_zygote_supervises_the_attempts_handed_to_it_and_a_kill_reaches_only_the_task() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let body = r#"
+@dag(dag_id="handed", schedule=None)
+def handed():
+    @task(retries=0)
+    def first():
+        record()
+
+    @task(retries=0)
+    def second():
+        record()
+        time.sleep(120)
+
+    first() >> second()
+
+handed()
+"#;
+    write_dag(dir.path(), "handed.py", &record, body);
+    let mut running = Running::spawn(pave.command(&[
+        "standalone",
+        "--dags",
+        dir.path().to_str().expect("utf-8"),
+        "--port",
+        "0",
+        "--trigger-all",
+        "--exit-when-idle",
+    ]));
+    running.wait_for_line("REST API at http://", Duration::from_secs(60));
+    let base = after(&running.seen, "REST API at http://")
+        .split_whitespace()
+        .next()
+        .expect("an address")
+        .to_owned();
+    let http = Http {
+        addr: base.trim_end_matches("/api/v1").to_owned(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (first, sleeper) = loop {
+        let lines = records(&record);
+        if let [first, second, ..] = lines.as_slice() {
+            break (first.clone(), second.clone());
+        }
+        assert!(Instant::now() < deadline, "the second task never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(sleeper["task"], "second", "{sleeper}");
+    assert_eq!(sleeper["forked"], true, "{sleeper}");
+    let zygote = sleeper["ppid"].as_u64().expect("ppid");
+    assert_eq!(first["ppid"].as_u64(), Some(zygote), "{first}");
+    // The claim names the zygote, which supervises the attempt.
+    let run_dir = std::fs::read_dir(pave.home_path().join("logs").join("dag_id=handed"))
+        .expect("run folders")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .next()
+        .expect("a run folder");
+    let second = run_dir.join("task_id=second");
+    let read = |name: &str| -> Value {
+        let text =
+            std::fs::read_to_string(second.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}: {text}"))
+    };
+    let claim = read("attempt=1.claim");
+    assert_eq!(claim["claimed_by"], "supervisor", "{claim}");
+    assert_eq!(claim["zygote"], true, "{claim}");
+    assert_eq!(claim["pid"].as_u64(), Some(zygote), "{claim}");
+
+    let token = pave
+        .ok(&["tokens", "create", "--username", "admin"])
+        .trim()
+        .to_owned();
+    let auth = format!("Bearer {token}");
+    let run_id = run_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("run_id="))
+        .expect("run id")
+        .to_owned();
+    let marked = http.call(
+        "PATCH",
+        &format!("/api/v1/dags/handed/dagRuns/{run_id}/taskInstances/second"),
+        &[("Authorization", auth.as_str())],
+        Some(&serde_json::json!({"new_state": "success", "dry_run": false})),
+    );
+    assert_eq!(marked.status, 200, "{}", marked.raw);
+    let pid = sleeper["pid"].as_u64().expect("pid");
+    assert!(
+        wait_dead(pid, Duration::from_secs(20)),
+        "the marked attempt was not killed"
+    );
+    assert!(alive(zygote), "killing the attempt killed its zygote");
+    let (status, lines) = running.wait(Duration::from_secs(60));
+    assert!(status.success(), "{}", lines.join("\n"));
+    let list = pave.json(&["tasks", "list", "handed", "--json"]);
+    assert_eq!(
+        state_try(&list, "second", -1),
+        ("success".to_owned(), 1),
+        "{list:#}"
+    );
+    // The zygote wrote the attempt's result: killed by the SIGTERM.
+    let killed = read("attempt=1.result.json");
+    assert_eq!(
+        killed["exit"],
+        serde_json::json!({"type": "signal", "signal": 15}),
+        "{killed}"
+    );
+    assert_eq!(killed["pid"].as_u64(), Some(pid), "{killed}");
 }

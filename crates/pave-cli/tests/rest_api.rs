@@ -6,10 +6,9 @@
 
 mod common;
 
-use common::{Pave, Running, copy_fixtures, dags_dir};
+use common::{Http, Pave, Running, after, copy_fixtures, dags_dir};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -17,91 +16,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A minimal HTTP/1.1 client: one request per connection.
-struct Http {
-    addr: String,
-}
-
-struct HttpReply {
-    status: u16,
-    body: Value,
-    raw: String,
-}
-
-impl Http {
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> HttpReply {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect to the REST API");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("a read timeout");
-        let payload = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
-            payload.len()
-        );
-        if body.is_some() {
-            request.push_str("Content-Type: application/json\r\n");
-        }
-        for (k, v) in headers {
-            request.push_str(&format!("{k}: {v}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(&payload);
-        stream
-            .write_all(request.as_bytes())
-            .expect("send the request");
-        let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes).expect("read the reply");
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP reply");
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status code");
-        let chunked = head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked");
-        let body_text = if chunked {
-            dechunk(rest)
-        } else {
-            rest.to_owned()
-        };
-        HttpReply {
-            status,
-            body: serde_json::from_str(&body_text).unwrap_or(Value::Null),
-            raw: text,
-        }
-    }
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// The text after `marker` on the first line that has it.
-fn after<'a>(lines: &'a [String], marker: &str) -> &'a str {
-    lines
-        .iter()
-        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest.trim()))
-        .unwrap_or_else(|| panic!("no line with {marker:?} in:\n{}", lines.join("\n")))
-}
-
 #[test]
 fn standalone_serves_the_rest_api_end_to_end() {
     let pave = Pave::new();

@@ -131,12 +131,32 @@ pub struct PodRef {
 /// moved to a process group of their own (GNU `timeout` does). The task's own
 /// pid is not known when `start` returns (waiting for it would double the
 /// cost of a start); the result records it.
+///
+/// A Python attempt handed to its pre-forked interpreter has no supervisor
+/// process of its own: the zygote is its supervisor (it holds the claim,
+/// enforces the timeout and writes the result), and serves other attempts
+/// too, so it is never signalled for one of them; [`LocalProcess::zygote`]
+/// says so, and names the task to signal instead.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalProcess {
     pub supervisor_pid: u32,
     /// The supervisor's start time in clock ticks since boot
     /// (`/proc/PID/stat` field 22), so a reused pid is not mistaken for it.
     pub supervisor_start_ticks: Option<u64>,
+    /// Set when the supervisor is a zygote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zygote: Option<ZygoteTask>,
+}
+
+/// The task a zygote forked and supervises (see [`LocalProcess`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZygoteTask {
+    /// The task's pid (also its process group and session); `None` for an
+    /// attempt adopted from its claim, which the zygote wrote before it
+    /// forked.
+    pub pid: Option<u32>,
+    /// Its start time in clock ticks since boot, as for the supervisor.
+    pub start_ticks: Option<u64>,
 }
 
 /// How the task's main process ended.
@@ -467,11 +487,45 @@ mod tests {
             process: ProcessRef::Local(LocalProcess {
                 supervisor_pid: 10,
                 supervisor_start_ticks: Some(1234),
+                zygote: None,
             }),
         };
         let json = serde_json::to_string(&handle).expect("serialize");
         assert!(json.contains(r#""executor":"local""#), "{json}");
         let back: AttemptHandle = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, handle);
+        // Handles stored before zygotes supervised attempts still read.
+        assert!(!json.contains("zygote"), "{json}");
+        let mut zygote = handle.clone();
+        zygote.process = ProcessRef::Local(LocalProcess {
+            supervisor_pid: 10,
+            supervisor_start_ticks: Some(1234),
+            zygote: Some(ZygoteTask {
+                pid: Some(11),
+                start_ticks: Some(1240),
+            }),
+        });
+        let json = serde_json::to_string(&zygote).expect("serialize");
+        let back: AttemptHandle = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, zygote);
+    }
+
+    #[test]
+    fn a_result_reads_as_the_python_zygote_writes_it() {
+        // What sdk/python/pave/zygote.py writes when a supervised task ends.
+        let text = r#"{"exit": {"type": "signal", "signal": 15}, "pid": 4243, "timed_out": true, "cancelled": false, "started_at": "2026-11-29T02:36:22.123456Z", "ended_at": "2026-11-29T02:36:23.5Z", "duration_ms": 1377, "peak_rss_kib": 20480, "last_line": null, "error": null, "notes": ["execution_timeout of 1.2s exceeded: sent SIGTERM"]}"#;
+        let result: AttemptResult = serde_json::from_str(text).expect("result");
+        assert_eq!(result.exit, Exit::Signal { signal: 15 });
+        assert_eq!(
+            (result.pid, result.timed_out, result.peak_rss_kib),
+            (Some(4243), true, 20480)
+        );
+        assert!(matches!(
+            result.outcome(None),
+            AttemptOutcome::Failed {
+                retryable: true,
+                ..
+            }
+        ));
     }
 }

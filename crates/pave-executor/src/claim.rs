@@ -37,6 +37,10 @@ pub enum Claim {
         /// The GPU ids the executor reserved for the attempt (`--gpus`).
         #[serde(default)]
         gpu_ids: Vec<u32>,
+        /// The supervisor is the attempt's pre-forked interpreter (a zygote
+        /// supervising many attempts; see [`crate::LocalProcess`]).
+        #[serde(default)]
+        zygote: bool,
     },
     /// The scheduler, through the executor, fenced the attempt off before any
     /// supervisor claimed it: it never ran and never will.
@@ -183,6 +187,7 @@ mod tests {
             start_ticks: Some(7),
             started_at: Utc::now(),
             gpu_ids: vec![1],
+            zygote: false,
         };
         create(&path, &first).expect("first claim");
         let second = Claim::Fence {
@@ -196,6 +201,22 @@ mod tests {
     }
 
     #[test]
+    fn a_zygote_claim_reads_as_the_python_zygote_writes_it() {
+        // What sdk/python/pave/zygote.py writes for a supervised request.
+        let text = r#"{"claimed_by": "supervisor", "pid": 4242, "start_ticks": 99, "started_at": "2026-11-29T02:36:22.123456Z", "gpu_ids": [0, 2], "zygote": true}"#;
+        let claim: Claim = serde_json::from_str(text).expect("claim");
+        assert!(matches!(
+            claim,
+            Claim::Supervisor { pid: 4242, start_ticks: Some(99), zygote: true, ref gpu_ids, .. }
+                if gpu_ids == &[0, 2]
+        ));
+        // And a supervisor's, written before the field existed.
+        let old = r#"{"claimed_by":"supervisor","pid":7,"start_ticks":null,"started_at":"2026-01-01T00:00:00Z"}"#;
+        let claim: Claim = serde_json::from_str(old).expect("old claim");
+        assert!(matches!(claim, Claim::Supervisor { zygote: false, .. }));
+    }
+
+    #[test]
     fn both_ways_of_creating_a_claim_keep_it_exclusive_and_complete() {
         let dir = tempfile::tempdir().expect("tempdir");
         let claim = |pid| Claim::Supervisor {
@@ -203,6 +224,7 @@ mod tests {
             start_ticks: None,
             started_at: Utc::now(),
             gpu_ids: vec![],
+            zygote: false,
         };
         let unnamed = dir.path().join("a.claim");
         let made = create_unnamed(&unnamed, &serde_json::to_vec(&claim(1)).expect("json"));

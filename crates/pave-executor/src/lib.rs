@@ -30,7 +30,7 @@ mod zygote;
 pub use attempt::{
     AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, ClaimQuery, ClaimStatus,
     CommandLine, DEFAULT_SKIP_EXIT_CODE, ExecutorEvent, Exit, GpuInfo, LocalProcess, PodRef,
-    ProcessRef, StartRequest,
+    ProcessRef, StartRequest, ZygoteTask,
 };
 pub use claim::{Claim, claim_path};
 pub use error::ExecutorError;

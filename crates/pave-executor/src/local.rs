@@ -11,14 +11,15 @@
 
 use crate::attempt::{
     AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, ClaimQuery, ClaimStatus,
-    ExecutorEvent, Exit, GpuInfo, LocalProcess, ProcessRef, StartRequest,
+    ExecutorEvent, Exit, GpuInfo, LocalProcess, ProcessRef, StartRequest, ZygoteTask,
 };
 use crate::claim::{self, Claim, claim_path};
 use crate::error::ExecutorError;
 use crate::executor::Executor;
 use crate::host;
 use crate::slots::Slots;
-use crate::supervise::{EXIT_ALREADY_CLAIMED, SuperviseArgs};
+use crate::supervise::{EXIT_ALREADY_CLAIMED, SuperviseArgs, append_note, open_log};
+use crate::zygote::{self, Handed, Handover, ZygoteAttempt};
 use async_trait::async_trait;
 use chrono::Utc;
 use nix::sys::signal::{Signal, kill};
@@ -253,8 +254,8 @@ impl Executor for LocalExecutor {
         let inner = Arc::clone(&self.inner);
         let started = tokio::spawn(async move {
             match inner.spawn(&req, argv, &gpu_ids).await {
-                Ok((handle, child)) => {
-                    inner.watch(handle.clone(), Watch::Child(child));
+                Ok((handle, how)) => {
+                    inner.watch(handle.clone(), how);
                     Ok(handle)
                 }
                 Err(e) => {
@@ -274,6 +275,26 @@ impl Executor for LocalExecutor {
         let (sup, ticks) = (process.supervisor_pid, process.supervisor_start_ticks);
         if let Some(t) = self.inner.lock().attempts.get_mut(&handle.key) {
             t.kill_requested = true;
+        }
+        if let Some(task) = &process.zygote {
+            // The zygote supervises other attempts too: signal the task
+            // (SIGTERM, then SIGKILL after the grace); the zygote reaps it
+            // and writes its result, which reports it as cancelled.
+            let Some(pid) = task.pid else {
+                tracing::warn!(
+                    attempt = %handle.key,
+                    "cannot kill an attempt adopted from its zygote's claim: its pid is unknown; it ends by itself or at its timeout"
+                );
+                return Ok(());
+            };
+            let ticks = task.start_ticks;
+            signal_task(pid, ticks, Signal::SIGTERM);
+            let grace = self.inner.config.kill_grace;
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                signal_task(pid, ticks, Signal::SIGKILL);
+            });
+            return Ok(());
         }
         if !host::is_alive(sup, ticks) {
             // The supervisor is gone: make sure nothing of the attempt is left.
@@ -373,6 +394,7 @@ impl Executor for LocalExecutor {
                     start_ticks,
                     started_at,
                     gpu_ids,
+                    zygote,
                 }) => {
                     let handle = AttemptHandle {
                         key: key.clone(),
@@ -384,6 +406,11 @@ impl Executor for LocalExecutor {
                         process: ProcessRef::Local(LocalProcess {
                             supervisor_pid: pid,
                             supervisor_start_ticks: start_ticks,
+                            // Claimed before the fork: the task's pid is not in it.
+                            zygote: zygote.then_some(ZygoteTask {
+                                pid: None,
+                                start_ticks: None,
+                            }),
                         }),
                     };
                     return Ok(match self.adopt(&handle).await? {
@@ -428,6 +455,14 @@ impl Executor for LocalExecutor {
 enum Watch {
     /// Our child: wait for it.
     Child(Child),
+    /// A task its zygote supervises: wait for the end report on the
+    /// connection, then read the result file.
+    Zygote(ZygoteAttempt),
+    /// Someone else held the claim: nothing ran.
+    Claimed,
+    /// It ended before it started (its zygote claimed it and could not
+    /// fork it): the result file is there.
+    Ended,
     /// Adopted: poll liveness and the result file.
     Poll,
 }
@@ -473,7 +508,7 @@ impl Inner {
         req: &StartRequest,
         argv: Vec<String>,
         gpu_ids: &[u32],
-    ) -> Result<(AttemptHandle, Child), ExecutorError> {
+    ) -> Result<(AttemptHandle, Watch), ExecutorError> {
         for path in [&req.log_path, &req.result_path] {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|source| ExecutorError::Io {
@@ -484,6 +519,26 @@ impl Inner {
                     ),
                     source,
                 })?;
+            }
+        }
+        // A Python attempt goes to its pre-forked interpreter, which
+        // supervises it; anything that fails before the fork runs it under
+        // a supervisor process in a fresh interpreter instead.
+        let mut prefork_off = false;
+        if zygote::applies(&argv, &req.env) {
+            match self.hand_to_zygote(req, &argv, gpu_ids).await {
+                Ok(Some(done)) => return Ok(done),
+                // The supervisor starts the zygote and hands it the attempt.
+                Ok(None) => {}
+                Err(note) => {
+                    if let Some(note) = note {
+                        append_note(
+                            &req.log_path,
+                            &format!("[pave] running in a fresh interpreter: {note}\n"),
+                        );
+                    }
+                    prefork_off = true;
+                }
             }
         }
         let args = SuperviseArgs {
@@ -507,23 +562,11 @@ impl Inner {
         cmd.args(leading)
             .args(args.to_args())
             .envs(&req.env)
+            .envs(prefork_off.then_some((zygote::PREFORK_ENV, "0")))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if !self.lock().slots.capacity().gpus.is_empty() {
-            // Hand out exactly the reserved GPUs; a task that asked for none sees none.
-            let ids = gpu_ids
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            cmd.env("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-                .env(
-                    "NVIDIA_VISIBLE_DEVICES",
-                    if ids.is_empty() { "void" } else { &ids },
-                )
-                .env("CUDA_VISIBLE_DEVICES", &ids);
-        }
+        cmd.envs(self.gpu_env(gpu_ids));
 
         let started_at = Utc::now();
         let child = cmd.spawn().map_err(|source| ExecutorError::Spawn {
@@ -533,6 +576,27 @@ impl Inner {
         })?;
         let supervisor_pid = child.id().unwrap_or(0);
         let supervisor_start_ticks = host::proc_stat(supervisor_pid).map(|s| s.start_ticks);
+        let handle = self.track(
+            req,
+            gpu_ids,
+            started_at,
+            LocalProcess {
+                supervisor_pid,
+                supervisor_start_ticks,
+                zygote: None,
+            },
+        );
+        Ok((handle, Watch::Child(child)))
+    }
+
+    /// The attempt's handle, remembered with its slots.
+    fn track(
+        &self,
+        req: &StartRequest,
+        gpu_ids: &[u32],
+        started_at: chrono::DateTime<Utc>,
+        process: LocalProcess,
+    ) -> AttemptHandle {
         let handle = AttemptHandle {
             key: req.key.clone(),
             started_at,
@@ -540,15 +604,109 @@ impl Inner {
             gpu_ids: gpu_ids.to_vec(),
             log_path: req.log_path.clone(),
             result_path: req.result_path.clone(),
-            process: ProcessRef::Local(LocalProcess {
-                supervisor_pid,
-                supervisor_start_ticks,
-            }),
+            process: ProcessRef::Local(process),
         };
         if let Some(t) = self.lock().attempts.get_mut(&req.key) {
             t.handle = Some(handle.clone());
         }
-        Ok((handle, child))
+        handle
+    }
+
+    /// Hands a Python attempt to its zygote (see [`zygote::hand_over`]).
+    /// `Ok(None)`: no zygote listens; `Err`: nothing was forked or claimed
+    /// and the zygote cannot serve the attempt, with a note for the log.
+    async fn hand_to_zygote(
+        &self,
+        req: &StartRequest,
+        argv: &[String],
+        gpu_ids: &[u32],
+    ) -> Result<Option<(AttemptHandle, Watch)>, Option<String>> {
+        let log = open_log(&req.log_path)
+            .map_err(|e| Some(format!("cannot open {}: {e}", req.log_path.display())))?;
+        let Some(mut env) = zygote::process_env() else {
+            return Err(None);
+        };
+        env.extend(req.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(self.gpu_env(gpu_ids));
+        let argv = argv.to_vec();
+        let cwd = req.cwd.clone();
+        let claim = claim_path(&req.result_path);
+        let result = req.result_path.clone();
+        let timeout = req.execution_timeout;
+        let grace = self.config.kill_grace;
+        let gpus = gpu_ids.to_vec();
+        let started_at = Utc::now();
+        let handed = tokio::task::spawn_blocking(move || {
+            zygote::hand_over(&Handover {
+                argv: &argv,
+                cwd: cwd.as_deref(),
+                env,
+                log: &log,
+                claim: &claim,
+                result: &result,
+                timeout,
+                grace,
+                gpu_ids: &gpus,
+            })
+        })
+        .await
+        .map_err(|e| Some(format!("handing the attempt to its zygote panicked: {e}")))?;
+        match handed {
+            Handed::Running(attempt) => {
+                let process = LocalProcess {
+                    supervisor_pid: attempt.zygote_pid,
+                    supervisor_start_ticks: host::proc_stat(attempt.zygote_pid)
+                        .map(|s| s.start_ticks),
+                    zygote: Some(ZygoteTask {
+                        pid: Some(attempt.task_pid),
+                        start_ticks: host::proc_stat(attempt.task_pid).map(|s| s.start_ticks),
+                    }),
+                };
+                let handle = self.track(req, gpu_ids, started_at, process);
+                Ok(Some((handle, Watch::Zygote(attempt))))
+            }
+            Handed::Claimed | Handed::NotRun => {
+                let how = if matches!(handed, Handed::Claimed) {
+                    Watch::Claimed
+                } else {
+                    Watch::Ended
+                };
+                let process = LocalProcess {
+                    supervisor_pid: 0,
+                    supervisor_start_ticks: None,
+                    zygote: None,
+                };
+                let handle = self.track(req, gpu_ids, started_at, process);
+                Ok(Some((handle, how)))
+            }
+            Handed::NotListening => Ok(None),
+            Handed::Unservable(note) => Err(note),
+        }
+    }
+
+    /// The variables that hand out the attempt's GPUs, when this machine has
+    /// any: exactly the reserved ones; a task that asked for none sees none.
+    fn gpu_env(&self, gpu_ids: &[u32]) -> Vec<(String, String)> {
+        if self.lock().slots.capacity().gpus.is_empty() {
+            return Vec::new();
+        }
+        let ids = gpu_ids
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        vec![
+            ("CUDA_DEVICE_ORDER".to_owned(), "PCI_BUS_ID".to_owned()),
+            (
+                "NVIDIA_VISIBLE_DEVICES".to_owned(),
+                if ids.is_empty() {
+                    "void".to_owned()
+                } else {
+                    ids.clone()
+                },
+            ),
+            ("CUDA_VISIBLE_DEVICES".to_owned(), ids),
+        ]
     }
 
     /// Starts the watcher of a tracked attempt.
@@ -558,6 +716,19 @@ impl Inner {
         let task = tokio::spawn(async move {
             let event = match how {
                 Watch::Child(child) => inner.wait_child(&handle, child).await,
+                Watch::Zygote(attempt) => inner.wait_zygote(&handle, attempt).await,
+                Watch::Claimed => already_claimed(&handle),
+                Watch::Ended => match read_result(&handle.result_path) {
+                    Ok(Some(result)) => ExecutorEvent::Finished {
+                        key: handle.key.clone(),
+                        result,
+                    },
+                    Ok(None) => inner.no_result(&handle, ": its zygote could not fork it"),
+                    Err(e) => ExecutorEvent::Lost {
+                        key: handle.key.clone(),
+                        reason: e.to_string(),
+                    },
+                },
                 Watch::Poll => inner.poll_adopted(&handle).await,
             };
             inner.finish(event);
@@ -573,16 +744,7 @@ impl Inner {
             .as_ref()
             .is_ok_and(|s| s.code() == Some(EXIT_ALREADY_CLAIMED))
         {
-            // The supervisor ran nothing. Any result file there belongs to
-            // whoever holds the claim, not to this start.
-            return ExecutorEvent::Lost {
-                key: handle.key.clone(),
-                reason: format!(
-                    "attempt already claimed: {} existed when its supervisor started (fenced off \
-                     by a restarted scheduler, or run by another supervisor), so it ran nothing",
-                    claim_path(&handle.result_path).display()
-                ),
-            };
+            return already_claimed(handle);
         }
         match read_result(&handle.result_path) {
             Ok(Some(result)) => ExecutorEvent::Finished {
@@ -600,6 +762,97 @@ impl Inner {
                 key: handle.key.clone(),
                 reason: e.to_string(),
             },
+        }
+    }
+
+    /// Waits for the zygote's report that its task ended, then reads the
+    /// result file it wrote. Without one (the zygote died, which its
+    /// children do not survive, or could not write it) the result is made
+    /// here from what is known.
+    async fn wait_zygote(&self, handle: &AttemptHandle, attempt: ZygoteAttempt) -> ExecutorEvent {
+        use tokio::io::AsyncReadExt;
+        let task_pid = attempt.task_pid;
+        let (stream, mut report) = attempt.split();
+        let end = match stream
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixStream::from_std(stream))
+        {
+            Ok(mut stream) => {
+                let mut buf = [0u8; 1024];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) => break None,
+                        Ok(n) => {
+                            if let Some(end) = report.feed(buf.get(..n).unwrap_or_default()) {
+                                break Some(end);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break None,
+                    }
+                }
+            }
+            Err(_) => None,
+        };
+        let kill_requested = self
+            .lock()
+            .attempts
+            .get(&handle.key)
+            .is_some_and(|t| t.kill_requested);
+        let mut result = match read_result(&handle.result_path) {
+            Ok(Some(result)) => result,
+            Ok(None) => {
+                let ended_at = Utc::now();
+                let mut notes = Vec::new();
+                let (exit, peak_rss_kib) = match &end {
+                    Some(end) => {
+                        notes.push(format!(
+                            "the zygote could not write the result file: {}",
+                            end.result_error.as_deref().unwrap_or("unknown error")
+                        ));
+                        (end.exit, end.maxrss_kib)
+                    }
+                    None => {
+                        signal_task(task_pid, None, Signal::SIGKILL);
+                        notes.push(
+                            "the zygote (the pre-forked interpreter) exited while the task ran, which kills the task; its exit status and peak memory are unknown".to_owned(),
+                        );
+                        (
+                            Exit::Signal {
+                                signal: Signal::SIGKILL as i32,
+                            },
+                            0,
+                        )
+                    }
+                };
+                let duration = (ended_at - handle.started_at).num_milliseconds();
+                AttemptResult {
+                    exit,
+                    pid: Some(task_pid),
+                    timed_out: false,
+                    cancelled: false,
+                    started_at: handle.started_at,
+                    ended_at,
+                    duration_ms: u64::try_from(duration).unwrap_or(0),
+                    peak_rss_kib,
+                    last_line: None,
+                    error: None,
+                    notes,
+                }
+            }
+            Err(e) => {
+                return ExecutorEvent::Lost {
+                    key: handle.key.clone(),
+                    reason: e.to_string(),
+                };
+            }
+        };
+        if kill_requested && matches!(result.exit, Exit::Signal { .. }) {
+            result.cancelled = true;
+        }
+        ExecutorEvent::Finished {
+            key: handle.key.clone(),
+            result,
         }
     }
 
@@ -691,11 +944,47 @@ fn local_process(handle: &AttemptHandle) -> Result<&LocalProcess, ExecutorError>
     }
 }
 
+/// The event of a start whose claim someone else held: nothing ran, and
+/// any result file there belongs to whoever holds the claim.
+fn already_claimed(handle: &AttemptHandle) -> ExecutorEvent {
+    ExecutorEvent::Lost {
+        key: handle.key.clone(),
+        reason: format!(
+            "attempt already claimed: {} existed when its supervisor started (fenced off \
+             by a restarted scheduler, or run by another supervisor), so it ran nothing",
+            claim_path(&handle.result_path).display()
+        ),
+    }
+}
+
+/// Signals a task its zygote forked: its process group and every process
+/// of its session (it leads both), unless the pid now names another process.
+fn signal_task(pid: u32, start_ticks: Option<u64>, signal: Signal) {
+    if let Some(stat) = host::proc_stat(pid)
+        && start_ticks.is_some_and(|t| t != stat.start_ticks)
+    {
+        return;
+    }
+    if let Ok(raw) = i32::try_from(pid) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(raw), signal);
+    }
+    host::signal_session(pid, start_ticks, signal);
+}
+
 /// Kills whatever is left of an attempt whose supervisor is gone without a
 /// result, and says so.
 fn lost(process: &LocalProcess, handle: &AttemptHandle) -> String {
     let (sup, ticks) = (process.supervisor_pid, process.supervisor_start_ticks);
-    let killed = host::signal_session(sup, ticks, Signal::SIGKILL);
+    let killed = match &process.zygote {
+        // The zygote's session is its own; its task leads another.
+        Some(task) => {
+            if let Some(pid) = task.pid {
+                signal_task(pid, task.start_ticks, Signal::SIGKILL);
+            }
+            false
+        }
+        None => host::signal_session(sup, ticks, Signal::SIGKILL),
+    };
     format!(
         "the supervisor (pid {sup}) of attempt {} is gone and left no result at {}{}",
         handle.key,

@@ -319,6 +319,7 @@ fn claim_attempt(
             start_ticks: crate::host::proc_stat(pid).map(|s| s.start_ticks),
             started_at,
             gpu_ids: gpus.to_vec(),
+            zygote: false,
         },
     )
 }

@@ -183,6 +183,152 @@ pub(crate) fn run_attempt(
     })
 }
 
+/// A Python attempt that the executor hands to its zygote itself, without a
+/// supervisor process (see [`hand_over`]).
+pub(crate) struct Handover<'a> {
+    /// `PYTHON -m pave.runtime`.
+    pub argv: &'a [String],
+    pub cwd: Option<&'a Path>,
+    /// The attempt's whole environment.
+    pub env: BTreeMap<String, String>,
+    /// The attempt's log, opened for appending: the task's stdout and stderr.
+    pub log: &'a File,
+    pub claim: &'a Path,
+    pub result: &'a Path,
+    pub timeout: Option<Duration>,
+    pub grace: Duration,
+    pub gpu_ids: &'a [u32],
+}
+
+/// What [`hand_over`] did.
+pub(crate) enum Handed {
+    /// The zygote took the claim and forked the task, which it supervises.
+    Running(ZygoteAttempt),
+    /// Someone else holds the attempt's claim: nothing ran.
+    Claimed,
+    /// The zygote claimed the attempt but could not fork it; its result
+    /// file says why.
+    NotRun,
+    /// No zygote listens (none started yet, or it idled out): nothing was
+    /// sent. A supervisor process starts one, and runs the attempt in it.
+    NotListening,
+    /// Nothing was forked and nothing claimed, and the zygote cannot serve
+    /// the attempt: run it in a fresh interpreter. `Some` note says why,
+    /// for the attempt's log.
+    Unservable(Option<String>),
+}
+
+/// A task its zygote supervises: the zygote took the claim, enforces the
+/// timeout, and writes the result file when the task ends, then reports
+/// the end on this connection. The connection is no lease: the task goes
+/// on if the executor goes away (a crash of the scheduler), and is adopted
+/// from its claim and result files.
+pub(crate) struct ZygoteAttempt {
+    /// The connection, for the end report (blocking mode).
+    pub stream: UnixStream,
+    lines: Lines,
+    pub task_pid: u32,
+    /// The zygote (the claim's supervisor), from `SO_PEERCRED`.
+    pub zygote_pid: u32,
+}
+
+/// The end of a supervised task, as its zygote reported it.
+pub(crate) struct ZygoteEnd {
+    pub exit: Exit,
+    pub maxrss_kib: u64,
+    /// Why the zygote could not write the result file.
+    pub result_error: Option<String>,
+}
+
+/// Reads a supervised task's end report from the bytes of its connection.
+pub(crate) struct EndReport {
+    lines: Lines,
+}
+
+impl ZygoteAttempt {
+    /// The connection, and what reads the end report from its bytes.
+    pub fn split(self) -> (UnixStream, EndReport) {
+        (self.stream, EndReport { lines: self.lines })
+    }
+}
+
+impl EndReport {
+    /// Takes bytes read from the connection; the end once it was reported.
+    pub fn feed(&mut self, bytes: &[u8]) -> Option<ZygoteEnd> {
+        self.lines.buf.extend_from_slice(bytes);
+        while let Some(answer) = self.lines.next_answer() {
+            if let Some(exit) = answer.exit {
+                return Some(ZygoteEnd {
+                    exit,
+                    maxrss_kib: answer.maxrss_kib.unwrap_or(0),
+                    result_error: answer.result_error,
+                });
+            }
+        }
+        None
+    }
+}
+
+/// Whether an attempt would go to a zygote: a Python attempt
+/// (`PYTHON -m pave.runtime`) with `PAVE_ZYGOTE_DIR` set in `env` and
+/// pre-forking not turned off (in `env` or this process's environment).
+pub(crate) fn applies(argv: &[String], env: &BTreeMap<String, String>) -> bool {
+    let off = |v: Option<String>| v.is_some_and(|v| v == "0");
+    is_python_runtime(argv)
+        && env.get(ZYGOTE_DIR_ENV).is_some_and(|d| !d.is_empty())
+        && !off(env.get(PREFORK_ENV).cloned())
+        && !(env.get(PREFORK_ENV).is_none() && off(std::env::var(PREFORK_ENV).ok()))
+}
+
+/// Hands a Python attempt to its zygote, if one listens, which takes the
+/// attempt's claim, forks it and supervises it: the executor needs no
+/// supervisor process per attempt. Anything that fails before the fork
+/// answers [`Handed::NotListening`] or [`Handed::Unservable`]. Blocking, for
+/// as long as a listening zygote takes to answer.
+pub(crate) fn hand_over(h: &Handover<'_>) -> Handed {
+    let Some(plan) = Plan::from_parts(h.argv, h.cwd, h.env.clone()) else {
+        return Handed::Unservable(None);
+    };
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let supervise = serde_json::json!({
+        "claim": h.claim,
+        "result": h.result,
+        "timeout_ms": h.timeout.map(millis),
+        "grace_ms": millis(h.grace),
+        "gpu_ids": h.gpu_ids,
+    });
+    let request = match plan.request(Some(supervise)) {
+        Ok(r) => r,
+        Err(Fallback(note)) => return Handed::Unservable(note),
+    };
+    // Starting a zygote takes as long as importing the DAG file, which the
+    // scheduler must not wait for: a supervisor process does that.
+    if plan.known_unusable().is_some() {
+        return Handed::Unservable(None);
+    }
+    match plan.ask(&request, &[h.log.as_raw_fd()], None) {
+        Ok(Asked::NotListening) => Handed::NotListening,
+        Ok(Asked::Forked(task)) => {
+            let zygote_pid = nix::sys::socket::getsockopt(
+                &task.stream,
+                nix::sys::socket::sockopt::PeerCredentials,
+            )
+            .ok()
+            .and_then(|c| u32::try_from(c.pid()).ok())
+            .unwrap_or(0);
+            Handed::Running(ZygoteAttempt {
+                task_pid: u32::try_from(task.pid.as_raw()).unwrap_or(0),
+                stream: task.stream,
+                lines: task.lines,
+                zygote_pid,
+            })
+        }
+        Ok(Asked::Claimed) => Handed::Claimed,
+        Ok(Asked::NotRun) => Handed::NotRun,
+        Err(Fallback(note)) => Handed::Unservable(note),
+    }
+}
+
 /// A zygote asked for ahead of the attempts ([`prestart`]): the command
 /// line, working directory and whole environment a supervisor of the
 /// attempts will have (the scheduler's environment of a Python attempt over
@@ -329,6 +475,19 @@ impl Fallback {
     }
 }
 
+/// What a zygote did with a request.
+enum Asked {
+    /// It forked the attempt.
+    Forked(Task),
+    /// A supervised request whose claim someone else holds: nothing ran.
+    Claimed,
+    /// Nobody listens, and starting a zygote was not asked for.
+    NotListening,
+    /// A supervised request the zygote claimed but could not fork: its
+    /// result file says so.
+    NotRun,
+}
+
 /// A forked task, as the zygote announced it.
 struct Task {
     stream: UnixStream,
@@ -349,6 +508,13 @@ struct Answer {
     unusable: Option<String>,
     /// With `--spec`: what `python -m pave.parse` prints for the DAG file.
     spec: Option<String>,
+    /// A supervised request's claim was held by someone else: nothing ran.
+    claimed: Option<bool>,
+    /// A supervised attempt's result file could not be written (why).
+    result_error: Option<String>,
+    /// A supervised attempt was claimed but could not be forked: the
+    /// zygote wrote its result (not run, with the error).
+    not_run: Option<bool>,
 }
 
 /// The zygote an attempt needs and the request it sends it.
@@ -388,7 +554,7 @@ fn is_python_runtime(argv: &[String]) -> bool {
 
 /// This process's environment; `None` when a variable is not UTF-8 (it
 /// could not be sent as JSON).
-fn process_env() -> Option<BTreeMap<String, String>> {
+pub(crate) fn process_env() -> Option<BTreeMap<String, String>> {
     let mut env = BTreeMap::new();
     for (k, v) in std::env::vars_os() {
         env.insert(k.into_string().ok()?, v.into_string().ok()?);
@@ -468,14 +634,44 @@ impl Plan {
         stdout: OwnedFd,
         start_timeout: Duration,
     ) -> Result<Task, Fallback> {
-        let request = self.request()?;
-        let mut stdout = Some(stdout);
+        let request = self.request(None)?;
+        let asked = self.ask(
+            &request,
+            &[stdout.as_raw_fd(), log.as_raw_fd()],
+            Some(start_timeout),
+        );
+        // Only the child holds the write end now: its exit closes the pipe.
+        drop(stdout);
+        match asked? {
+            Asked::Forked(task) => Ok(task),
+            Asked::Claimed | Asked::NotListening | Asked::NotRun => Err(Fallback::note(
+                "the zygote answered as if the attempt were supervised",
+            )),
+        }
+    }
+
+    /// Sends `request` with `fds` to the zygote (starting one if nobody
+    /// listens and `start` gives how long it may take; otherwise answering
+    /// [`Asked::NotListening`]) until it forks the attempt, takes its claim
+    /// away, or refuses.
+    fn ask(
+        &self,
+        request: &[u8],
+        fds: &[std::os::fd::RawFd],
+        start: Option<Duration>,
+    ) -> Result<Asked, Fallback> {
         for _ in 0..TRIES {
-            let stream = self.connect_or_start(start_timeout)?;
-            let Some(out) = stdout.as_ref() else {
-                break;
+            let stream = match start {
+                Some(timeout) => self.connect_or_start(timeout)?,
+                None => match connect(&self.files.sock) {
+                    Ok(s) => s,
+                    Err(e) if is_not_listening(&e) => return Ok(Asked::NotListening),
+                    Err(e) => {
+                        return Err(Fallback::note(format!("cannot connect to the zygote: {e}")));
+                    }
+                },
             };
-            match send_request(&stream, &request, out, log) {
+            match send_request(&stream, request, fds) {
                 Ok(()) => {}
                 // The zygote stepped aside after accepting: try again.
                 Err(e) if is_gone(&e) => continue,
@@ -500,13 +696,17 @@ impl Plan {
                 }
             };
             if let Some(pid) = answer.pid.filter(|p| *p > 0) {
-                // Only the child holds the write end now: its exit closes the pipe.
-                drop(stdout.take());
-                return Ok(Task {
+                return Ok(Asked::Forked(Task {
                     stream,
                     lines,
                     pid: Pid::from_raw(pid),
-                });
+                }));
+            }
+            if answer.claimed == Some(true) {
+                return Ok(Asked::Claimed);
+            }
+            if answer.not_run == Some(true) {
+                return Ok(Asked::NotRun);
             }
             match answer.refused {
                 Some(_) if answer.retry => continue,
@@ -519,13 +719,17 @@ impl Plan {
         )))
     }
 
-    /// The request: length-prefixed JSON.
-    fn request(&self) -> Result<Vec<u8>, Fallback> {
-        let body = serde_json::json!({
+    /// The request: length-prefixed JSON; with `supervise`, a request whose
+    /// zygote supervises the attempt (see [`hand_over`]).
+    fn request(&self, supervise: Option<serde_json::Value>) -> Result<Vec<u8>, Fallback> {
+        let mut body = serde_json::json!({
             "argv": [self.python, "-m", "pave.runtime"],
             "env": self.env,
             "cwd": self.cwd,
         });
+        if let (Some(supervise), Some(map)) = (supervise, body.as_object_mut()) {
+            map.insert("supervise".to_owned(), supervise);
+        }
         let body = serde_json::to_vec(&body)
             .map_err(|e| Fallback::note(format!("cannot encode the request: {e}")))?;
         let len = u32::try_from(body.len())
@@ -769,16 +973,14 @@ fn is_gone(e: &std::io::Error) -> bool {
     )
 }
 
-/// Sends the request, with the task's stdout and stderr attached to its
-/// first bytes.
+/// Sends the request, with `fds` (the task's stdio) attached to its first
+/// bytes.
 fn send_request(
     stream: &UnixStream,
     request: &[u8],
-    stdout: &OwnedFd,
-    stderr: &File,
+    fds: &[std::os::fd::RawFd],
 ) -> std::io::Result<()> {
-    let fds = [stdout.as_raw_fd(), stderr.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
     let sent = loop {
         match sendmsg::<()>(
             stream.as_raw_fd(),

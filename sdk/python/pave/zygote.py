@@ -15,7 +15,9 @@ Who uses it: the supervisor of an attempt (``pave-supervise``, Rust,
 the attempt (claim, log, timeout, result); the zygote only replaces
 ``fork + exec python``. Anything that goes wrong before the fork makes the
 supervisor run ``python3 -m pave.runtime`` as before, so correctness never
-depends on the zygote. docs/python-runtime.md describes the design.
+depends on the zygote. docs/python-runtime.md describes the design. The
+scheduler itself may also send a *supervised* request (below): then the
+zygote is the attempt's supervisor.
 
 Start-up (argv: ``--socket PATH --lock PATH --idle SECS --attempt-vars
 A,B,PREFIX_* [--spec] [--import-memory-kib N]``; environment: the attempts' environment less the variables
@@ -52,6 +54,24 @@ Protocol on the socket, one connection per attempt:
   the supervisor died: the zygote SIGKILLs the child's process group and
   session, as the scheduler would.
 
+A *supervised* request (sent by the scheduler itself) makes the zygote the
+attempt's supervisor. Its JSON adds ``"supervise": {"claim": PATH, "result":
+PATH, "timeout_ms": N | null, "grace_ms": N, "gpu_ids": [...]}`` and it
+passes one fd, the attempt's log, which the child gets as stdout and
+stderr. After the same checks, the zygote takes the claim (created
+exclusively, complete or absent: ``{"claimed_by": "supervisor", "pid": ZYGOTE,
+"start_ticks", "started_at", "gpu_ids", "zygote": true}``); held by someone
+else, it answers ``{"claimed": true}`` and runs nothing. Then ``{"pid": N}``
+as above. The timeout counts from the hand-over (or fork): SIGTERM to the
+task's group and session, ``grace_ms`` later SIGKILL. When the task is
+reaped the zygote links the result file into place (the fields of the
+plain supervisor's, ``last_line`` null), then sends the exit line (with
+``"result_error"`` if the file could not be written). The connection is
+no lease: the task outlives its sender, and the zygote, which never exits
+while a child runs, writes its result. Should nothing run once the claim
+is taken (no fork, the child never set up), the result says ``not_run``
+and the answer is ``{"refused": why, "retry": false, "not_run": true}``.
+
 The zygote is single-threaded (never fork from a process with threads): one
 ``selectors`` loop over the listening socket, the connections, the pipes
 on which new children say they are set up (the pid is reported then; the
@@ -69,6 +89,7 @@ import atexit
 import errno
 import fcntl
 import gc
+import heapq
 import json
 import os
 import selectors
@@ -93,6 +114,11 @@ CHILD_SETUP_TIMEOUT = 10.0
 MAX_REQUEST = 4 * 1024 * 1024
 #: File descriptors passed with a request: stdout, stderr.
 PASSED_FDS = 2
+#: File descriptors passed with a supervised request: the attempt's log
+#: (the child's stdout and stderr).
+SUPERVISED_FDS = 1
+#: SIGTERM to SIGKILL of a supervised attempt when the request names none.
+DEFAULT_GRACE_MS = 5000
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -199,6 +225,162 @@ def _kill_session(sid: int, sig: int) -> None:
             continue
 
 
+def _rfc3339(t: float) -> str:
+    """``t`` (seconds since the epoch) as RFC 3339, UTC, with microseconds."""
+    secs = int(t)
+    micros = min(999_999, max(0, int((t - secs) * 1_000_000)))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + ".%06dZ" % micros
+
+
+def _secs(ms: float) -> str:
+    """Milliseconds as seconds, written as Rust writes an ``f64`` (``1.2``, ``60``)."""
+    secs = ms / 1000
+    return str(int(secs)) if secs == int(secs) else repr(secs)
+
+
+def _start_ticks() -> int | None:
+    """Field 22 of ``/proc/self/stat`` (the start time in clock ticks), so that
+    a reused pid is not mistaken for this process; ``None`` if unreadable."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        # The command name (field 2) may hold spaces and parentheses: the
+        # fields start after the last ')', with field 3 at index 0.
+        return int(stat[stat.rindex(b")") + 1:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _create_exclusive(path: str, data: bytes) -> None:
+    """Create ``path`` with ``data`` as its content, complete or not at all,
+    unless it exists (``FileExistsError``): the content goes to an unnamed
+    file of the folder (``O_TMPFILE``) that is then linked to the name, as
+    ``crates/pave-executor/src/claim.rs`` does; where the filesystem has no
+    ``O_TMPFILE``, through a named temporary file."""
+    folder = os.path.dirname(path) or "."
+    tmpfile = getattr(os, "O_TMPFILE", 0)
+    if not tmpfile:
+        _create_via_temporary(path, data)
+        return
+    try:
+        fd = os.open(folder, tmpfile | os.O_WRONLY | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+        _create_via_temporary(path, data)
+        return
+    try:
+        _write_all(fd, data)
+        try:
+            # `linkat(..., AT_SYMLINK_FOLLOW)`: without a `src_dir_fd`, CPython
+            # (before 3.13 at least) calls `link(2)`, which does not follow the
+            # magic link and fails with EXDEV. The path is absolute, so the
+            # kernel ignores the descriptor given as `src_dir_fd`.
+            os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
+        except FileExistsError:
+            raise
+        except OSError as e:
+            # No /proc, or a kernel that does not link the unnamed file:
+            # the named temporary file does the same.
+            if e.errno != errno.EXDEV and (e.errno != errno.ENOENT or os.path.isdir("/proc/self/fd")):
+                raise
+            _create_via_temporary(path, data)
+    finally:
+        os.close(fd)
+
+
+_temporary_seq = 0
+
+
+def _create_via_temporary(path: str, data: bytes) -> None:
+    """``_create_exclusive`` through a private temporary file, hard-linked to
+    ``path`` (``link`` fails with ``EEXIST`` if the name exists), then removed."""
+    global _temporary_seq
+    _temporary_seq += 1
+    tmp = f"{path}.tmp.{os.getpid()}.{_temporary_seq}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _log_to_task(pid: int, line: str) -> None:
+    """Append ``line`` to the log of the task ``pid`` (its stderr, when that is
+    a regular file), as the plain supervisor notes a timeout in the log. The
+    zygote keeps no descriptor of a supervised attempt's log: this reopens it
+    through ``/proc`` on the rare path that needs it."""
+    try:
+        fd = os.open(f"/proc/{pid}/fd/2",
+                     os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        if os.fstat(fd).st_mode & 0o170000 == 0o100000:  # S_ISREG
+            _write_all(fd, line.encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _Supervision:
+    """What a supervised request asks the zygote to do for its attempt (it
+    holds the claim, enforces the timeout, writes the result), and how that
+    went."""
+
+    def __init__(self, claim: str, result: str, timeout_ms: float | None, grace_ms: float,
+                 gpu_ids: list[int]) -> None:
+        self.claim = claim
+        self.result = result
+        self.timeout_ms = timeout_ms
+        self.grace_ms = grace_ms
+        self.gpu_ids = gpu_ids
+        #: When the attempt was handed over or forked (``time.time()``, ``time.monotonic()``).
+        self.started_at = 0.0
+        self.started_mono = 0.0
+        self.timed_out = False
+        self.notes: list[str] = []
+
+    @staticmethod
+    def parse(value: Any) -> _Supervision | str:
+        """The request's ``supervise`` object, or why it is not valid."""
+        if not isinstance(value, dict):
+            return "supervise is not an object"
+        paths = []
+        for key in ("claim", "result"):
+            path = value.get(key)
+            if not isinstance(path, str) or not os.path.isabs(path):
+                return f"supervise.{key} is not an absolute path"
+            paths.append(path)
+        numbers: list[float | None] = []
+        for key, default in (("timeout_ms", None), ("grace_ms", DEFAULT_GRACE_MS)):
+            number = value.get(key)
+            if number is None:
+                number = default
+            elif isinstance(number, bool) or not isinstance(number, (int, float)) or not number >= 0:
+                return f"supervise.{key} is not a number of milliseconds"
+            numbers.append(number)
+        gpu_ids = value.get("gpu_ids") or []
+        if not isinstance(gpu_ids, list) or not all(isinstance(g, int) and not isinstance(g, bool)
+                                                    for g in gpu_ids):
+            return "supervise.gpu_ids is not a list of integers"
+        return _Supervision(paths[0], paths[1], numbers[0], float(numbers[1] or 0), gpu_ids)
+
+
 def _bindable(path: str) -> tuple[str, int | None]:
     """A name for ``path`` that fits in ``sun_path`` (107 bytes): the path
     itself, or ``/proc/self/fd/N/NAME`` through an fd of its folder (the
@@ -221,6 +403,9 @@ class _Conn:
         #: it says so (``b"k"``), and until when the zygote waits for that.
         self.setup_fd = -1
         self.setup_deadline = 0.0
+        #: A supervised request's (see ``_Supervision``); ``None`` for a
+        #: supervisor's request.
+        self.supervise: _Supervision | None = None
 
     def close_fds(self) -> None:
         for fd in self.fds:
@@ -352,6 +537,16 @@ class Zygote:
         self.prctl: Any = None
         #: The next attempt's child, forked and set up ahead of it.
         self.spare: _Spare | None = None
+        #: Supervised attempts' timeouts, a heap of ``(when (monotonic), seq,
+        #: conn, "term" | "kill")``; an entry whose attempt ended is skipped.
+        self.deadlines: list[tuple[float, int, _Conn, str]] = []
+        self.deadline_seq = 0
+        #: About how many entries of ``deadlines`` belong to ended attempts
+        #: (a long timeout's entry would keep its connection for hours).
+        self.stale_deadlines = 0
+        #: ``/proc/self/stat`` field 22 of the zygote, for the claims it takes
+        #: (read once; ``False``: not read yet).
+        self.start_ticks: int | None | bool = False
 
     # -- start-up ------------------------------------------------------------------
     def prepare(self, launch_env: dict[str, str] | None = None) -> None:
@@ -489,8 +684,11 @@ class Zygote:
                 if self.listener is not None and _fingerprint(self.socket_path) != self.bound:
                     self._stop_accepting()  # removed or taken over by a newer zygote
                     continue
-                timeout = max(0.0, min(1.0, self.idle - (time.monotonic() - self.last_activity)))
-                for key, _ in self.selector.select(timeout if not self.children else 1.0):
+                now = time.monotonic()
+                timeout = 1.0 if self.children else max(0.0, min(1.0, self.idle - (now - self.last_activity)))
+                if self.deadlines:
+                    timeout = min(timeout, max(0.0, self.deadlines[0][0] - now))
+                for key, _ in self.selector.select(timeout):
                     if key.data == "listen":
                         self._accept()
                     elif key.data == "wake":
@@ -500,6 +698,8 @@ class Zygote:
                     else:
                         self._readable(key.data)
                 self._expire_setups()
+                if self.deadlines:
+                    self._expire_deadlines()
         except _Forked as f:
             return f.child
 
@@ -533,8 +733,11 @@ class Zygote:
             data, fds = b"", []
         conn.fds.extend(fds)
         if conn.pid is not None:
-            if not data:  # the supervisor is gone: so must its task be
-                _kill_session(conn.pid, signal.SIGKILL)
+            if not data:
+                if conn.supervise is None:  # the supervisor is gone: so must its task be
+                    _kill_session(conn.pid, signal.SIGKILL)
+                # A supervised attempt outlives its sender: the zygote is its
+                # supervisor and still waits for it (it stays in `children`).
                 self._drop(conn)
             return
         if not data:
@@ -550,6 +753,7 @@ class Zygote:
         if len(conn.buf) < 4 + size:
             return
         raw = bytes(conn.buf[:4 + size])
+        conn.buf = bytearray()  # a running attempt's connection keeps no copy of its request
         try:
             request = json.loads(raw[4:])
         except ValueError as e:
@@ -558,11 +762,19 @@ class Zygote:
         self._launch(conn, request, raw)
 
     def _check(self, request: Any, conn: _Conn) -> tuple[str, bool] | None:
-        """Why this zygote must not run ``request`` (and whether a new one could), or None."""
+        """Why this zygote must not run ``request`` (and whether a new one could), or None.
+        A supervised request's ``supervise`` object is parsed into ``conn.supervise``."""
         if not isinstance(request, dict) or not isinstance(request.get("env"), dict):
             return "the request has no environment", False
-        if len(conn.fds) != PASSED_FDS:
-            return f"the request must pass {PASSED_FDS} file descriptors, not {len(conn.fds)}", False
+        want = PASSED_FDS
+        if request.get("supervise") is not None:
+            supervise = _Supervision.parse(request["supervise"])
+            if isinstance(supervise, str):
+                return f"the request's {supervise}", False
+            conn.supervise = supervise
+            want = SUPERVISED_FDS
+        if len(conn.fds) != want:
+            return f"the request must pass {want} file descriptors, not {len(conn.fds)}", False
         env = request["env"]
         base = {k: v for k, v in env.items() if not _is_attempt_var(k, self.attempt_vars, self.prefixes)}
         if base != self.base_env:
@@ -582,17 +794,27 @@ class Zygote:
                 self._stop_accepting()
             self._refuse(conn, problem[0], retry=problem[1])
             return
+        if conn.supervise is not None and not self._claim(conn, conn.supervise):
+            return
         self.selector.unregister(conn.sock)
         if self._hand_to_spare(conn, raw):
             return
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:
+            os.close(sync_r)
+            os.close(sync_w)
+            self._cannot_run(conn, f"cannot fork the attempt's child: {e}")
+            return
         if pid == 0:
             os.close(sync_r)
             self._become_child(conn, sync_w)
             raise _Forked(Child(request, self.dags, self.replay, [self.wrapper_changes, self.env_changes]))
+        if conn.supervise is not None:
+            self._started(conn.supervise)
         os.close(sync_w)
         conn.close_fds()
         conn.pid = pid
@@ -645,9 +867,10 @@ class Zygote:
                 buf += data
             sock.close()
             request = json.loads(bytes(buf[4:]))
-            if len(fds) != PASSED_FDS:
+            # A supervised request passes one fd, the log: stdout and stderr.
+            if len(fds) != (SUPERVISED_FDS if request.get("supervise") is not None else PASSED_FDS):
                 os._exit(1)
-            _take_stdio(fds[0], fds[1])
+            _take_stdio(fds[0], fds[-1])
             return request
         except BaseException:
             os._exit(1)
@@ -668,6 +891,8 @@ class Zygote:
             _kill_spare(spare.pid)
             return False
         spare.sock.close()
+        if conn.supervise is not None:
+            self._started(conn.supervise)
         conn.close_fds()
         conn.pid = spare.pid
         self.children[spare.pid] = conn
@@ -699,15 +924,24 @@ class Zygote:
             _kill_session(pid, signal.SIGKILL)
             self.children.pop(pid, None)
             conn.pid = None
-            self._refuse(conn, "the forked child did not set itself up", retry=False)
+            self._cannot_run(conn, "the forked child did not set itself up")
             return False
         self._report_pid(conn, pid)
         return True
 
     def _report_pid(self, conn: _Conn, pid: int) -> None:
         """Tell the supervisor its task's pid, then watch the connection
-        (its end kills the task)."""
-        if not _tell_conn(conn, {"pid": pid}):
+        (its end kills the task). A supervised attempt's timeout starts to
+        count down; its sender's end is no lease."""
+        told = _tell_conn(conn, {"pid": pid})
+        sup = conn.supervise
+        if sup is not None:
+            if sup.timeout_ms is not None:
+                self._schedule(conn, sup.started_mono + sup.timeout_ms / 1000, "term")
+            if not told:
+                self._drop(conn)  # the task runs on; the zygote writes its result
+                return
+        elif not told:
             # The supervisor is gone: so must its task be (it may have
             # started, as if the supervisor had died a moment later).
             _kill_session(pid, signal.SIGKILL)
@@ -735,7 +969,7 @@ class Zygote:
                     _kill_session(pid, signal.SIGKILL)
                     self.children.pop(pid, None)
                 conn.pid = None
-                self._refuse(conn, "the forked child did not set itself up", retry=False)
+                self._cannot_run(conn, "the forked child did not set itself up")
 
     def _become_child(self, conn: _Conn, sync_w: int) -> None:
         """In the new child: leave the zygote's session (and tell it: the pid
@@ -747,7 +981,7 @@ class Zygote:
             self._own_session()
             os.write(sync_w, b"k")
             os.close(sync_w)
-            _take_stdio(conn.fds[0], conn.fds[1])
+            _take_stdio(conn.fds[0], conn.fds[-1])  # one fd (supervised): stdout and stderr
             conn.fds = []
             self._close_zygote_fds()
         except BaseException:
@@ -812,7 +1046,16 @@ class Zygote:
                 exit_ = {"type": "signal", "signal": os.WTERMSIG(status)}
             else:
                 exit_ = {"type": "code", "code": os.waitstatus_to_exitcode(status)}
-            _tell_conn(conn, {"exit": exit_, "maxrss_kib": int(usage.ru_maxrss)})
+            line: dict[str, Any] = {"exit": exit_, "maxrss_kib": int(usage.ru_maxrss)}
+            if conn.supervise is not None:
+                # The result is in place before the line: its reader reads it then.
+                self._write_result(conn.supervise, pid, exit_, int(usage.ru_maxrss), line)
+                if conn.sock.fileno() >= 0:
+                    _tell_conn(conn, line)
+                if conn.supervise.timeout_ms is not None:
+                    self._forget_deadline()
+            else:
+                _tell_conn(conn, line)
             self._drop(conn)
 
     def _kill_leftovers(self, task: int) -> None:
@@ -840,6 +1083,117 @@ class Zygote:
     def _refuse(self, conn: _Conn, why: str, *, retry: bool) -> None:
         _tell_conn(conn, {"refused": why, "retry": retry})
         self._drop(conn)
+
+    def _cannot_run(self, conn: _Conn, why: str) -> None:
+        """Nothing of the attempt ran, and nothing will: a supervisor's request
+        is refused (it runs a fresh interpreter); a supervised one, whose
+        claim this zygote took, gets a result file that says so (``not_run``),
+        so that nobody waits for the attempt, and a refusal marked
+        ``not_run``."""
+        sup = conn.supervise
+        if sup is None:
+            self._refuse(conn, why, retry=False)
+            return
+        now = _rfc3339(time.time())
+        answer: dict[str, Any] = {"refused": why, "retry": False, "not_run": True}
+        result = {"exit": {"type": "not_run"}, "pid": None, "timed_out": False, "cancelled": False,
+                  "started_at": now, "ended_at": now, "duration_ms": 0, "peak_rss_kib": 0,
+                  "last_line": None, "error": why, "notes": []}
+        self._create_result(sup, result, answer)
+        _tell_conn(conn, answer)
+        self._drop(conn)
+
+    # -- supervised attempts -------------------------------------------------------
+    def _claim(self, conn: _Conn, sup: _Supervision) -> bool:
+        """Take the attempt's claim for this zygote; if that fails, answer
+        (``claimed``: someone else holds it; else a refusal) and drop the
+        connection. True when the claim is ours."""
+        if self.start_ticks is False:
+            self.start_ticks = _start_ticks()
+        claim = {"claimed_by": "supervisor", "pid": self.pid, "start_ticks": self.start_ticks,
+                 "started_at": _rfc3339(time.time()), "gpu_ids": sup.gpu_ids, "zygote": True}
+        try:
+            _create_exclusive(sup.claim, json.dumps(claim).encode())
+            return True
+        except FileExistsError:
+            _tell_conn(conn, {"claimed": True})
+        except OSError as e:
+            _tell_conn(conn, {"refused": f"cannot take the claim {sup.claim}: {e}", "retry": False})
+        self._drop(conn)
+        return False
+
+    @staticmethod
+    def _started(sup: _Supervision) -> None:
+        """The attempt was handed over or forked now: its timeout counts from here."""
+        sup.started_at = time.time()
+        sup.started_mono = time.monotonic()
+
+    def _schedule(self, conn: _Conn, when: float, what: str) -> None:
+        self.deadline_seq += 1
+        heapq.heappush(self.deadlines, (when, self.deadline_seq, conn, what))
+
+    def _forget_deadline(self) -> None:
+        """A supervised attempt with a timeout ended: its entry in ``deadlines``
+        is stale; once most are, they are dropped."""
+        self.stale_deadlines += 1
+        if self.stale_deadlines > 64 and 2 * self.stale_deadlines > len(self.deadlines):
+            live = self.children
+            self.deadlines = [d for d in self.deadlines if d[2].pid is not None and live.get(d[2].pid) is d[2]]
+            heapq.heapify(self.deadlines)
+            self.stale_deadlines = 0
+
+    def _expire_deadlines(self) -> None:
+        """The supervised attempts' timeouts that are due: SIGTERM, then
+        (``grace_ms`` later, if the task is still there) SIGKILL, to the task's
+        process group and session, as ``pave-supervise`` does."""
+        now = time.monotonic()
+        while self.deadlines and self.deadlines[0][0] <= now:
+            _, _, conn, what = heapq.heappop(self.deadlines)
+            pid, sup = conn.pid, conn.supervise
+            if pid is None or sup is None or self.children.get(pid) is not conn:
+                continue  # it ended meanwhile
+            if what == "term":
+                secs = _secs(sup.timeout_ms or 0)
+                _log_to_task(pid, f"[pave] execution_timeout of {secs}s exceeded: "
+                                  f"sending SIGTERM to process group {pid}\n")
+                _kill_session(pid, signal.SIGTERM)
+                sup.timed_out = True
+                sup.notes.append(f"execution_timeout of {secs}s exceeded: sent SIGTERM to process group {pid}")
+                self._schedule(conn, now + sup.grace_ms / 1000, "kill")
+                continue
+            self._reap()  # a task that has just exited is not "still running"
+            if self.children.get(pid) is not conn:
+                continue
+            _log_to_task(pid, f"[pave] process group {pid} still running after SIGTERM: sending SIGKILL\n")
+            _kill_session(pid, signal.SIGKILL)
+            sup.notes.append(f"process group {pid} still running {_secs(sup.grace_ms)}s after SIGTERM: "
+                             "sent SIGKILL")
+
+    def _write_result(self, sup: _Supervision, pid: int, exit_: dict[str, Any], maxrss_kib: int,
+                      line: dict[str, Any]) -> None:
+        """The result file of a supervised attempt whose task ``pid`` ended;
+        why it could not be written goes to ``line`` (``result_error``)."""
+        ended = time.time()
+        duration_ms = max(0, int((time.monotonic() - sup.started_mono) * 1000))
+        result = {"exit": exit_, "pid": pid, "timed_out": sup.timed_out, "cancelled": False,
+                  "started_at": _rfc3339(sup.started_at), "ended_at": _rfc3339(ended),
+                  "duration_ms": duration_ms, "peak_rss_kib": maxrss_kib, "last_line": None,
+                  "error": None, "notes": sup.notes}
+        self._create_result(sup, result, line)
+
+    @staticmethod
+    def _create_result(sup: _Supervision, result: dict[str, Any], answer: dict[str, Any]) -> None:
+        """Link ``result`` into place at ``sup.result`` (complete or absent; a
+        file already there is left alone); a failure is noted in ``answer``
+        and in the zygote's log."""
+        try:
+            _create_exclusive(sup.result, json.dumps(result).encode())
+        except FileExistsError:
+            pass
+        except OSError as e:
+            why = f"cannot write the result {sup.result}: {e}"
+            answer["result_error"] = why
+            print(f"pave.zygote: {why}", file=sys.stderr, flush=True)
 
     def _drop(self, conn: _Conn) -> None:
         conn.close_fds()

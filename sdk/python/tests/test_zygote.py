@@ -3,8 +3,11 @@ same protocol as the supervisor (crates/pave-executor/src/zygote.rs)."""
 
 from __future__ import annotations
 
+import datetime
+import errno
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -14,6 +17,7 @@ import tempfile
 import time
 import unittest
 from typing import Any
+from unittest import mock
 
 from .fake_api import FakeExecutionApi
 from .util import sdk_env, write_file
@@ -70,7 +74,34 @@ def z():
     def boom():
         raise ValueError("kaboom")
 
+    @task
+    def both():
+        import sys
+
+        print("to stdout", flush=True)
+        print("to stderr", file=sys.stderr, flush=True)
+        sys.exit(3)
+
+    @task
+    def nap():
+        import sys
+
+        time.sleep(0.5)
+        print("woke up", flush=True)
+        sys.exit(4)
+
+    @task
+    def stubborn():
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ignoring SIGTERM", flush=True)
+        time.sleep(60)
+
     mutate() >> env() >> sleepy() >> orphan() >> exits() >> boom()
+    both()
+    nap()
+    stubborn()
 
 
 z()
@@ -166,15 +197,21 @@ class ZygoteCase(unittest.TestCase):
         last["pid"] = first["pid"]
         return last
 
-    def send(self, task_id: str, extra_env: dict[str, str] | None = None,
-             request: dict[str, Any] | None = None) -> Attempt:
-        """Send one attempt of ``task_id`` (its own fake API) and read the first answer."""
+    def attempt_env(self, task_id: str, extra_env: dict[str, str] | None = None
+                    ) -> tuple[FakeExecutionApi, dict[str, str]]:
+        """A fake API for one attempt of ``task_id``, and the attempt's environment."""
         api = FakeExecutionApi({"dag_id": "z", "task_id": task_id})
         api.__enter__()
         self.apis.append(api)
         env = dict(self.base, PAVE_API_URL=api.url, PAVE_TASK_TOKEN=api.TOKEN, PAVE_DAG_ID="z",
                    PAVE_TASK_ID=task_id, PAVE_RUN_ID="r", PAVE_TRY_NUMBER="1", PAVE_MAP_INDEX="-1",
                    AIRFLOW_CTX_TASK_ID=task_id, **(extra_env or {}))
+        return api, env
+
+    def send(self, task_id: str, extra_env: dict[str, str] | None = None,
+             request: dict[str, Any] | None = None) -> Attempt:
+        """Send one attempt of ``task_id`` (its own fake API) and read the first answer."""
+        api, env = self.attempt_env(task_id, extra_env)
         body = json.dumps(request or {"argv": [sys.executable, "-m", "pave.runtime"], "env": env,
                                       "cwd": os.path.realpath(self.dir)}).encode()
         out_r, out_w = os.pipe()
@@ -361,6 +398,275 @@ class SpareChildTest(ZygoteCase):
         self.assertTrue(_wait_dead(spare), "the spare outlived its zygote")
 
 
+def _read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _rfc3339(text: str) -> datetime.datetime:
+    """An RFC 3339 time the zygote wrote (UTC, microseconds, ``Z``)."""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", text), text
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _start_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return int(stat[stat.rindex(b")") + 1:].split()[19])
+
+
+class Supervised:
+    """One supervised attempt sent to a zygote: its connection and its files."""
+
+    def __init__(self, sock: socket.socket, folder: str) -> None:
+        self.sock = sock
+        self.reader = sock.makefile("r")
+        self.claim = os.path.join(folder, "attempt=1.claim")
+        self.result = os.path.join(folder, "attempt=1.result.json")
+        self.log = os.path.join(folder, "attempt=1.log")
+        self.first: dict[str, Any] = {}
+        self.pid: int | None = None
+
+    def read_first(self) -> dict[str, Any]:
+        self.first = json.loads(self.reader.readline() or "{}")
+        self.pid = self.first.get("pid")
+        return self.first
+
+    def next_line(self) -> dict[str, Any]:
+        """The next answer (``{}`` at end of file); the result file must be
+        in place by then."""
+        line = self.reader.readline()
+        return json.loads(line) if line else {}
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+    def read_log(self) -> str:
+        with open(self.log, encoding="utf-8") as f:
+            return f.read()
+
+
+class SupervisedRequestTest(ZygoteCase):
+    """A supervised request (the scheduler's): the zygote takes the claim,
+    enforces the timeout and writes the result file; the connection is no
+    lease."""
+
+    def send_supervised(self, task_id: str, *, timeout_ms: float | None = None, grace_ms: float = 5000,
+                        gpu_ids: list[int] | None = None, supervise: Any = None, folder: str | None = None,
+                        fds: int = 1, read_first: bool = True,
+                        extra_env: dict[str, str] | None = None) -> Supervised:
+        """Send a supervised attempt of ``task_id``; its claim, result and log
+        are ``attempt=1.*`` in ``folder`` (a new one unless given)."""
+        _, env = self.attempt_env(task_id, extra_env)
+        if folder is None:
+            folder = os.path.join(self.dir, f"{task_id}-{len(self.apis)}")
+            os.mkdir(folder)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        attempt = Supervised(sock, folder)
+        if supervise is None:
+            supervise = {"claim": attempt.claim, "result": attempt.result, "timeout_ms": timeout_ms,
+                         "grace_ms": grace_ms, "gpu_ids": [0, 1] if gpu_ids is None else gpu_ids}
+        body = json.dumps({"argv": [sys.executable, "-m", "pave.runtime"], "env": env,
+                           "cwd": os.path.realpath(self.dir), "supervise": supervise}).encode()
+        log = os.open(attempt.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        sock.connect(self.socket)
+        socket.send_fds(sock, [struct.pack(">I", len(body)) + body], [log] * fds)
+        os.close(log)
+        if read_first:
+            attempt.read_first()
+        return attempt
+
+    def test_the_zygote_takes_the_claim_runs_the_task_and_writes_the_result(self) -> None:
+        ready = self.start()
+        before = time.time()
+        a = self.send_supervised("both", gpu_ids=[0, 1])
+        self.assertIn("pid", a.first, a.first)
+        claim = _read_json(a.claim)
+        self.assertEqual(
+            {k: v for k, v in claim.items() if k != "started_at"},
+            {"claimed_by": "supervisor", "pid": ready["pid"], "start_ticks": _start_ticks(ready["pid"]),
+             "gpu_ids": [0, 1], "zygote": True})
+        self.assertLessEqual(abs(_rfc3339(claim["started_at"]).timestamp() - before), 5)
+        line = a.next_line()
+        # The exit line comes once the result file is in place.
+        self.assertTrue(os.path.exists(a.result), "the exit line came before the result file")
+        self.assertEqual(line["exit"], {"type": "code", "code": 3}, a.read_log())
+        self.assertNotIn("result_error", line)
+        self.assertEqual(a.next_line(), {}, "the zygote closes the connection after the exit line")
+        a.close()
+        result = _read_json(a.result)
+        self.assertEqual(set(result), {"exit", "pid", "timed_out", "cancelled", "started_at", "ended_at",
+                                       "duration_ms", "peak_rss_kib", "last_line", "error", "notes"})
+        self.assertEqual(result["exit"], {"type": "code", "code": 3})
+        self.assertEqual(result["pid"], a.pid)
+        self.assertEqual((result["timed_out"], result["cancelled"]), (False, False))
+        self.assertEqual((result["last_line"], result["error"], result["notes"]), (None, None, []))
+        self.assertGreater(result["peak_rss_kib"], 0)
+        self.assertEqual(result["peak_rss_kib"], line["maxrss_kib"])
+        started, ended = _rfc3339(result["started_at"]), _rfc3339(result["ended_at"])
+        self.assertLessEqual(started, ended)
+        self.assertLessEqual(abs(started.timestamp() - before), 5)
+        self.assertIsInstance(result["duration_ms"], int)
+        self.assertLessEqual(result["duration_ms"], (ended - started).total_seconds() * 1000 + 50)
+        log = a.read_log()
+        for text in ("imported the DAG file", "to stdout", "to stderr"):
+            self.assertIn(text, log)
+        self.assertEqual(len(os.listdir(os.path.dirname(a.claim))), 3, "a temporary file was left")
+
+    def test_a_claim_held_by_someone_else_runs_nothing(self) -> None:
+        self.start()
+        folder = os.path.join(self.dir, "fenced")
+        os.mkdir(folder)
+        fence = '{"claimed_by": "fence"}'
+        with open(os.path.join(folder, "attempt=1.claim"), "w", encoding="utf-8") as f:
+            f.write(fence)
+        a = self.send_supervised("both", folder=folder)
+        self.assertEqual(a.first, {"claimed": True})
+        self.assertEqual(a.next_line(), {}, "the connection is dropped")
+        a.close()
+        time.sleep(0.3)
+        self.assertFalse(os.path.exists(a.result), "an attempt ran under someone else's claim")
+        self.assertEqual(a.read_log(), "")
+        with open(a.claim, encoding="utf-8") as f:
+            self.assertEqual(f.read(), fence)
+
+    def test_a_second_request_for_an_attempt_the_zygote_claimed_runs_nothing(self) -> None:
+        self.start()
+        a = self.send_supervised("nap")
+        self.assertIn("pid", a.first, a.first)
+        claim = _read_json(a.claim)
+        b = self.send_supervised("nap", folder=os.path.dirname(a.claim))
+        self.assertEqual(b.first, {"claimed": True})
+        b.close()
+        self.assertEqual(a.next_line()["exit"], {"type": "code", "code": 4})
+        a.close()
+        self.assertEqual(_read_json(a.claim), claim)
+        self.assertEqual(a.read_log().count("woke up"), 1, "the attempt ran twice")
+
+    def test_a_refused_request_claims_nothing(self) -> None:
+        self.start()
+        # Its environment differs from the zygote's.
+        a = self.send_supervised("both", extra_env={"EXTRA": "x"})
+        self.assertIn("EXTRA", a.first.get("refused", ""), a.first)
+        self.assertEqual(a.first.get("retry"), False)
+        # Two fds where a supervised request passes one.
+        b = self.send_supervised("both", fds=2)
+        self.assertIn("must pass 1 file descriptors, not 2", b.first.get("refused", ""), b.first)
+        # A supervise object without a result path.
+        c = self.send_supervised("both", supervise={"claim": os.path.join(self.dir, "c.claim"), "result": 3})
+        self.assertIn("supervise.result", c.first.get("refused", ""), c.first)
+        for attempt in (a, b, c):
+            attempt.close()
+            self.assertFalse(os.path.exists(attempt.claim))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "c.claim")))
+        # A claim that cannot be taken (its folder is gone): refused, nothing runs.
+        gone = os.path.join(self.dir, "gone", "attempt=1.claim")
+        d = self.send_supervised("both", supervise={"claim": gone, "result": gone + ".result.json",
+                                                    "timeout_ms": None, "grace_ms": 100, "gpu_ids": []})
+        self.assertEqual(d.first.get("retry"), False, d.first)
+        self.assertIn(f"cannot take the claim {gone}", d.first.get("refused", ""))
+        d.close()
+        self.assertEqual(d.read_log(), "")
+
+    def test_a_closed_connection_does_not_kill_a_supervised_task(self) -> None:
+        ready = self.start(idle=0.2)
+        a = self.send_supervised("nap")
+        self.assertIn("pid", a.first, a.first)
+        a.close()  # the scheduler is gone; the task naps 0.5 s, longer than --idle
+        self.assertTrue(_wait_for(lambda: os.path.exists(a.result)), "no result: the task was killed")
+        result = _read_json(a.result)
+        self.assertEqual(result["exit"], {"type": "code", "code": 4}, a.read_log())
+        self.assertEqual((result["pid"], result["timed_out"]), (a.pid, False))
+        self.assertIn("woke up", a.read_log())
+        # Then the zygote idles out as usual.
+        self.assertTrue(_wait_dead(ready["pid"]))
+        self.assertFalse(os.path.exists(self.socket))
+
+    def test_a_timeout_sends_sigterm(self) -> None:
+        self.start()
+        a = self.send_supervised("sleepy", timeout_ms=300, grace_ms=5000)
+        self.assertIn("pid", a.first, a.first)
+        line = a.next_line()
+        a.close()
+        self.assertEqual(line["exit"], {"type": "signal", "signal": signal.SIGTERM}, a.read_log())
+        result = _read_json(a.result)
+        self.assertEqual(result["exit"], {"type": "signal", "signal": signal.SIGTERM})
+        self.assertIs(result["timed_out"], True)
+        self.assertEqual(result["notes"],
+                         [f"execution_timeout of 0.3s exceeded: sent SIGTERM to process group {a.pid}"])
+        self.assertGreaterEqual(result["duration_ms"], 300)
+        self.assertLess(result["duration_ms"], 900, "the timeout was late, or waited for the grace period")
+        log = a.read_log()
+        self.assertIn("sleeping", log)
+        self.assertIn(f"[pave] execution_timeout of 0.3s exceeded: sending SIGTERM to process group {a.pid}\n",
+                      log)
+
+    def test_a_task_that_ignores_sigterm_gets_sigkill_after_the_grace(self) -> None:
+        self.start()
+        a = self.send_supervised("stubborn", timeout_ms=700, grace_ms=300)
+        self.assertIn("pid", a.first, a.first)
+        line = a.next_line()
+        a.close()
+        log = a.read_log()
+        self.assertEqual(line["exit"], {"type": "signal", "signal": signal.SIGKILL}, log)
+        result = _read_json(a.result)
+        self.assertEqual(result["exit"], {"type": "signal", "signal": signal.SIGKILL})
+        self.assertIs(result["timed_out"], True)
+        self.assertEqual(result["notes"], [
+            f"execution_timeout of 0.7s exceeded: sent SIGTERM to process group {a.pid}",
+            f"process group {a.pid} still running 0.3s after SIGTERM: sent SIGKILL"])
+        self.assertGreaterEqual(result["duration_ms"], 1000)
+        self.assertLess(log.index("ignoring SIGTERM"), log.index("execution_timeout"))
+        self.assertIn(f"[pave] process group {a.pid} still running after SIGTERM: sending SIGKILL\n", log)
+
+    def test_no_timeout_when_the_task_ends_first(self) -> None:
+        self.start()
+        a = self.send_supervised("nap", timeout_ms=5000, grace_ms=100)
+        line = a.next_line()
+        a.close()
+        self.assertEqual(line["exit"], {"type": "code", "code": 4})
+        result = _read_json(a.result)
+        self.assertEqual((result["timed_out"], result["notes"]), (False, []))
+
+    def test_an_existing_result_file_is_left_alone(self) -> None:
+        self.start()
+        a = self.send_supervised("both", read_first=False)
+        with open(a.result, "w", encoding="utf-8") as f:
+            f.write("theirs")
+        a.read_first()
+        line = a.next_line()
+        a.close()
+        self.assertEqual(line["exit"], {"type": "code", "code": 3})
+        with open(a.result, encoding="utf-8") as f:
+            self.assertEqual(f.read(), "theirs")
+
+    def test_a_result_that_cannot_be_written_is_reported_on_the_exit_line(self) -> None:
+        self.start()
+        folder = os.path.join(self.dir, "r")
+        os.mkdir(folder)
+        a = self.send_supervised("both", supervise={
+            "claim": os.path.join(folder, "attempt=1.claim"),
+            "result": os.path.join(self.dir, "no-such-folder", "attempt=1.result.json"),
+            "timeout_ms": None, "grace_ms": 100, "gpu_ids": []})
+        self.assertIn("pid", a.first, a.first)
+        line = a.next_line()
+        a.close()
+        self.assertEqual(line["exit"], {"type": "code", "code": 3})
+        self.assertIn("cannot write the result", line.get("result_error", ""))
+        self.assertTrue(os.path.exists(os.path.join(folder, "attempt=1.claim")))
+
+    def test_the_existing_kind_and_the_supervised_kind_share_a_zygote(self) -> None:
+        self.start()
+        a = self.send_supervised("nap")
+        r = self.run_task("mutate")
+        self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
+        self.assertEqual(r["pushed"], {"return_value": 1})
+        self.assertEqual(a.next_line()["exit"], {"type": "code", "code": 4})
+        a.close()
+        self.assertEqual(_read_json(a.result)["exit"], {"type": "code", "code": 4})
+
+
 class ZygoteUnusableTest(ZygoteCase):
     def unusable(self, source: str) -> str:
         write_file(self.dir, "zdag.py", source)
@@ -506,3 +812,150 @@ class ChildSetUpTest(unittest.TestCase):
         self.assertEqual(child.wait(timeout=5), -signal.SIGKILL)
         self.assertNotIn(child.pid, self.z.children)
         os.close(sync_w)
+
+    # -- supervised requests: the fork path, in-process ------------------------------
+    def supervised(self, conn: Any, timeout_ms: float | None = None) -> Any:
+        """Make ``conn`` a supervised attempt's, with its files in a new folder."""
+        folder = tempfile.TemporaryDirectory(prefix="pz-sup-")
+        self.addCleanup(folder.cleanup)
+        sup = self.zygote_mod._Supervision(os.path.join(folder.name, "attempt=1.claim"),
+                                           os.path.join(folder.name, "attempt=1.result.json"),
+                                           timeout_ms, 100.0, [2])
+        self.zygote_mod.Zygote._started(sup)
+        conn.supervise = sup
+        return sup
+
+    def test_a_supervised_child_that_does_not_set_up_gets_a_not_run_result(self) -> None:
+        conn, theirs, sync_w, child = self.pending()
+        sup = self.supervised(conn)
+        os.close(sync_w)
+        self.assertFalse(self.z._setup_done(conn))
+        self.assertEqual(self.answer(theirs), {"refused": "the forked child did not set itself up",
+                                               "retry": False, "not_run": True})
+        self.assertEqual(child.wait(timeout=5), -signal.SIGKILL)
+        result = _read_json(sup.result)
+        self.assertEqual(result["exit"], {"type": "not_run"})
+        self.assertEqual((result["pid"], result["timed_out"], result["peak_rss_kib"]), (None, False, 0))
+        self.assertEqual(result["error"], "the forked child did not set itself up")
+        _rfc3339(result["started_at"])
+
+    def test_a_forked_supervised_childs_timeout_starts_once_it_is_set_up(self) -> None:
+        conn, theirs, sync_w, child = self.pending()
+        sup = self.supervised(conn, timeout_ms=0)
+        self.assertEqual(self.z.deadlines, [])
+        os.write(sync_w, b"k")
+        os.close(sync_w)
+        self.assertTrue(self.z._setup_done(conn))
+        self.assertEqual(self.answer(theirs), {"pid": child.pid})
+        self.assertEqual([d[3] for d in self.z.deadlines], ["term"])
+        self.z._expire_deadlines()
+        self.assertEqual(child.wait(timeout=5), -signal.SIGTERM)
+        self.assertIs(sup.timed_out, True)
+        self.assertEqual(sup.notes, [f"execution_timeout of 0s exceeded: sent SIGTERM to process group {child.pid}"])
+        self.assertEqual([d[3] for d in self.z.deadlines], ["kill"])
+
+    def test_a_supervised_attempt_outlives_its_senders_connection(self) -> None:
+        conn, theirs, sync_w, child = self.pending()
+        self.supervised(conn)
+        os.write(sync_w, b"k")
+        os.close(sync_w)
+        self.assertTrue(self.z._setup_done(conn))
+        theirs.close()
+        self.z._readable(conn)
+        self.assertIsNone(child.poll(), "the sender's end killed a supervised task")
+        self.assertNotIn(conn, self.z.conns.values())
+        self.assertIs(self.z.children.get(child.pid), conn, "the zygote no longer waits for the task")
+
+    def launch(self, supervised: bool) -> tuple[Any, socket.socket, dict[str, Any]]:
+        """``_launch`` of a request that passes the checks, with ``os.fork`` failing."""
+        ours, theirs = socket.socketpair()
+        self.socks += [ours, theirs]
+        conn = self.zygote_mod._Conn(ours)
+        self.z.conns[ours.fileno()] = conn
+        self.z.selector.register(ours, self.zygote_mod.selectors.EVENT_READ, conn)
+        request: dict[str, Any] = {"argv": [], "env": {}, "cwd": None}
+        conn.fds = [os.open(os.devnull, os.O_WRONLY) for _ in range(1 if supervised else 2)]
+        if supervised:
+            folder = tempfile.TemporaryDirectory(prefix="pz-sup-")
+            self.addCleanup(folder.cleanup)
+            request["supervise"] = {"claim": os.path.join(folder.name, "c.claim"),
+                                    "result": os.path.join(folder.name, "c.result.json"),
+                                    "timeout_ms": None, "grace_ms": 10, "gpu_ids": []}
+        with mock.patch.object(os, "fork", side_effect=OSError(errno.EAGAIN, "no more processes")):
+            self.z._launch(conn, request, b"")
+        return conn, theirs, request
+
+    def test_a_failed_fork_is_refused_and_a_supervised_attempt_gets_a_not_run_result(self) -> None:
+        _, theirs, _ = self.launch(supervised=False)
+        answer = self.answer(theirs)
+        self.assertEqual(answer.get("retry"), False, answer)
+        self.assertIn("cannot fork", answer.get("refused", ""))
+        _, theirs, request = self.launch(supervised=True)
+        answer = self.answer(theirs)
+        self.assertEqual((answer.get("retry"), answer.get("not_run")), (False, True), answer)
+        self.assertEqual(_read_json(request["supervise"]["claim"])["zygote"], True)
+        result = _read_json(request["supervise"]["result"])
+        self.assertEqual(result["exit"], {"type": "not_run"})
+        self.assertIn("cannot fork", result["error"])
+
+    def test_the_timeouts_of_ended_attempts_are_dropped(self) -> None:
+        conn, theirs, sync_w, child = self.pending()
+        os.close(sync_w)
+        live = (time.monotonic() + 3600, 0, conn, "term")
+        ended = self.zygote_mod._Conn(theirs)
+        ended.pid = 1 << 30  # not a child any more
+        self.z.deadlines = [live] + [(time.monotonic() + 3600, i, ended, "term") for i in range(1, 100)]
+        for _ in range(64):
+            self.z._forget_deadline()
+        self.assertEqual(len(self.z.deadlines), 100, "dropped before most were stale")
+        self.z._forget_deadline()
+        self.assertEqual(self.z.deadlines, [live])
+
+
+class CreateExclusiveTest(unittest.TestCase):
+    """Claims and results are created complete or not at all, never over a file."""
+
+    def setUp(self) -> None:
+        from pave import zygote
+
+        self.zygote_mod = zygote
+        self.tmp = tempfile.TemporaryDirectory(prefix="pz-create-")
+        self.path = os.path.join(self.tmp.name, "attempt=1.claim")
+
+    def tearDown(self) -> None:
+        self.tmp.cleanup()
+
+    def check(self) -> None:
+        self.zygote_mod._create_exclusive(self.path, b'{"a": 1}')
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), b'{"a": 1}')
+        with self.assertRaises(FileExistsError):
+            self.zygote_mod._create_exclusive(self.path, b'{"b": 2}')
+        with open(self.path, "rb") as f:
+            self.assertEqual(f.read(), b'{"a": 1}')
+        self.assertEqual(os.listdir(self.tmp.name), ["attempt=1.claim"])
+
+    def test_through_an_unnamed_file(self) -> None:
+        self.check()
+
+    def test_through_a_temporary_file_without_o_tmpfile(self) -> None:
+        real_open = os.open
+
+        def no_tmpfile(path: Any, flags: int, *args: Any, **kw: Any) -> int:
+            if flags & os.O_TMPFILE == os.O_TMPFILE:
+                raise OSError(errno.EOPNOTSUPP, "not supported")
+            return real_open(path, flags, *args, **kw)
+
+        with mock.patch.object(os, "open", no_tmpfile):
+            self.check()
+
+    def test_a_missing_folder_is_an_error(self) -> None:
+        with self.assertRaises(OSError) as e:
+            self.zygote_mod._create_exclusive(os.path.join(self.tmp.name, "no", "x"), b"{}")
+        self.assertNotIsInstance(e.exception, FileExistsError)
+
+    def test_times_and_start_ticks(self) -> None:
+        self.assertEqual(self.zygote_mod._rfc3339(0.5), "1970-01-01T00:00:00.500000Z")
+        self.assertEqual(self.zygote_mod._rfc3339(1796005582.25), "2026-11-30T02:26:22.250000Z")
+        self.assertEqual(self.zygote_mod._start_ticks(), _start_ticks(os.getpid()))
+        self.assertEqual((self.zygote_mod._secs(1200), self.zygote_mod._secs(60000)), ("1.2", "60"))
