@@ -810,3 +810,115 @@ handed()
     );
     assert_eq!(killed["pid"].as_u64(), Some(pid), "{killed}");
 }
+
+/// The pids of the zygotes serving this home (their command line names its
+/// zygote folder), not their children (a spare has the same command line).
+fn zygote_pids(pave: &Pave) -> Vec<i32> {
+    let folder = pave.home_path().join("zygote").display().to_string();
+    let all: Vec<i32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                        let c = String::from_utf8_lossy(&c);
+                        c.contains("pave.zygote") && c.contains(&folder)
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let parent = |pid: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(')')?;
+        rest.split_whitespace().nth(1)?.parse().ok()
+    };
+    all.iter()
+        .copied()
+        .filter(|&pid| parent(pid).is_none_or(|pp| !all.contains(&pp)))
+        .collect()
+}
+
+/// A zygote that does not answer a hand-over in time (here: stopped) costs
+/// the scheduler a bounded wait, not a stall: the executor fences the
+/// attempt off before the zygote can claim it, so it never runs, and the
+/// retry runs once the zygote answers again.
+#[test]
+fn a_zygote_that_does_not_answer_costs_a_fenced_attempt_never_a_second_run() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let body = r#"
+@dag(dag_id="stalled", schedule=None)
+def stalled():
+    @task(retries=1, retry_delay=timedelta(seconds=0))
+    def once():
+        record()
+
+    once()
+
+stalled()
+"#;
+    write_dag(dir.path(), "stalled.py", &record, body);
+    let dags = dir.path().to_str().expect("utf-8");
+    let running = Running::spawn(pave.command(&["standalone", "--dags", dags, "--port", "0"]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let zygote = loop {
+        if let [pid] = zygote_pids(&pave).as_slice()
+            && !zygote_sockets(&pave).is_empty()
+        {
+            break nix::unistd::Pid::from_raw(*pid);
+        }
+        assert!(Instant::now() < deadline, "no zygote started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let dags_listed = Instant::now() + Duration::from_secs(60);
+    while !pave
+        .run(&["dags", "list", "--json"])
+        .stdout
+        .contains("stalled")
+    {
+        assert!(Instant::now() < dags_listed, "the DAG was never parsed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(zygote, nix::sys::signal::Signal::SIGSTOP).expect("stop the zygote");
+    pave.ok(&["dags", "trigger", "stalled"]);
+    let state = || -> Option<(String, u64)> {
+        let out = pave.run(&["tasks", "list", "stalled", "--json"]);
+        if !out.success() {
+            return None;
+        }
+        let list = common::single_json(&out.stdout);
+        common::task_instances(&list)
+            .iter()
+            .any(|t| t["task_id"] == "once")
+            .then(|| state_try(&list, "once", -1))
+    };
+    // The first hand-over waits 5 s for an answer, then fences the attempt.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while state().is_none_or(|(_, tries)| tries < 2) {
+        assert!(
+            Instant::now() < deadline,
+            "the first try never ended: {:?}",
+            state()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(zygote, nix::sys::signal::Signal::SIGCONT).expect("resume it");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while state().is_none_or(|(s, _)| s != "success") {
+        assert!(
+            Instant::now() < deadline,
+            "the retry never succeeded: {:?}",
+            state()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let list = pave.json(&["tasks", "list", "stalled", "--json"]);
+    let _ = running.kill9();
+    assert_eq!(state_try(&list, "once", -1).1, 2, "{list:#}");
+    // Only the retry ran: the fenced first try never did.
+    let lines = records(&record);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["try"], 2, "{lines:#?}");
+}

@@ -460,6 +460,8 @@ enum Watch {
     Zygote(ZygoteAttempt),
     /// Someone else held the claim: nothing ran.
     Claimed,
+    /// Nothing ran, for this reason.
+    Lost(String),
     /// It ended before it started (its zygote claimed it and could not
     /// fork it): the result file is there.
     Ended,
@@ -679,6 +681,39 @@ impl Inner {
                 let handle = self.track(req, gpu_ids, started_at, process);
                 Ok(Some((handle, how)))
             }
+            Handed::Silent(attempt) => {
+                // The zygote may still claim and fork it: fence it off
+                // first, unless the zygote already claimed it.
+                let fence = Claim::Fence {
+                    fenced_at: Utc::now(),
+                    note: "fenced by the scheduler: the attempt's zygote did not answer in time"
+                        .to_owned(),
+                };
+                let claim = claim_path(&req.result_path);
+                let fenced = claim::create(&claim, &fence);
+                let zygote_pid = attempt.zygote_pid;
+                let process = LocalProcess {
+                    supervisor_pid: zygote_pid,
+                    supervisor_start_ticks: host::proc_stat(zygote_pid).map(|s| s.start_ticks),
+                    zygote: Some(ZygoteTask {
+                        pid: None,
+                        start_ticks: None,
+                    }),
+                };
+                let handle = self.track(req, gpu_ids, started_at, process);
+                Ok(Some(match fenced {
+                    Ok(()) => (
+                        handle,
+                        Watch::Lost(format!(
+                            "its zygote (pid {zygote_pid}) did not answer in time; the attempt \
+                             was fenced off ({}) before anything ran",
+                            claim.display()
+                        )),
+                    ),
+                    // The zygote claimed it: it runs; its end comes as usual.
+                    Err(_) => (handle, Watch::Zygote(attempt)),
+                }))
+            }
             Handed::NotListening => Ok(None),
             Handed::Unservable(note) => Err(note),
         }
@@ -718,6 +753,10 @@ impl Inner {
                 Watch::Child(child) => inner.wait_child(&handle, child).await,
                 Watch::Zygote(attempt) => inner.wait_zygote(&handle, attempt).await,
                 Watch::Claimed => already_claimed(&handle),
+                Watch::Lost(reason) => ExecutorEvent::Lost {
+                    key: handle.key.clone(),
+                    reason,
+                },
                 Watch::Ended => match read_result(&handle.result_path) {
                     Ok(Some(result)) => ExecutorEvent::Finished {
                         key: handle.key.clone(),
@@ -813,7 +852,9 @@ impl Inner {
                         (end.exit, end.maxrss_kib)
                     }
                     None => {
-                        signal_task(task_pid, None, Signal::SIGKILL);
+                        if task_pid > 0 {
+                            signal_task(task_pid, None, Signal::SIGKILL);
+                        }
                         notes.push(
                             "the zygote (the pre-forked interpreter) exited while the task ran, which kills the task; its exit status and peak memory are unknown".to_owned(),
                         );
@@ -828,7 +869,7 @@ impl Inner {
                 let duration = (ended_at - handle.started_at).num_milliseconds();
                 AttemptResult {
                     exit,
-                    pid: Some(task_pid),
+                    pid: (task_pid > 0).then_some(task_pid),
                     timed_out: false,
                     cancelled: false,
                     started_at: handle.started_at,
@@ -960,6 +1001,9 @@ fn already_claimed(handle: &AttemptHandle) -> ExecutorEvent {
 /// Signals a task its zygote forked: its process group and every process
 /// of its session (it leads both), unless the pid now names another process.
 fn signal_task(pid: u32, start_ticks: Option<u64>, signal: Signal) {
+    if pid <= 1 {
+        return; // 0 would be our own process group
+    }
     if let Some(stat) = host::proc_stat(pid)
         && start_ticks.is_some_and(|t| t != stat.start_ticks)
     {

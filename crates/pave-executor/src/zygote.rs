@@ -100,6 +100,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a zygote's answer to a request (the pid of the fork).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The same for a request the executor hands over itself, which the
+/// scheduler waits for (see [`Handed::Silent`]).
+const DIRECT_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a failed start is remembered (while the DAG file is unchanged).
 const UNUSABLE_TTL: Duration = Duration::from_secs(60);
 
@@ -209,6 +213,10 @@ pub(crate) enum Handed {
     /// The zygote claimed the attempt but could not fork it; its result
     /// file says why.
     NotRun,
+    /// The zygote did not answer in time, and may still claim and fork the
+    /// attempt: whoever takes the claim first (the executor fencing it off,
+    /// or the zygote) decides whether it runs. The pid is not known.
+    Silent(ZygoteAttempt),
     /// No zygote listens (none started yet, or it idled out): nothing was
     /// sent. A supervisor process starts one, and runs the attempt in it.
     NotListening,
@@ -269,6 +277,14 @@ impl EndReport {
     }
 }
 
+/// The process at the other end of a unix socket (`SO_PEERCRED`); 0 if unknown.
+fn peer_pid(stream: &UnixStream) -> u32 {
+    nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+        .ok()
+        .and_then(|c| u32::try_from(c.pid()).ok())
+        .unwrap_or(0)
+}
+
 /// Whether an attempt would go to a zygote: a Python attempt
 /// (`PYTHON -m pave.runtime`) with `PAVE_ZYGOTE_DIR` set in `env` and
 /// pre-forking not turned off (in `env` or this process's environment).
@@ -308,23 +324,20 @@ pub(crate) fn hand_over(h: &Handover<'_>) -> Handed {
     }
     match plan.ask(&request, &[h.log.as_raw_fd()], None) {
         Ok(Asked::NotListening) => Handed::NotListening,
-        Ok(Asked::Forked(task)) => {
-            let zygote_pid = nix::sys::socket::getsockopt(
-                &task.stream,
-                nix::sys::socket::sockopt::PeerCredentials,
-            )
-            .ok()
-            .and_then(|c| u32::try_from(c.pid()).ok())
-            .unwrap_or(0);
-            Handed::Running(ZygoteAttempt {
-                task_pid: u32::try_from(task.pid.as_raw()).unwrap_or(0),
-                stream: task.stream,
-                lines: task.lines,
-                zygote_pid,
-            })
-        }
+        Ok(Asked::Forked(task)) => Handed::Running(ZygoteAttempt {
+            task_pid: u32::try_from(task.pid.as_raw()).unwrap_or(0),
+            zygote_pid: peer_pid(&task.stream),
+            stream: task.stream,
+            lines: task.lines,
+        }),
         Ok(Asked::Claimed) => Handed::Claimed,
         Ok(Asked::NotRun) => Handed::NotRun,
+        Ok(Asked::Silent(task)) => Handed::Silent(ZygoteAttempt {
+            zygote_pid: peer_pid(&task.stream),
+            task_pid: 0,
+            stream: task.stream,
+            lines: task.lines,
+        }),
         Err(Fallback(note)) => Handed::Unservable(note),
     }
 }
@@ -486,6 +499,9 @@ enum Asked {
     /// A supervised request the zygote claimed but could not fork: its
     /// result file says so.
     NotRun,
+    /// A supervised request the zygote did not answer in time: it may
+    /// still claim and fork it (the connection is no lease).
+    Silent(Task),
 }
 
 /// A forked task, as the zygote announced it.
@@ -644,9 +660,9 @@ impl Plan {
         drop(stdout);
         match asked? {
             Asked::Forked(task) => Ok(task),
-            Asked::Claimed | Asked::NotListening | Asked::NotRun => Err(Fallback::note(
-                "the zygote answered as if the attempt were supervised",
-            )),
+            Asked::Claimed | Asked::NotListening | Asked::NotRun | Asked::Silent(_) => Err(
+                Fallback::note("the zygote answered as if the attempt were supervised"),
+            ),
         }
     }
 
@@ -678,7 +694,12 @@ impl Plan {
                 Err(e) => return Err(Fallback::note(format!("cannot reach the zygote: {e}"))),
             }
             let mut lines = Lines::default();
-            let answer = match lines.read_answer(&mut &stream, Instant::now() + ANSWER_TIMEOUT) {
+            let wait = if start.is_some() {
+                ANSWER_TIMEOUT
+            } else {
+                DIRECT_ANSWER_TIMEOUT
+            };
+            let answer = match lines.read_answer(&mut &stream, Instant::now() + wait) {
                 Ok(Some(a)) => a,
                 // Closed before answering: it stepped aside (nothing was forked).
                 Ok(None) => continue,
@@ -689,6 +710,15 @@ impl Plan {
                 // reported a pid, which its children do not survive. Nothing
                 // runs: start or find a zygote again.
                 Err(e) if is_gone(&e) => continue,
+                // A supervised request is no lease: closing the connection
+                // would not stop what the zygote may still fork for it.
+                Err(e) if start.is_none() && e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Ok(Asked::Silent(Task {
+                        stream,
+                        lines,
+                        pid: Pid::from_raw(0),
+                    }));
+                }
                 Err(e) => {
                     return Err(Fallback::note(format!(
                         "the zygote did not answer ({e}); closing the connection stops anything it forked"
