@@ -78,6 +78,7 @@ pub const DEFAULT_IDLE_SECS: u32 = 60;
 /// a DAG file that reads one of them at import time.
 pub const ATTEMPT_VARS: &[&str] = &[
     "PAVE_TASK_TOKEN",
+    "PAVE_TASK_CONTEXT",
     "PAVE_API_URL",
     "PAVE_DAG_ID",
     "PAVE_TASK_ID",

@@ -9,9 +9,11 @@ use pave_core::mapping;
 use pave_core::model::{Arg, Dag, Task, TaskKind};
 use pave_core::run::XcomMap;
 use pave_core::template::{self, TemplateContext};
+use pave_core::{DagId, RunId};
 use pave_core::{MapIndex, Resources, TaskId, TryNumber};
 use pave_executor::{AttemptKey, AttemptResult, CommandLine, Exit, StartRequest};
 use pave_store::{RunRecord, TiKey};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -221,6 +223,15 @@ fn python_command(
     let mut env = python_env(cfg, py, file, own);
     env.insert("PAVE_TASK_TOKEN".into(), (py.issue_token)(run.key.0, key));
     insert_context_vars(&mut env, dag, task, run, key.map_index, try_number);
+    // The context, so that the task need not ask the API for it. The
+    // run's XComs are at hand only when the task reads some (mapping
+    // sources, XCom arguments): then they are all here.
+    if let Ok(json) = ti_context(dag, task, run, ctx, xcoms)
+        .and_then(|c| serde_json::to_string(&c).map_err(|e| e.to_string()))
+        && json.len() <= CONTEXT_ENV_MAX
+    {
+        env.insert(CONTEXT_ENV.into(), json);
+    }
     Ok((
         CommandLine::Argv {
             argv: python_argv(py),
@@ -293,6 +304,100 @@ fn insert_context_vars(
         if name != "MAP_INDEX" {
             env.insert(format!("AIRFLOW_CTX_{name}"), value);
         }
+    }
+}
+
+/// The environment variable that carries a Python attempt's context
+/// ([`TiContext`] as JSON), so that its task need not ask the execution API
+/// for it (`GET /ti/context` answers the same). Left out when larger than
+/// [`CONTEXT_ENV_MAX`].
+pub const CONTEXT_ENV: &str = "PAVE_TASK_CONTEXT";
+
+/// Largest context sent in [`CONTEXT_ENV`] (an environment string is
+/// limited to 128 KiB when a fresh interpreter is exec'd).
+pub const CONTEXT_ENV_MAX: usize = 16 * 1024;
+
+/// What a Python attempt knows of its run and itself: the body of the
+/// execution API's `GET /ti/context`, and [`CONTEXT_ENV`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TiContext {
+    pub dag_id: DagId,
+    pub run_id: RunId,
+    pub task_id: TaskId,
+    pub map_index: MapIndex,
+    pub try_number: TryNumber,
+    /// RFC 3339 (`2026-01-01T00:00:00+00:00`), or null for a run without one.
+    pub logical_date: Option<String>,
+    pub data_interval_start: Option<String>,
+    pub data_interval_end: Option<String>,
+    /// From the UTC logical date, as in templates; null without one.
+    pub ds: Option<String>,
+    pub ds_nodash: Option<String>,
+    pub ts: Option<String>,
+    pub run_after: String,
+    /// The DAG's params with the run's conf applied.
+    pub params: BTreeMap<String, Value>,
+    /// The run's conf, as triggered.
+    pub conf: Value,
+    /// This map index's values of the task's `expand`/`expand_kwargs`
+    /// arguments (empty for an unmapped task).
+    pub mapped_args: BTreeMap<String, Value>,
+}
+
+/// The [`TiContext`] of an attempt whose template context is `ctx` (see
+/// [`context`]; `xcoms` hold the task's mapping sources).
+pub fn ti_context(
+    dag: &Dag,
+    task: &Task,
+    run: &RunRecord,
+    ctx: TemplateContext,
+    xcoms: &XcomMap,
+) -> Result<TiContext, String> {
+    let is_mapped = |id: &TaskId| dag.task(id.as_str()).is_some_and(|t| t.mapping.is_some());
+    let mapped_args = if ctx.map_index.is_unmapped() {
+        BTreeMap::new()
+    } else {
+        mapping::instance_args(task, ctx.map_index, xcoms, &is_mapped)
+            .map_err(|e| format!("cannot resolve the mapped arguments: {e}"))?
+    };
+    let (ds, ds_nodash, ts) = match date_strings(&ctx)? {
+        Some((ds, ds_nodash, ts)) => (Some(ds), Some(ds_nodash), Some(ts)),
+        None => (None, None, None),
+    };
+    Ok(TiContext {
+        dag_id: ctx.dag_id,
+        run_id: ctx.run_id,
+        task_id: ctx.task_id,
+        map_index: ctx.map_index,
+        try_number: TryNumber(ctx.try_number),
+        logical_date: run.logical_date.map(iso),
+        data_interval_start: run.data_interval.map(|d| iso(d.start)),
+        data_interval_end: run.data_interval.map(|d| iso(d.end)),
+        ds,
+        ds_nodash,
+        ts,
+        run_after: iso(run.run_after),
+        params: ctx.params,
+        conf: Value::Object(ctx.conf),
+        mapped_args,
+    })
+}
+
+/// `ds`, `ds_nodash` and `ts`, rendered by pave-core's template code so that
+/// they are exactly what a template sees; None without a logical date.
+fn date_strings(ctx: &TemplateContext) -> Result<Option<(String, String, String)>, String> {
+    if ctx.logical_date.is_none() {
+        return Ok(None);
+    }
+    let mut dates =
+        TemplateContext::new(ctx.dag_id.clone(), ctx.task_id.clone(), ctx.run_id.clone());
+    dates.logical_date = ctx.logical_date;
+    let text = template::render("{{ ds }}\n{{ ds_nodash }}\n{{ ts }}", &dates)
+        .map_err(|e| format!("cannot format the logical date: {e}"))?;
+    let mut lines = text.lines().map(str::to_owned);
+    match (lines.next(), lines.next(), lines.next()) {
+        (Some(ds), Some(ds_nodash), Some(ts)) => Ok(Some((ds, ds_nodash, ts))),
+        _ => Err(format!("cannot format the logical date: got `{text}`")),
     }
 }
 

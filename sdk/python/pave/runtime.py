@@ -14,6 +14,7 @@ Exit status (docs/execution-api.md): 0 success, 99 skipped
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import sys
 import time
@@ -344,6 +345,26 @@ def wait_while_starting(call: Any, try_number: str, wait: float = START_WAIT) ->
         delay = min(delay * 2, 0.1)
 
 
+#: The attempt's context as the scheduler sends it (what ``GET /ti/context``
+#: answers), so that the task need not ask; absent when it was too large.
+CONTEXT_ENV = "PAVE_TASK_CONTEXT"
+
+
+def given_context(env: dict[str, str]) -> dict[str, Any] | None:
+    """The context in ``PAVE_TASK_CONTEXT``, if the scheduler sent one (a
+    malformed one is ignored: the API is asked instead). It is taken out of
+    ``os.environ``, so the task's own subprocesses do not inherit it."""
+    raw = env.get(CONTEXT_ENV)
+    os.environ.pop(CONTEXT_ENV, None)
+    if not raw:
+        return None
+    try:
+        ctx = json.loads(raw)
+    except ValueError:
+        return None
+    return ctx if isinstance(ctx, dict) else None
+
+
 def run(env: dict[str, str] | None = None, dags: list[Any] | None = None) -> int:
     """Run the attempt described by ``env`` (default: ``os.environ``); the exit status.
 
@@ -368,7 +389,7 @@ def run(env: dict[str, str] | None = None, dags: list[Any] | None = None) -> int
         if task_id not in dag.task_dict:
             raise AirflowException(f"DAG `{dag.dag_id}` has no task `{task_id}`")
         task = dag.task_dict[task_id]
-        ctx = get_context_once_started(api, env.get("PAVE_TRY_NUMBER", ""))
+        ctx = given_context(env) or get_context_once_started(api, env.get("PAVE_TRY_NUMBER", ""))
         context = build_context(ctx, dag, task, api)
         render = make_renderer(api)
         mapped_args = dict(ctx.get("mapped_args") or {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ class RuntimeResult:
         self.stderr = proc.stderr
         self.pushed = api.pushed
         self.rendered = api.rendered
+        self.requests = api.requests
 
 
 def run_task(task_id: str, context: dict[str, Any] | None = None, xcoms: dict | None = None,
@@ -133,6 +135,29 @@ class RuntimeXComTest(unittest.TestCase):
             "task_id": "ctx", "try_number": 2, "map_index": -1, "conf": {"c": 1}, "params": {"x": 5},
             "logical_date_type": "datetime", "same_ti": True,
         })
+
+    def test_a_context_sent_in_the_environment_is_used_without_asking_the_api(self) -> None:
+        given = {
+            "dag_id": "rt", "run_id": "manual__2025-01-01T00:00:00+00:00", "task_id": "ctx",
+            "map_index": -1, "try_number": 3, "logical_date": "2025-01-01T00:00:00+00:00",
+            "data_interval_start": "2025-01-01T00:00:00+00:00",
+            "data_interval_end": "2025-01-01T00:00:00+00:00", "ds": "2025-01-01",
+            "ds_nodash": "20250101", "ts": "2025-01-01T00:00:00+00:00",
+            "run_after": "2025-01-01T00:00:00+00:00", "params": {"x": 7}, "conf": {"from": "env"},
+            "mapped_args": {},
+        }
+        r = run_task("ctx", {"try_number": 2, "conf": {"c": 1}},
+                     env_extra={"PAVE_TASK_CONTEXT": json.dumps(given)})
+        self.assertEqual(r.code, 0, r.stderr)
+        out = r.pushed["return_value"]
+        self.assertEqual((out["try_number"], out["conf"], out["params"]), (3, {"from": "env"}, {"x": 7}))
+        self.assertFalse([p for _, p in r.requests if p.endswith("/ti/context")], r.requests)
+
+    def test_a_malformed_context_in_the_environment_falls_back_to_the_api(self) -> None:
+        r = run_task("ctx", {"try_number": 2, "conf": {"c": 1}}, env_extra={"PAVE_TASK_CONTEXT": "{nope"})
+        self.assertEqual(r.code, 0, r.stderr)
+        self.assertEqual(r.pushed["return_value"]["try_number"], 2)
+        self.assertTrue([p for _, p in r.requests if p.endswith("/ti/context")], r.requests)
 
     def test_run_without_logical_date(self) -> None:
         r = run_task("no_logical_date", {"logical_date": None, "ds": None, "ds_nodash": None, "ts": None,

@@ -11,45 +11,20 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use pave_core::mapping;
+use pave_core::TaskId;
 use pave_core::model::{Arg, Task};
 use pave_core::run::XcomMap;
 use pave_core::template::{self, TemplateContext};
-use pave_core::{DagId, MapIndex, RunId, TaskId, TryNumber};
 use pave_scheduler::attempt;
 use pave_scheduler::dags::LoadedDag;
-use pave_scheduler::runs::iso;
 use pave_store::{RunRecord, TaskSelection};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The body of `GET /ti/context`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TiContext {
-    pub dag_id: DagId,
-    pub run_id: RunId,
-    pub task_id: TaskId,
-    pub map_index: MapIndex,
-    pub try_number: TryNumber,
-    /// RFC 3339 (`2026-01-01T00:00:00+00:00`), or null for a run without one.
-    pub logical_date: Option<String>,
-    pub data_interval_start: Option<String>,
-    pub data_interval_end: Option<String>,
-    /// From the UTC logical date, as in templates; null without one.
-    pub ds: Option<String>,
-    pub ds_nodash: Option<String>,
-    pub ts: Option<String>,
-    pub run_after: String,
-    /// The DAG's params with the run's conf applied.
-    pub params: BTreeMap<String, Value>,
-    /// The run's conf, as triggered.
-    pub conf: Value,
-    /// This map index's values of the task's `expand`/`expand_kwargs`
-    /// arguments (empty for an unmapped task).
-    pub mapped_args: BTreeMap<String, Value>,
-}
+/// The body of `GET /ti/context` (built by the scheduler, which also sends
+/// it with a Python attempt: `PAVE_TASK_CONTEXT`).
+pub use pave_scheduler::attempt::TiContext;
 
 /// `GET /ti/context`.
 pub(super) async fn get_context(
@@ -60,39 +35,9 @@ pub(super) async fn get_context(
     let task = task_of(&loaded, &attempt)?;
     let xcoms = run_xcoms(&state, &run, attempt::xcom_sources(task)).await?;
     let ctx = template_context(&loaded, task, &run, &attempt, &xcoms)?;
-    let is_mapped = |id: &TaskId| {
-        loaded
-            .dag
-            .task(id.as_str())
-            .is_some_and(|t| t.mapping.is_some())
-    };
-    let mapped_args = if attempt.scope.map_index.is_unmapped() {
-        BTreeMap::new()
-    } else {
-        mapping::instance_args(task, attempt.scope.map_index, &xcoms, &is_mapped)
-            .map_err(|e| ApiError::Internal(format!("cannot resolve the mapped arguments: {e}")))?
-    };
-    let (ds, ds_nodash, ts) = match date_strings(&ctx)? {
-        Some((ds, ds_nodash, ts)) => (Some(ds), Some(ds_nodash), Some(ts)),
-        None => (None, None, None),
-    };
-    Ok(Json(TiContext {
-        dag_id: attempt.scope.dag_id,
-        run_id: attempt.scope.run_id,
-        task_id: attempt.scope.task_id,
-        map_index: attempt.scope.map_index,
-        try_number: attempt.scope.try_number,
-        logical_date: run.logical_date.map(iso),
-        data_interval_start: run.data_interval.map(|d| iso(d.start)),
-        data_interval_end: run.data_interval.map(|d| iso(d.end)),
-        ds,
-        ds_nodash,
-        ts,
-        run_after: iso(run.run_after),
-        params: ctx.params,
-        conf: Value::Object(ctx.conf),
-        mapped_args,
-    }))
+    attempt::ti_context(&loaded.dag, task, &run, ctx, &xcoms)
+        .map(Json)
+        .map_err(ApiError::Internal)
 }
 
 #[derive(Serialize)]
@@ -209,26 +154,6 @@ async fn load_xcoms(
         .into_iter()
         .map(|x| ((x.ti.task_id, x.ti.map_index, x.key), x.value))
         .collect())
-}
-
-/// `ds`, `ds_nodash` and `ts`, rendered by pave-core's template code so that
-/// they are exactly what a template sees; None without a logical date.
-fn date_strings(ctx: &TemplateContext) -> Result<Option<(String, String, String)>, ApiError> {
-    if ctx.logical_date.is_none() {
-        return Ok(None);
-    }
-    let mut dates =
-        TemplateContext::new(ctx.dag_id.clone(), ctx.task_id.clone(), ctx.run_id.clone());
-    dates.logical_date = ctx.logical_date;
-    let text = template::render("{{ ds }}\n{{ ds_nodash }}\n{{ ts }}", &dates)
-        .map_err(|e| ApiError::Internal(format!("cannot format the logical date: {e}")))?;
-    let mut lines = text.lines().map(str::to_owned);
-    match (lines.next(), lines.next(), lines.next()) {
-        (Some(ds), Some(ds_nodash), Some(ts)) => Ok(Some((ds, ds_nodash, ts))),
-        _ => Err(ApiError::Internal(format!(
-            "cannot format the logical date: got `{text}`"
-        ))),
-    }
 }
 
 /// A JSON value's kind, for messages.
