@@ -129,15 +129,24 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
             stop_zygotes(zygote_dir.as_deref());
             return Ok(ExitCode::SUCCESS);
         }
-        tokio::select! {
-            r = scheduler.wait() => r?,
+        // Only the waiting is raced: handling the events it took must not be
+        // dropped half way by a poke (they would be lost, their attempts
+        // `running` for ever).
+        let woke = tokio::select! {
+            first = scheduler.next_wakeup() => Some(first),
             // A write through the REST API: look at the store now.
-            _ = link.poked() => scheduler.poke(),
+            _ = link.poked() => {
+                scheduler.poke();
+                None
+            }
             _ = &mut stop => {
                 println!("pave standalone: stopping; {} running attempt(s) keep running", scheduler.inflight_count());
                 stop_zygotes(zygote_dir.as_deref());
                 return Ok(ExitCode::SUCCESS);
             }
+        };
+        if let Some(first) = woke {
+            scheduler.handle_wakeup(first).await?;
         }
     }
 }

@@ -209,7 +209,21 @@ impl Scheduler {
 
     /// Waits for something to do: an executor event (then drains every
     /// event already waiting), the earliest timer, or the next poll.
+    ///
+    /// Not cancel-safe: dropped while it handles the events it took, they
+    /// are lost (their attempts stay `running` for ever). A caller that
+    /// races waiting against something else selects on
+    /// [`Scheduler::next_wakeup`] and then calls [`Scheduler::handle_wakeup`].
     pub async fn wait(&mut self) -> Result<(), SchedulerError> {
+        let first = self.next_wakeup().await;
+        self.handle_wakeup(first).await
+    }
+
+    /// The waiting half of [`Scheduler::wait`]: resolves with the first
+    /// executor event, or `None` at the earliest timer or the next poll.
+    /// Cancel-safe: an event is taken from the channel only when it is
+    /// returned.
+    pub async fn next_wakeup(&mut self) -> Option<ExecutorEvent> {
         let mut sleep_for = self.cfg.poll_interval;
         if let Some(at) = self.next_wake {
             let until = (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
@@ -218,11 +232,19 @@ impl Scheduler {
         if let Some(last) = self.last_poll {
             sleep_for = sleep_for.min(self.cfg.poll_interval.saturating_sub(last.elapsed()));
         }
-        let mut first = None;
         tokio::select! {
-            ev = self.events.recv() => first = ev,
-            _ = tokio::time::sleep(sleep_for) => {}
+            ev = self.events.recv() => ev,
+            _ = tokio::time::sleep(sleep_for) => None,
         }
+    }
+
+    /// The handling half of [`Scheduler::wait`]: `first` (what
+    /// [`Scheduler::next_wakeup`] returned) and every event already waiting.
+    /// Must run to completion.
+    pub async fn handle_wakeup(
+        &mut self,
+        first: Option<ExecutorEvent>,
+    ) -> Result<(), SchedulerError> {
         self.drain_with(first).await
     }
 
