@@ -250,3 +250,82 @@ fn marking_a_running_task_kills_its_attempt() {
     assert_eq!(tries["task_instances"][0]["state"], "failed", "{tries}");
     drop(standalone);
 }
+
+/// REST writes wake the scheduler up (a poke). A poke that arrives while
+/// the scheduler writes the ends of finished attempts must not cut that
+/// short: those ends were lost once, and their task instances stayed
+/// `running` for ever. Here other DAGs are paused and unpaused without a
+/// pause while a 300-task fan-out runs; every task instance must end.
+#[test]
+fn rest_writes_during_a_fan_out_lose_no_attempt_end() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let mut fan = String::from("dag_id: wide\nmax_active_tasks: 1000\ntasks:\n");
+    for i in 0..300 {
+        fan.push_str(&format!("  t{i:03}: {{command: \"true\"}}\n"));
+    }
+    std::fs::write(dir.path().join("wide.yaml"), fan).expect("write the DAG");
+    copy_fixtures(dir.path(), &["hello.yaml"]);
+    let dags = dir.path().to_str().expect("utf-8");
+    let mut standalone = Running::spawn(pave.command(&[
+        "standalone",
+        "--dags",
+        dags,
+        "--port",
+        "0",
+        "--parallelism",
+        "32",
+    ]));
+    standalone.wait_for_line("REST API at http://", START_TIMEOUT);
+    let base = after(&standalone.seen, "REST API at http://")
+        .split_whitespace()
+        .next()
+        .expect("an address")
+        .to_owned();
+    let http = Http {
+        addr: base.trim_end_matches("/api/v1").to_owned(),
+    };
+    let token = pave
+        .ok(&["tokens", "create", "--username", "admin"])
+        .trim()
+        .to_owned();
+    let auth = format!("Bearer {token}");
+    let h = [("Authorization", auth.as_str())];
+    let listed = Instant::now() + START_TIMEOUT;
+    while http.call("GET", "/api/v1/dags/hello", &h, None).status != 200
+        || http.call("GET", "/api/v1/dags/wide", &h, None).status != 200
+    {
+        assert!(Instant::now() < listed, "the DAGs were never listed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let trigger = http.call("POST", "/api/v1/dags/wide/dagRuns", &h, Some(&json!({})));
+    assert_eq!(trigger.status, 200, "{}", trigger.raw);
+    let run = format!(
+        "/api/v1/dags/wide/dagRuns/{}",
+        trigger.body["dag_run_id"].as_str().expect("a run id")
+    );
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let mut paused = false;
+    let state = loop {
+        paused = !paused;
+        let poke = http.call(
+            "PATCH",
+            "/api/v1/dags/hello",
+            &h,
+            Some(&json!({"is_paused": paused})),
+        );
+        assert_eq!(poke.status, 200, "{}", poke.raw);
+        let reply = http.call("GET", &run, &h, None);
+        let state = reply.body["state"].as_str().unwrap_or_default().to_owned();
+        if state == "success" || state == "failed" {
+            break state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never ended: {}",
+            reply.raw
+        );
+    };
+    assert_eq!(state, "success");
+    drop(standalone);
+}
