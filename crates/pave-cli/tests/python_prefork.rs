@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Http, Pave, Running, after, dags_dir, state_try};
+use common::{Http, Pave, Running, dags_dir, state_try};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -729,15 +729,7 @@ handed()
         "--trigger-all",
         "--exit-when-idle",
     ]));
-    running.wait_for_line("REST API at http://", Duration::from_secs(60));
-    let base = after(&running.seen, "REST API at http://")
-        .split_whitespace()
-        .next()
-        .expect("an address")
-        .to_owned();
-    let http = Http {
-        addr: base.trim_end_matches("/api/v1").to_owned(),
-    };
+    let http = Http::of(&mut running, Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(60);
     let (first, sleeper) = loop {
         let lines = records(&record);
@@ -769,11 +761,7 @@ handed()
     assert_eq!(claim["zygote"], true, "{claim}");
     assert_eq!(claim["pid"].as_u64(), Some(zygote), "{claim}");
 
-    let token = pave
-        .ok(&["tokens", "create", "--username", "admin"])
-        .trim()
-        .to_owned();
-    let auth = format!("Bearer {token}");
+    let auth = pave.admin_bearer();
     let run_id = run_dir
         .file_name()
         .and_then(|n| n.to_str())

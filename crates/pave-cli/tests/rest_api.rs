@@ -24,15 +24,8 @@ fn standalone_serves_the_rest_api_end_to_end() {
     let dags = dir.path().to_str().expect("utf-8");
     let mut standalone =
         Running::spawn(pave.command(&["standalone", "--dags", dags, "--port", "0"]));
-    standalone.wait_for_line("REST API at http://", START_TIMEOUT);
+    let http = Http::of(&mut standalone, START_TIMEOUT);
     let password = after(&standalone.seen, "with password:").to_owned();
-    let base = after(&standalone.seen, "REST API at http://")
-        .split_whitespace()
-        .next()
-        .expect("an address")
-        .to_owned();
-    let addr = base.trim_end_matches("/api/v1").to_owned();
-    let http = Http { addr };
 
     // Only health answers without credentials.
     let health = http.call("GET", "/api/v1/health", &[], None);
@@ -186,20 +179,8 @@ fn marking_a_running_task_kills_its_attempt() {
     let dags = dir.path().to_str().expect("utf-8");
     let mut standalone =
         Running::spawn(pave.command(&["standalone", "--dags", dags, "--port", "0"]));
-    standalone.wait_for_line("REST API at http://", START_TIMEOUT);
-    let base = after(&standalone.seen, "REST API at http://")
-        .split_whitespace()
-        .next()
-        .expect("an address")
-        .to_owned();
-    let http = Http {
-        addr: base.trim_end_matches("/api/v1").to_owned(),
-    };
-    let token = pave
-        .ok(&["tokens", "create", "--username", "admin"])
-        .trim()
-        .to_owned();
-    let auth = format!("Bearer {token}");
+    let http = Http::of(&mut standalone, START_TIMEOUT);
+    let auth = pave.admin_bearer();
     let h = [("Authorization", auth.as_str())];
     let wait_for = |what: &str, path: &str, done: &dyn Fn(&Value) -> bool| -> Value {
         let deadline = Instant::now() + RUN_TIMEOUT;
@@ -276,20 +257,8 @@ fn rest_writes_during_a_fan_out_lose_no_attempt_end() {
         "--parallelism",
         "32",
     ]));
-    standalone.wait_for_line("REST API at http://", START_TIMEOUT);
-    let base = after(&standalone.seen, "REST API at http://")
-        .split_whitespace()
-        .next()
-        .expect("an address")
-        .to_owned();
-    let http = Http {
-        addr: base.trim_end_matches("/api/v1").to_owned(),
-    };
-    let token = pave
-        .ok(&["tokens", "create", "--username", "admin"])
-        .trim()
-        .to_owned();
-    let auth = format!("Bearer {token}");
+    let http = Http::of(&mut standalone, START_TIMEOUT);
+    let auth = pave.admin_bearer();
     let h = [("Authorization", auth.as_str())];
     let listed = Instant::now() + START_TIMEOUT;
     while http.call("GET", "/api/v1/dags/hello", &h, None).status != 200

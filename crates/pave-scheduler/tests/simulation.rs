@@ -56,6 +56,20 @@ fn dag() -> Dag {
     d
 }
 
+/// Stores `d` as parsed at `at`, unpaused.
+async fn store_dag(store: &dyn Store, d: &Dag, at: chrono::DateTime<Utc>) {
+    store
+        .upsert_dag(ParsedDag {
+            dag_id: d.dag_id.clone(),
+            fileloc: None,
+            spec: pave_scheduler::dags::encode(d),
+            parsed_at: at,
+            paused_at_creation: false,
+        })
+        .await
+        .expect("dag stored");
+}
+
 /// A tiny deterministic hash, so each seed scripts different failures.
 fn fails(seed: u64, key: &AttemptKey) -> bool {
     let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
@@ -72,16 +86,7 @@ async fn simulate(seed: u64) -> Vec<String> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
     store.migrate().await.expect("migrate");
     let d = dag();
-    store
-        .upsert_dag(ParsedDag {
-            dag_id: d.dag_id.clone(),
-            fileloc: None,
-            spec: pave_scheduler::dags::encode(&d),
-            parsed_at: Utc::now(),
-            paused_at_creation: false,
-        })
-        .await
-        .expect("dag stored");
+    store_dag(store.as_ref(), &d, Utc::now()).await;
     let start = Utc
         .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
         .single()
@@ -201,16 +206,7 @@ async fn schedules_create_each_due_run_once() {
     d.start_date = Some(start);
     d.catchup = true;
     d.tasks = vec![command("only", &[], 0)];
-    store
-        .upsert_dag(ParsedDag {
-            dag_id: d.dag_id.clone(),
-            fileloc: None,
-            spec: pave_scheduler::dags::encode(&d),
-            parsed_at: start,
-            paused_at_creation: false,
-        })
-        .await
-        .expect("dag stored");
+    store_dag(store.as_ref(), &d, start).await;
     let clock = Arc::new(ManualClock::new(
         start + chrono::Duration::minutes(3 * 60 + 30),
     ));
@@ -265,16 +261,7 @@ async fn a_stale_report_does_not_block_the_others_of_its_batch() {
         command("b", &[], 0),
         command("c", &[], 0),
     ];
-    store
-        .upsert_dag(ParsedDag {
-            dag_id: d.dag_id.clone(),
-            fileloc: None,
-            spec: pave_scheduler::dags::encode(&d),
-            parsed_at: Utc::now(),
-            paused_at_creation: false,
-        })
-        .await
-        .expect("dag stored");
+    store_dag(store.as_ref(), &d, Utc::now()).await;
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
             .single()
@@ -349,16 +336,7 @@ async fn decided_task_instances_are_written_once_by_admission() {
         command("b", &[], 0),
         command("c", &[], 0),
     ];
-    store
-        .upsert_dag(ParsedDag {
-            dag_id: d.dag_id.clone(),
-            fileloc: None,
-            spec: pave_scheduler::dags::encode(&d),
-            parsed_at: Utc::now(),
-            paused_at_creation: false,
-        })
-        .await
-        .expect("dag stored");
+    store_dag(store.as_ref(), &d, Utc::now()).await;
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
             .single()
@@ -432,16 +410,7 @@ async fn scheduler_for(
 ) -> (Arc<dyn Store>, Scheduler) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
     store.migrate().await.expect("migrate");
-    store
-        .upsert_dag(ParsedDag {
-            dag_id: d.dag_id.clone(),
-            fileloc: None,
-            spec: pave_scheduler::dags::encode(d),
-            parsed_at: now,
-            paused_at_creation: false,
-        })
-        .await
-        .expect("dag stored");
+    store_dag(store.as_ref(), d, now).await;
     let clock = Arc::new(ManualClock::new(now));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let exec_clock = clock.clone();
@@ -631,16 +600,7 @@ async fn a_wide_run_is_not_read_again_for_every_leaf_that_ends() {
     d.tasks = (0..WIDTH)
         .map(|i| command(&format!("t{i:03}"), &[], 0))
         .collect();
-    store
-        .upsert_dag(ParsedDag {
-            dag_id: d.dag_id.clone(),
-            fileloc: None,
-            spec: pave_scheduler::dags::encode(&d),
-            parsed_at: Utc::now(),
-            paused_at_creation: false,
-        })
-        .await
-        .expect("dag stored");
+    store_dag(store.as_ref(), &d, Utc::now()).await;
     let clock = Arc::new(ManualClock::new(day(2026, 1, 1)));
     // The executor's reports go to `ended`; the test hands them to the
     // scheduler one at a time, as attempts that end one after another.

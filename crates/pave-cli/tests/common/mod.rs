@@ -169,6 +169,12 @@ impl Pave {
     }
 
     /// Runs `pave ARGS`, asserts it exited 0 and returns its stdout.
+    /// An `Authorization` header value: a new API token of the admin user.
+    pub fn admin_bearer(&self) -> String {
+        let token = self.ok(&["tokens", "create", "--username", "admin"]);
+        format!("Bearer {}", token.trim())
+    }
+
     pub fn ok<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> String {
         let out = self.run(args);
         assert!(out.success(), "`{}` failed:\n{out}", describe(args));
@@ -401,6 +407,19 @@ pub struct HttpReply {
 }
 
 impl Http {
+    /// The REST API of a `pave standalone` that is starting: waits until it
+    /// prints the API's address.
+    pub fn of(standalone: &mut Running, timeout: Duration) -> Http {
+        standalone.wait_for_line("REST API at http://", timeout);
+        let base = after(&standalone.seen, "REST API at http://")
+            .split_whitespace()
+            .next()
+            .expect("an address");
+        Http {
+            addr: base.trim_end_matches("/api/v1").to_owned(),
+        }
+    }
+
     pub fn call(
         &self,
         method: &str,
