@@ -286,15 +286,12 @@ fn peer_pid(stream: &UnixStream) -> u32 {
         .unwrap_or(0)
 }
 
-/// Whether an attempt would go to a zygote: a Python attempt
-/// (`PYTHON -m pave.runtime`) with `PAVE_ZYGOTE_DIR` set in `env` and
-/// pre-forking not turned off (in `env` or this process's environment).
+/// Whether an attempt may go to a zygote: a Python attempt
+/// (`PYTHON -m pave.runtime`) with `PAVE_ZYGOTE_DIR` set in `env`. Whether
+/// pre-forking is turned off is [`hand_over`]'s to find (`Plan::from_parts`,
+/// on the attempt's whole environment).
 pub(crate) fn applies(argv: &[String], env: &BTreeMap<String, String>) -> bool {
-    let off = |v: Option<String>| v.is_some_and(|v| v == "0");
-    is_python_runtime(argv)
-        && env.get(ZYGOTE_DIR_ENV).is_some_and(|d| !d.is_empty())
-        && !off(env.get(PREFORK_ENV).cloned())
-        && !(env.get(PREFORK_ENV).is_none() && off(std::env::var(PREFORK_ENV).ok()))
+    is_python_runtime(argv) && env.get(ZYGOTE_DIR_ENV).is_some_and(|d| !d.is_empty())
 }
 
 /// Hands a Python attempt to its zygote, if one listens, which takes the
