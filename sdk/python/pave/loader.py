@@ -10,26 +10,31 @@ blocks and ``@dag`` calls, plus DAG objects in the module's globals.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.abc
-import importlib.machinery
 import importlib.util
 import os
 import re
 import sys
-import traceback
 import types
 from typing import Any
 
 from .dag import DAG, take_registered
 
+try:
+    # The one hash the loader needs, without `hashlib`'s OpenSSL (3.6 MiB
+    # mapped, half a MiB of it dirty, in every zygote and so every fork).
+    from _sha1 import sha1 as _sha1
+except ImportError:  # an interpreter built without its own SHA-1
+    from hashlib import sha1 as _sha1
+
 COMPAT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compat")
 
 
-class _PendulumFallback(importlib.abc.MetaPathFinder):
+class _PendulumFallback:
     """Provides a tiny stdlib ``pendulum`` when the real one is not installed
     (Airflow DAG files often use ``pendulum.datetime(...)``). It sits last on
-    ``sys.meta_path``, so an installed pendulum always wins."""
+    ``sys.meta_path``, so an installed pendulum always wins. (A plain meta
+    path finder: ``importlib.abc`` would import ``importlib.resources``,
+    ``tempfile``, ``shutil``, ``bz2``, ``lzma``..., 0.8 MiB in every zygote.)"""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
         if fullname != "pendulum":
@@ -48,7 +53,7 @@ def enable_compat() -> None:
 
 def module_name_for(path: str) -> str:
     stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-    digest = hashlib.sha1(path.encode("utf-8")).hexdigest()[:16]
+    digest = _sha1(path.encode("utf-8")).hexdigest()[:16]
     return f"unusual_prefix_{digest}_{stem}"
 
 
@@ -81,6 +86,8 @@ def load_dag_file(path: str) -> tuple[types.ModuleType, list[DAG]]:
 
 def error_report(exc: BaseException, path: str) -> dict[str, Any]:
     """``{"file", "line", "message", "traceback"}`` for an error of a DAG file."""
+    import traceback  # only on an error: the zygote and its tasks do without it
+
     full = os.path.abspath(path)
     line: int | None = None
     if isinstance(exc, SyntaxError) and exc.filename and os.path.abspath(exc.filename) == full:

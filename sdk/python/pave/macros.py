@@ -13,9 +13,7 @@ from __future__ import annotations
 import importlib
 import json  # noqa: F401
 import time  # noqa: F401
-import uuid  # noqa: F401
 from datetime import datetime, timedelta
-from random import random  # noqa: F401
 from typing import Any
 
 
@@ -48,6 +46,17 @@ def ds_format_locale(ds: str, input_format: str, output_format: str, locale: Any
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("dateutil", "yaml"):
+    # `random` and `uuid` are imported when first used: every task's context
+    # has this module and few tasks use them, but the zygote (which imports
+    # this module) would hold them, and `platform`, in every task it forks.
+    if name == "random":
+        from random import random
+
+        return random
+    if name in ("uuid", "dateutil", "yaml"):
         return importlib.import_module(name)
     raise AttributeError(f"pave's macros have no `{name}` (Airflow's macros module has no such name either)")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "random", "uuid"})

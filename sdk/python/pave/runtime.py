@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from typing import Any
 
 from ._util import type_name
@@ -406,10 +405,14 @@ def run(env: dict[str, str] | None = None, dags: list[Any] | None = None) -> int
         print(f"Task `{task_id}` skipped: {e}" if str(e) else f"Task `{task_id}` skipped", file=sys.stderr)
         return EXIT_SKIPPED
     except AirflowFailException:
+        import traceback  # only when a task fails: most tasks never need it
+
         traceback.print_exc()
         print(f"Task `{task_id}` failed without retry (AirflowFailException)", file=sys.stderr)
         return EXIT_FAIL_NO_RETRY
     except Exception:
+        import traceback  # only when a task fails: most tasks never need it
+
         traceback.print_exc()
         return EXIT_FAILED
     finally:

@@ -42,7 +42,6 @@ such a value back); and time zones come back as ``zoneinfo.ZoneInfo`` /
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import enum
 import fnmatch
@@ -97,7 +96,15 @@ def _is_namedtuple(o: Any) -> bool:
 
 def _is_pydantic_model(o: Any) -> bool:
     return (hasattr(o, "__pydantic_fields__") and hasattr(o, "__pydantic_validator__")
-            and not dataclasses.is_dataclass(o))
+            and not _is_dataclass(o))
+
+
+def _is_dataclass(o: Any) -> bool:
+    # `dataclasses` is imported only for values that may be one: a plain
+    # JSON value never needs it, and the zygote need not hold it.
+    import dataclasses
+
+    return dataclasses.is_dataclass(o)
 
 
 def _is_attrs(cls: type) -> bool:
@@ -168,7 +175,9 @@ def serialize(o: Any, path: str = "") -> Any:
         else:
             _check_plain_json(data, path, qn)
         return encode(qn, version, data)
-    if dataclasses.is_dataclass(cls):
+    if _is_dataclass(cls):
+        import dataclasses
+
         return encode(qn, version, serialize(dataclasses.asdict(o), path))
     if _is_attrs(cls):
         data = {a.name: getattr(o, a.name) for a in cls.__attrs_attrs__ if getattr(a, "init", True)}
@@ -301,7 +310,7 @@ def deserialize(o: Any) -> Any:
         return cls.model_validate(deserialize(data))
     if hasattr(cls, "deserialize"):
         return cls.deserialize(deserialize(data), version)
-    if _is_attrs(cls) or dataclasses.is_dataclass(cls):
+    if _is_attrs(cls) or _is_dataclass(cls):
         if int(version) > getattr(cls, "__version__", 0):
             raise TypeError(
                 f"serialized version of {classname} is newer than module version "

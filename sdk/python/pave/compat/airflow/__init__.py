@@ -8,7 +8,6 @@ a bare "No module named ...".
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import os
 import sys
@@ -18,8 +17,10 @@ __version__ = "3.0.0"
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
-class _UnsupportedAirflowModules(importlib.abc.MetaPathFinder):
-    """Turns a missing ``airflow.X`` module of this package into a clear error."""
+class _UnsupportedAirflowModules:
+    """Turns a missing ``airflow.X`` module of this package into a clear error.
+    (A plain meta path finder: ``importlib.abc`` would import
+    ``importlib.resources``, ``tempfile``, ``shutil``..., into every zygote.)"""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
         if not fullname.startswith("airflow."):
