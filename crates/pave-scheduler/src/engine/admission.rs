@@ -302,12 +302,32 @@ impl Scheduler {
         let mut started = 0;
         let mut batch = ChangeBatch::new(now);
         let mut ended: Vec<(AttemptKey, TiKey, AttemptResult, Option<AttemptOutcome>)> = Vec::new();
-        for (ti, prep, try_number) in prepared {
-            match prep {
-                Prepared::Ready(req) => {
-                    let akey = req.key.clone();
-                    let log_path = req.log_path.clone();
-                    match self.executor.start(*req).await {
+        // The chunk's attempts start together: a start may wait for its
+        // supervisor's answer (a zygote's or the supervision server's),
+        // and the supervisors answer in parallel.
+        let executor = Arc::clone(&self.executor);
+        let starts = prepared.into_iter().map(|(ti, prep, try_number)| {
+            let executor = Arc::clone(&executor);
+            async move {
+                let outcome = match prep {
+                    Prepared::Ready(req) => {
+                        let akey = req.key.clone();
+                        let log_path = req.log_path.clone();
+                        Ok((akey, log_path, executor.start(*req).await))
+                    }
+                    Prepared::Failed {
+                        key,
+                        log_path,
+                        error,
+                    } => Err((key, log_path, error)),
+                };
+                (ti, outcome, try_number)
+            }
+        });
+        for (ti, outcome, try_number) in futures_util::future::join_all(starts).await {
+            match outcome {
+                Ok((akey, log_path, start)) => {
+                    match start {
                         Ok(handle) => {
                             started += 1;
                             let handle_json = serde_json::to_value(&handle).unwrap_or_default();
@@ -347,11 +367,7 @@ impl Scheduler {
                         }
                     }
                 }
-                Prepared::Failed {
-                    key,
-                    log_path,
-                    error,
-                } => {
+                Err((key, log_path, error)) => {
                     attempt::write_log_line(&log_path, &error);
                     ended.push((key, ti, attempt::not_started(now, error), None));
                 }
