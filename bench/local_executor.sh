@@ -13,6 +13,10 @@
 #   (f) py_fanout: 100 independent no-op Python `@task`s (python3 -m pave.runtime each)
 #   (g) py_chain:  20 no-op Python `@task`s in sequence
 #
+# Command tasks go to the supervision server (docs/local-executor.md); the
+# fan-out and the chain also run with PAVE_SUPERVISION_SERVER=0 (a
+# supervisor process per attempt), for the same-run comparison.
+#
 # Baselines: 1000 x `true` and 1000 x `bash -c true` through `xargs -P $PAR`;
 # 1000 x `pave-supervise -- bash -c true` (the supervisor the local executor
 # starts, when it lies next to `pave`) and 1000 x `pave supervise -- bash -c
@@ -173,7 +177,9 @@ add bare_true_x1000_P$PAR      "seq 1000 | xargs -P $PAR -n 1 /bin/true"
 add bare_bash_x1000_P$PAR      "seq 1000 | xargs -P $PAR -n 1 bash -c true"
 add bare_small_supervise_x1000_P$PAR "rm -f \"$SUP\"/*; seq 1000 | xargs -P $PAR -I{} $SMALL_SUPERVISE"
 add bare_supervise_x1000_P$PAR "rm -f \"$SUP\"/*; seq 1000 | xargs -P $PAR -I{} $SUPERVISE"
+add fanout_no_server "PAVE_SUPERVISION_SERVER=0 $DT \"$WORK/fanout.yaml\" --json >/dev/null"
 add chain        "$DT \"$WORK/chain.yaml\" --json >/dev/null"
+add chain_no_server "PAVE_SUPERVISION_SERVER=0 $DT \"$WORK/chain.yaml\" --json >/dev/null"
 add bare_true_chain100        "for i in \$(seq 100); do /bin/true; done"
 add bare_bash_chain100        "for i in \$(seq 100); do bash -c true; done"
 add bare_small_supervise_chain100 "rm -f \"$SUP\"/*; seq 100 | xargs -P 1 -I{} $SMALL_SUPERVISE"
@@ -255,9 +261,11 @@ echo "| fanout 1000: ms per task above \`pave-supervise\` x1000 -P$PAR (schedule
 echo "| fanout 1000: ms per task above \`pave supervise\` x1000 -P$PAR | $(calc "($(m fanout) - $(m bare_supervise_x1000_P$PAR)) * 1000 / 1000") |"
 echo "| supervisor cost per task: \`pave-supervise\` / \`pave supervise\` x1000 -P$PAR above bare \`bash -c true\` (ms) | $(calc "($(m bare_small_supervise_x1000_P$PAR) - $(m bare_bash_x1000_P$PAR)) * 1000 / 1000") / $(calc "($(m bare_supervise_x1000_P$PAR) - $(m bare_bash_x1000_P$PAR)) * 1000 / 1000") |"
 echo "| fanout 1000 minus fixed cost (one-task DAG): ms per task above bare \`true\` | $(calc "($(m fanout) - $(m one) - $(m bare_true_x1000_P$PAR)) * 1000 / 1000") |"
+echo "| fanout 1000 with a supervisor process per attempt (\`PAVE_SUPERVISION_SERVER=0\`): ms per task above bare \`bash -c true\` | $(calc "($(m fanout_no_server) - $(m bare_bash_x1000_P$PAR)) * 1000 / 1000") |"
 echo "| mapped 1000: ms per task above bare \`true\` x1000 -P$PAR | $(calc "($(m mapped) - $(m bare_true_x1000_P$PAR)) * 1000 / 1000") |"
 echo "| chain 100: ms per hop above bare \`true\` chain | $(calc "($(m chain) - $(m bare_true_chain100)) * 1000 / 100") |"
 echo "| chain 100: ms per hop above bare \`bash -c true\` chain | $(calc "($(m chain) - $(m bare_bash_chain100)) * 1000 / 100") |"
+echo "| chain 100 with a supervisor process per attempt: ms per hop above bare \`bash -c true\` chain | $(calc "($(m chain_no_server) - $(m bare_bash_chain100)) * 1000 / 100") |"
 echo "| chain 100: ms per hop above \`pave-supervise\` chain (scheduler + store only) | $(calc "($(m chain) - $(m bare_small_supervise_chain100)) * 1000 / 100") |"
 echo "| chain 100: ms per hop above \`pave supervise\` chain | $(calc "($(m chain) - $(m bare_supervise_chain100)) * 1000 / 100") |"
 if [[ -n "$HAVE_PY" ]]; then

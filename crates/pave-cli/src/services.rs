@@ -29,6 +29,13 @@ fn prefork_dir(home: &Home) -> Option<std::path::PathBuf> {
     (!off).then(|| home.root.join("zygote"))
 }
 
+/// The folder of the supervision server of this home's command attempts
+/// (`PAVE_SUPERVISION_SERVER=0`: none, a supervisor process per attempt).
+pub fn server_dir(home: &Home) -> Option<std::path::PathBuf> {
+    let off = std::env::var(pave_executor::SERVER_ENV).is_ok_and(|v| v.trim() == "0");
+    (!off).then(|| home.root.join("supervise"))
+}
+
 /// A positive whole number from the environment variable `name`, else
 /// `default`; a value that is not one is named in a warning, not ignored
 /// silently.
@@ -83,6 +90,12 @@ pub async fn scheduler(
     let executor = LocalExecutor::new(
         LocalExecutorConfig {
             parallelism,
+            server_dir: server_dir(home),
+            server_idle: Duration::from_secs(positive_env(
+                pave_executor::SERVER_IDLE_ENV,
+                pave_executor::DEFAULT_SERVER_IDLE.as_secs(),
+                "seconds",
+            )),
             ..LocalExecutorConfig::default()
         },
         tx,

@@ -127,6 +127,7 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
         if args.exit_when_idle && scheduler.is_idle() {
             println!("pave standalone: no active runs left; exiting");
             stop_zygotes(zygote_dir.as_deref());
+            stop_server(&home);
             return Ok(ExitCode::SUCCESS);
         }
         // Only the waiting is raced: handling the events it took must not be
@@ -142,6 +143,7 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
             _ = &mut stop => {
                 println!("pave standalone: stopping; {} running attempt(s) keep running", scheduler.inflight_count());
                 stop_zygotes(zygote_dir.as_deref());
+                stop_server(&home);
                 return Ok(ExitCode::SUCCESS);
             }
         };
@@ -177,6 +179,13 @@ fn stop_zygotes(dir: Option<&std::path::Path>) {
         if n > 0 {
             println!("pave standalone: stopped {n} pre-forked Python interpreter(s)");
         }
+    }
+}
+
+/// The same for the supervision server of command attempts.
+fn stop_server(home: &Home) {
+    if let Some(dir) = crate::services::server_dir(home) {
+        pave_executor::stop_server(&dir);
     }
 }
 

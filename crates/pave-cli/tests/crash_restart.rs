@@ -477,6 +477,30 @@ fn kill_during_slow_attempt(restart_early: bool) {
     // The adopted attempt's result reached its downstream as XCom.
     let log = pave.ok(&["tasks", "logs", "slow", "after"]);
     assert!(log.contains("rows 42"), "{log}");
+    // It was supervised by the supervision server, which outlived the
+    // scheduler (docs/local-executor.md).
+    let claim = find_file(&pave.home_path().join("logs/dag_id=slow"), "attempt=1.claim")
+        .map(|p| std::fs::read_to_string(p).expect("claim"))
+        .expect("the slow task's claim");
+    let claim: serde_json::Value = serde_json::from_str(&claim).expect("claim JSON");
+    assert_eq!(claim["shared"], true, "{claim}");
+}
+
+/// The first file named `name` under `dir` whose path mentions `task_id=slow`.
+fn find_file(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == name)
+            && path.to_string_lossy().contains("task_id=slow")
+        {
+            return Some(path);
+        }
+    }
+    None
 }
 
 #[test]
@@ -549,4 +573,47 @@ fn kill_between_spawn_and_commit_does_not_run_an_attempt_twice() {
     );
     let runs = pave.json(&["dags", "runs", "burst", "--json"]);
     assert_eq!(runs[0]["state"], "success", "{runs:#}\n{transcript}");
+}
+
+/// Command attempts go to the supervision server unless
+/// `PAVE_SUPERVISION_SERVER=0`; a clean stop removes the servers' sockets.
+#[test]
+fn command_attempts_are_supervised_by_the_server_unless_it_is_turned_off() {
+    for server in [true, false] {
+        let pave = Pave::new();
+        let dir = dags_dir();
+        std::fs::write(
+            dir.path().join("two.yaml"),
+            "dag_id: slow\ntasks:\n  slow: {command: \"echo one\"}\n  next: {command: \"echo two\", upstream: slow}\n",
+        )
+        .expect("write DAG");
+        let mut cmd = pave.command(&[
+            "standalone",
+            "--dags",
+            dir.path().to_str().expect("utf-8"),
+            "--port",
+            "0",
+            "--trigger-all",
+            "--exit-when-idle",
+        ]);
+        if !server {
+            cmd.env("PAVE_SUPERVISION_SERVER", "0");
+        }
+        let (status, lines) = Running::spawn(cmd).wait(Duration::from_secs(60));
+        assert!(status.success(), "{status}\n{}", lines.join("\n"));
+        let claim = find_file(&pave.home_path().join("logs/dag_id=slow"), "attempt=1.claim")
+            .map(|p| std::fs::read_to_string(p).expect("claim"))
+            .expect("a claim");
+        let claim: serde_json::Value = serde_json::from_str(&claim).expect("claim JSON");
+        assert_eq!(claim["shared"] == true, server, "server {server}: {claim}");
+        let sockets: Vec<String> = std::fs::read_dir(pave.home_path().join("supervise"))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.ends_with(".sock"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(sockets.is_empty(), "left behind: {sockets:?}");
+    }
 }

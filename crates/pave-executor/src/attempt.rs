@@ -132,25 +132,28 @@ pub struct PodRef {
 /// pid is not known when `start` returns (waiting for it would double the
 /// cost of a start); the result records it.
 ///
-/// A Python attempt handed to its pre-forked interpreter has no supervisor
-/// process of its own: the zygote is its supervisor (it holds the claim,
-/// enforces the timeout and writes the result), and serves other attempts
-/// too, so it is never signalled for one of them; [`LocalProcess::zygote`]
-/// says so, and names the task to signal instead.
+/// A Python attempt handed to its pre-forked interpreter, and a command
+/// attempt handed to the supervision server, have no supervisor process of
+/// their own: the zygote or the server is their supervisor (it holds the
+/// claim, enforces the timeout and writes the result), and serves other
+/// attempts too, so it is never signalled for one of them;
+/// [`LocalProcess::shared`] says so, and names the task to signal instead.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalProcess {
     pub supervisor_pid: u32,
     /// The supervisor's start time in clock ticks since boot
     /// (`/proc/PID/stat` field 22), so a reused pid is not mistaken for it.
     pub supervisor_start_ticks: Option<u64>,
-    /// Set when the supervisor is a zygote.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zygote: Option<ZygoteTask>,
+    /// Set when the supervisor serves many attempts (a zygote, or the
+    /// supervision server); stored as `zygote` before the server existed.
+    #[serde(default, alias = "zygote", skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedTask>,
 }
 
-/// The task a zygote forked and supervises (see [`LocalProcess`]).
+/// The task a shared supervisor (a zygote, or the supervision server)
+/// started and supervises (see [`LocalProcess`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ZygoteTask {
+pub struct SharedTask {
     /// The task's pid (also its process group and session); `None` for an
     /// attempt adopted from its claim, which the zygote wrote before it
     /// forked.
@@ -487,7 +490,7 @@ mod tests {
             process: ProcessRef::Local(LocalProcess {
                 supervisor_pid: 10,
                 supervisor_start_ticks: Some(1234),
-                zygote: None,
+                shared: None,
             }),
         };
         let json = serde_json::to_string(&handle).expect("serialize");
@@ -500,13 +503,18 @@ mod tests {
         zygote.process = ProcessRef::Local(LocalProcess {
             supervisor_pid: 10,
             supervisor_start_ticks: Some(1234),
-            zygote: Some(ZygoteTask {
+            shared: Some(SharedTask {
                 pid: Some(11),
                 start_ticks: Some(1240),
             }),
         });
         let json = serde_json::to_string(&zygote).expect("serialize");
         let back: AttemptHandle = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, zygote);
+        // Handles stored when only zygotes were shared supervisors named the field `zygote`.
+        let old = json.replace(r#""shared":"#, r#""zygote":"#);
+        assert_ne!(old, json);
+        let back: AttemptHandle = serde_json::from_str(&old).expect("deserialize the old name");
         assert_eq!(back, zygote);
     }
 

@@ -37,10 +37,11 @@ pub enum Claim {
         /// The GPU ids the executor reserved for the attempt (`--gpus`).
         #[serde(default)]
         gpu_ids: Vec<u32>,
-        /// The supervisor is the attempt's pre-forked interpreter (a zygote
-        /// supervising many attempts; see [`crate::LocalProcess`]).
-        #[serde(default)]
-        zygote: bool,
+        /// The supervisor serves many attempts (the attempt's pre-forked
+        /// interpreter, or the supervision server of command attempts; see
+        /// [`crate::LocalProcess`]). The Python zygote writes it as `zygote`.
+        #[serde(default, alias = "zygote")]
+        shared: bool,
     },
     /// The scheduler, through the executor, fenced the attempt off before any
     /// supervisor claimed it: it never ran and never will.
@@ -187,7 +188,7 @@ mod tests {
             start_ticks: Some(7),
             started_at: Utc::now(),
             gpu_ids: vec![1],
-            zygote: false,
+            shared: false,
         };
         create(&path, &first).expect("first claim");
         let second = Claim::Fence {
@@ -207,13 +208,13 @@ mod tests {
         let claim: Claim = serde_json::from_str(text).expect("claim");
         assert!(matches!(
             claim,
-            Claim::Supervisor { pid: 4242, start_ticks: Some(99), zygote: true, ref gpu_ids, .. }
+            Claim::Supervisor { pid: 4242, start_ticks: Some(99), shared: true, ref gpu_ids, .. }
                 if gpu_ids == &[0, 2]
         ));
         // And a supervisor's, written before the field existed.
         let old = r#"{"claimed_by":"supervisor","pid":7,"start_ticks":null,"started_at":"2026-01-01T00:00:00Z"}"#;
         let claim: Claim = serde_json::from_str(old).expect("old claim");
-        assert!(matches!(claim, Claim::Supervisor { zygote: false, .. }));
+        assert!(matches!(claim, Claim::Supervisor { shared: false, .. }));
     }
 
     #[test]
@@ -224,7 +225,7 @@ mod tests {
             start_ticks: None,
             started_at: Utc::now(),
             gpu_ids: vec![],
-            zygote: false,
+            shared: false,
         };
         let unnamed = dir.path().join("a.claim");
         let made = create_unnamed(&unnamed, &serde_json::to_vec(&claim(1)).expect("json"));

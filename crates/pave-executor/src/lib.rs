@@ -19,18 +19,21 @@ mod attempt;
 mod claim;
 mod error;
 mod executor;
+mod handover;
 mod host;
 mod local;
 mod noop;
+mod serve;
 mod slots;
 pub mod supervise;
+mod sys;
 mod watch;
 mod zygote;
 
 pub use attempt::{
     AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, ClaimQuery, ClaimStatus,
     CommandLine, DEFAULT_SKIP_EXIT_CODE, ExecutorEvent, Exit, GpuInfo, LocalProcess, PodRef,
-    ProcessRef, StartRequest, ZygoteTask,
+    ProcessRef, SharedTask, StartRequest,
 };
 pub use claim::{Claim, claim_path};
 pub use error::ExecutorError;
@@ -40,6 +43,9 @@ pub use local::{
     DEFAULT_PARALLELISM, LocalExecutor, LocalExecutorConfig, SUPERVISOR_BIN, default_supervisor,
 };
 pub use noop::{NoopExecutor, NoopOutcome};
+pub use serve::{
+    DEFAULT_IDLE as DEFAULT_SERVER_IDLE, SERVER_ENV, SERVER_IDLE_ENV, serve_cli, stop_server,
+};
 pub use supervise::{
     EXIT_ALREADY_CLAIMED, SuperviseArgs, SuperviseArgsError, supervise_cli, supervise_main,
 };

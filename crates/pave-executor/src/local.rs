@@ -11,24 +11,27 @@
 
 use crate::attempt::{
     AdoptStatus, AttemptHandle, AttemptKey, AttemptResult, Capacity, ClaimQuery, ClaimStatus,
-    ExecutorEvent, Exit, GpuInfo, LocalProcess, ProcessRef, StartRequest, ZygoteTask,
+    ExecutorEvent, Exit, GpuInfo, LocalProcess, ProcessRef, SharedTask, StartRequest,
 };
 use crate::claim::{self, Claim, claim_path};
 use crate::error::ExecutorError;
 use crate::executor::Executor;
+use crate::handover::{Handed, Supervised};
 use crate::host;
+use crate::serve::{self, ServerFiles};
 use crate::slots::Slots;
 use crate::supervise::{EXIT_ALREADY_CLAIMED, SuperviseArgs, append_note, open_log};
-use crate::zygote::{self, Handed, Handover, ZygoteAttempt};
+use crate::zygote::{self, Handover};
 use async_trait::async_trait;
 use chrono::Utc;
 use nix::sys::signal::{Signal, kill};
 use pave_core::Resources;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::AbortHandle;
@@ -55,6 +58,12 @@ pub struct LocalExecutorConfig {
     pub kill_grace: Duration,
     /// How often an adopted attempt (not our child) is checked.
     pub adopt_poll_interval: Duration,
+    /// The folder of the supervision server ([`crate::serve`]) that
+    /// supervises command attempts, started on demand; `None`: each
+    /// command attempt gets a supervisor process of its own.
+    pub server_dir: Option<PathBuf>,
+    /// How long an unused supervision server lives.
+    pub server_idle: Duration,
 }
 
 /// The name of the stand-alone supervisor binary, installed next to `pave`.
@@ -88,6 +97,8 @@ impl Default for LocalExecutorConfig {
             gpu_count: None,
             kill_grace: crate::supervise::DEFAULT_GRACE,
             adopt_poll_interval: Duration::from_millis(250),
+            server_dir: None,
+            server_idle: crate::serve::DEFAULT_IDLE,
         }
     }
 }
@@ -103,7 +114,19 @@ struct Inner {
     config: LocalExecutorConfig,
     events: UnboundedSender<ExecutorEvent>,
     state: Mutex<State>,
+    /// The supervision servers' files (one per core), when configured.
+    servers: Vec<ServerFiles>,
+    /// Which server the next command attempt goes to (round robin).
+    next_server: std::sync::atomic::AtomicUsize,
+    /// A server that failed to start is not tried again before this.
+    server_down_until: Mutex<Option<Instant>>,
+    /// This process's environment (`None`: not all UTF-8), under each
+    /// attempt's own variables in what is sent to a shared supervisor.
+    base_env: OnceLock<Option<BTreeMap<String, String>>>,
 }
+
+/// How long a supervision server that failed to start is not tried again.
+const SERVER_RETRY: Duration = Duration::from_secs(60);
 
 struct State {
     slots: Slots,
@@ -165,6 +188,12 @@ impl LocalExecutor {
                 .unwrap_or(u64::MAX),
             gpus,
         };
+        let servers = match config.server_dir.as_deref() {
+            Some(dir) => (0..serve::shards())
+                .map(|i| ServerFiles::shard(dir, i))
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(LocalExecutor {
             inner: Arc::new(Inner {
                 config,
@@ -173,6 +202,10 @@ impl LocalExecutor {
                     slots: Slots::new(capacity),
                     attempts: HashMap::new(),
                 }),
+                servers,
+                next_server: std::sync::atomic::AtomicUsize::new(0),
+                server_down_until: Mutex::new(None),
+                base_env: OnceLock::new(),
             }),
         })
     }
@@ -276,14 +309,15 @@ impl Executor for LocalExecutor {
         if let Some(t) = self.inner.lock().attempts.get_mut(&handle.key) {
             t.kill_requested = true;
         }
-        if let Some(task) = &process.zygote {
-            // The zygote supervises other attempts too: signal the task
-            // (SIGTERM, then SIGKILL after the grace); the zygote reaps it
-            // and writes its result, which reports it as cancelled.
+        if let Some(task) = &process.shared {
+            // A shared supervisor (a zygote, the supervision server)
+            // supervises other attempts too: signal the task (SIGTERM, then
+            // SIGKILL after the grace); the supervisor reaps it and writes
+            // its result, which reports it as cancelled.
             let Some(pid) = task.pid else {
                 tracing::warn!(
                     attempt = %handle.key,
-                    "cannot kill an attempt adopted from its zygote's claim: its pid is unknown; it ends by itself or at its timeout"
+                    "cannot kill an attempt adopted from its shared supervisor's claim: its pid is unknown; it ends by itself or at its timeout"
                 );
                 return Ok(());
             };
@@ -394,7 +428,7 @@ impl Executor for LocalExecutor {
                     start_ticks,
                     started_at,
                     gpu_ids,
-                    zygote,
+                    shared,
                 }) => {
                     let handle = AttemptHandle {
                         key: key.clone(),
@@ -407,7 +441,7 @@ impl Executor for LocalExecutor {
                             supervisor_pid: pid,
                             supervisor_start_ticks: start_ticks,
                             // Claimed before the fork: the task's pid is not in it.
-                            zygote: zygote.then_some(ZygoteTask {
+                            shared: shared.then_some(SharedTask {
                                 pid: None,
                                 start_ticks: None,
                             }),
@@ -455,15 +489,16 @@ impl Executor for LocalExecutor {
 enum Watch {
     /// Our child: wait for it.
     Child(Child),
-    /// A task its zygote supervises: wait for the end report on the
-    /// connection, then read the result file.
-    Zygote(ZygoteAttempt),
+    /// A task a shared supervisor (a zygote, the supervision server)
+    /// supervises: wait for the end report on the connection, then read
+    /// the result file.
+    Shared(Supervised),
     /// Someone else held the claim: nothing ran.
     Claimed,
     /// Nothing ran, for this reason.
     Lost(String),
-    /// It ended before it started (its zygote claimed it and could not
-    /// fork it): the result file is there.
+    /// It ended before it started (its shared supervisor claimed it and
+    /// could not start it): the result file is there.
     Ended,
     /// Adopted: poll liveness and the result file.
     Poll,
@@ -542,6 +577,8 @@ impl Inner {
                     prefork_off = true;
                 }
             }
+        } else if let Some(done) = self.hand_to_server(req, &argv, gpu_ids).await {
+            return Ok(done);
         }
         let args = SuperviseArgs {
             result: req.result_path.clone(),
@@ -585,7 +622,7 @@ impl Inner {
             LocalProcess {
                 supervisor_pid,
                 supervisor_start_ticks,
-                zygote: None,
+                shared: None,
             },
         );
         Ok((handle, Watch::Child(child)))
@@ -625,11 +662,9 @@ impl Inner {
     ) -> Result<Option<(AttemptHandle, Watch)>, Option<String>> {
         let log = open_log(&req.log_path)
             .map_err(|e| Some(format!("cannot open {}: {e}", req.log_path.display())))?;
-        let Some(mut env) = zygote::process_env() else {
+        let Some(env) = self.attempt_env(req, gpu_ids) else {
             return Err(None);
         };
-        env.extend(req.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        env.extend(self.gpu_env(gpu_ids));
         let argv = argv.to_vec();
         let cwd = req.cwd.clone();
         let claim = claim_path(&req.result_path);
@@ -653,19 +688,124 @@ impl Inner {
         })
         .await
         .map_err(|e| Some(format!("handing the attempt to its zygote panicked: {e}")))?;
+        self.take_handed(req, gpu_ids, started_at, handed)
+    }
+
+    /// Hands a command attempt to the supervision server, starting it if
+    /// none listens (see [`crate::serve`]). `None`: the server is not
+    /// configured or cannot take the attempt, and nothing was claimed: it
+    /// runs under a supervisor process of its own.
+    async fn hand_to_server(
+        &self,
+        req: &StartRequest,
+        argv: &[String],
+        gpu_ids: &[u32],
+    ) -> Option<(AttemptHandle, Watch)> {
+        let n = self
+            .next_server
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let files = self.servers.get(n % self.servers.len().max(1))?.clone();
+        let down = *self
+            .server_down_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if down.is_some_and(|until| Instant::now() < until) {
+            return None;
+        }
+        let env = self.attempt_env(req, gpu_ids)?;
+        let cwd = match &req.cwd {
+            Some(cwd) => cwd.clone(),
+            None => std::env::current_dir().ok()?,
+        };
+        let argv = argv.to_vec();
+        let log = req.log_path.clone();
+        let claim = claim_path(&req.result_path);
+        let result = req.result_path.clone();
+        let timeout = req.execution_timeout;
+        let grace = self.config.kill_grace;
+        let gpus = gpu_ids.to_vec();
+        let supervisor = self.config.supervisor.clone();
+        let idle = self.config.server_idle;
+        let started_at = Utc::now();
+        let (handed, start_failed) = tokio::task::spawn_blocking(move || {
+            let h = serve::Handover {
+                argv: &argv,
+                cwd: &cwd,
+                env: &env,
+                log: &log,
+                claim: &claim,
+                result: &result,
+                timeout,
+                grace,
+                gpu_ids: &gpus,
+            };
+            match serve::hand_over(&files, &h) {
+                Handed::NotListening => match serve::start(&files, &supervisor, idle) {
+                    Ok(()) => (serve::hand_over(&files, &h), None),
+                    Err(why) => (Handed::Unservable(None), Some(why)),
+                },
+                other => (other, None),
+            }
+        })
+        .await
+        .ok()?;
+        if let Some(why) = start_failed {
+            tracing::warn!(
+                "the supervision server cannot start ({why}); command attempts run under a \
+                 supervisor process each for the next {}s",
+                SERVER_RETRY.as_secs()
+            );
+            *self
+                .server_down_until
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(Instant::now() + SERVER_RETRY);
+        }
+        match self.take_handed(req, gpu_ids, started_at, handed) {
+            Ok(done) => done,
+            Err(note) => {
+                if let Some(note) = note {
+                    tracing::warn!(attempt = %req.key, "{note}; running it under a supervisor process of its own");
+                }
+                None
+            }
+        }
+    }
+
+    /// The whole environment of an attempt for a shared supervisor: this
+    /// process's, then the attempt's variables and its GPUs. `None` when
+    /// this process's environment is not all UTF-8 (it cannot go as JSON).
+    fn attempt_env(&self, req: &StartRequest, gpu_ids: &[u32]) -> Option<BTreeMap<String, String>> {
+        let mut env = self.base_env.get_or_init(zygote::process_env).clone()?;
+        env.extend(req.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(self.gpu_env(gpu_ids));
+        Some(env)
+    }
+
+    /// What a hand-over to a shared supervisor did, as the attempt's handle
+    /// and how to watch it. `Ok(None)`: nobody listened (nothing was
+    /// sent); `Err`: nothing was started or claimed and the supervisor
+    /// cannot serve the attempt, with a note for the log.
+    fn take_handed(
+        &self,
+        req: &StartRequest,
+        gpu_ids: &[u32],
+        started_at: chrono::DateTime<Utc>,
+        handed: Handed,
+    ) -> Result<Option<(AttemptHandle, Watch)>, Option<String>> {
         match handed {
             Handed::Running(attempt) => {
                 let process = LocalProcess {
-                    supervisor_pid: attempt.zygote_pid,
-                    supervisor_start_ticks: host::proc_stat(attempt.zygote_pid)
+                    supervisor_pid: attempt.supervisor_pid,
+                    supervisor_start_ticks: host::proc_stat(attempt.supervisor_pid)
                         .map(|s| s.start_ticks),
-                    zygote: Some(ZygoteTask {
+                    shared: Some(SharedTask {
                         pid: Some(attempt.task_pid),
                         start_ticks: host::proc_stat(attempt.task_pid).map(|s| s.start_ticks),
                     }),
                 };
                 let handle = self.track(req, gpu_ids, started_at, process);
-                Ok(Some((handle, Watch::Zygote(attempt))))
+                Ok(Some((handle, Watch::Shared(attempt))))
             }
             Handed::Claimed | Handed::NotRun => {
                 let how = if matches!(handed, Handed::Claimed) {
@@ -676,26 +816,26 @@ impl Inner {
                 let process = LocalProcess {
                     supervisor_pid: 0,
                     supervisor_start_ticks: None,
-                    zygote: None,
+                    shared: None,
                 };
                 let handle = self.track(req, gpu_ids, started_at, process);
                 Ok(Some((handle, how)))
             }
             Handed::Silent(attempt) => {
-                // The zygote may still claim and fork it: fence it off
-                // first, unless the zygote already claimed it.
+                // The supervisor may still claim and start it: fence it
+                // off first, unless the supervisor already claimed it.
+                let who = attempt.who;
                 let fence = Claim::Fence {
                     fenced_at: Utc::now(),
-                    note: "fenced by the scheduler: the attempt's zygote did not answer in time"
-                        .to_owned(),
+                    note: format!("fenced by the scheduler: {who} did not answer in time"),
                 };
                 let claim = claim_path(&req.result_path);
                 let fenced = claim::create(&claim, &fence);
-                let zygote_pid = attempt.zygote_pid;
+                let supervisor_pid = attempt.supervisor_pid;
                 let process = LocalProcess {
-                    supervisor_pid: zygote_pid,
-                    supervisor_start_ticks: host::proc_stat(zygote_pid).map(|s| s.start_ticks),
-                    zygote: Some(ZygoteTask {
+                    supervisor_pid,
+                    supervisor_start_ticks: host::proc_stat(supervisor_pid).map(|s| s.start_ticks),
+                    shared: Some(SharedTask {
                         pid: None,
                         start_ticks: None,
                     }),
@@ -705,13 +845,13 @@ impl Inner {
                     Ok(()) => (
                         handle,
                         Watch::Lost(format!(
-                            "its zygote (pid {zygote_pid}) did not answer in time; the attempt \
+                            "{who} (pid {supervisor_pid}) did not answer in time; the attempt \
                              was fenced off ({}) before anything ran",
                             claim.display()
                         )),
                     ),
-                    // The zygote claimed it: it runs; its end comes as usual.
-                    Err(_) => (handle, Watch::Zygote(attempt)),
+                    // The supervisor claimed it: it runs; its end comes as usual.
+                    Err(_) => (handle, Watch::Shared(attempt)),
                 }))
             }
             Handed::NotListening => Ok(None),
@@ -751,7 +891,7 @@ impl Inner {
         let task = tokio::spawn(async move {
             let event = match how {
                 Watch::Child(child) => inner.wait_child(&handle, child).await,
-                Watch::Zygote(attempt) => inner.wait_zygote(&handle, attempt).await,
+                Watch::Shared(attempt) => inner.wait_shared(&handle, attempt).await,
                 Watch::Claimed => already_claimed(&handle),
                 Watch::Lost(reason) => ExecutorEvent::Lost {
                     key: handle.key.clone(),
@@ -762,7 +902,7 @@ impl Inner {
                         key: handle.key.clone(),
                         result,
                     },
-                    Ok(None) => inner.no_result(&handle, ": its zygote could not fork it"),
+                    Ok(None) => inner.no_result(&handle, ": its supervisor could not start it"),
                     Err(e) => ExecutorEvent::Lost {
                         key: handle.key.clone(),
                         reason: e.to_string(),
@@ -804,13 +944,14 @@ impl Inner {
         }
     }
 
-    /// Waits for the zygote's report that its task ended, then reads the
-    /// result file it wrote. Without one (the zygote died, which its
-    /// children do not survive, or could not write it) the result is made
-    /// here from what is known.
-    async fn wait_zygote(&self, handle: &AttemptHandle, attempt: ZygoteAttempt) -> ExecutorEvent {
+    /// Waits for the shared supervisor's report that its task ended, then
+    /// reads the result file it wrote. Without one (the supervisor died,
+    /// which its tasks do not survive, or could not write it) the result is
+    /// made here from what is known.
+    async fn wait_shared(&self, handle: &AttemptHandle, attempt: Supervised) -> ExecutorEvent {
         use tokio::io::AsyncReadExt;
         let task_pid = attempt.task_pid;
+        let who = attempt.who;
         let (stream, mut report) = attempt.split();
         let end = match stream
             .set_nonblocking(true)
@@ -846,7 +987,7 @@ impl Inner {
                 let (exit, peak_rss_kib) = match &end {
                     Some(end) => {
                         notes.push(format!(
-                            "the zygote could not write the result file: {}",
+                            "{who} could not write the result file: {}",
                             end.result_error.as_deref().unwrap_or("unknown error")
                         ));
                         (end.exit, end.maxrss_kib)
@@ -855,9 +996,9 @@ impl Inner {
                         if task_pid > 0 {
                             signal_task(task_pid, None, Signal::SIGKILL);
                         }
-                        notes.push(
-                            "the zygote (the pre-forked interpreter) exited while the task ran, which kills the task; its exit status and peak memory are unknown".to_owned(),
-                        );
+                        notes.push(format!(
+                            "{who} exited while the task ran, which kills the task; its exit status and peak memory are unknown"
+                        ));
                         (
                             Exit::Signal {
                                 signal: Signal::SIGKILL as i32,
@@ -998,35 +1139,33 @@ fn already_claimed(handle: &AttemptHandle) -> ExecutorEvent {
     }
 }
 
-/// Signals a task its zygote forked: its process group and every process
-/// of its session (it leads both), unless the pid now names another process.
-fn signal_task(pid: u32, start_ticks: Option<u64>, signal: Signal) {
+/// Signals a task a shared supervisor started: its process group and every
+/// process of its session (it leads both), unless the pid now names
+/// another process.
+/// Returns whether any process was signalled.
+fn signal_task(pid: u32, start_ticks: Option<u64>, signal: Signal) -> bool {
     if pid <= 1 {
-        return; // 0 would be our own process group
+        return false; // 0 would be our own process group
     }
     if let Some(stat) = host::proc_stat(pid)
         && start_ticks.is_some_and(|t| t != stat.start_ticks)
     {
-        return;
+        return false;
     }
-    if let Ok(raw) = i32::try_from(pid) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(raw), signal);
-    }
-    host::signal_session(pid, start_ticks, signal);
+    let group = i32::try_from(pid)
+        .is_ok_and(|raw| nix::sys::signal::killpg(nix::unistd::Pid::from_raw(raw), signal).is_ok());
+    host::signal_session(pid, start_ticks, signal) || group
 }
 
 /// Kills whatever is left of an attempt whose supervisor is gone without a
 /// result, and says so.
 fn lost(process: &LocalProcess, handle: &AttemptHandle) -> String {
     let (sup, ticks) = (process.supervisor_pid, process.supervisor_start_ticks);
-    let killed = match &process.zygote {
-        // The zygote's session is its own; its task leads another.
-        Some(task) => {
-            if let Some(pid) = task.pid {
-                signal_task(pid, task.start_ticks, Signal::SIGKILL);
-            }
-            false
-        }
+    let killed = match &process.shared {
+        // The shared supervisor's session is its own; its task leads another.
+        Some(task) => task
+            .pid
+            .is_some_and(|pid| signal_task(pid, task.start_ticks, Signal::SIGKILL)),
         None => host::signal_session(sup, ticks, Signal::SIGKILL),
     };
     format!(

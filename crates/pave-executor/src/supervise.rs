@@ -207,7 +207,11 @@ fn parse_gpus(s: &str) -> Result<Vec<u32>, SuperviseArgsError> {
 
 /// Parses `args` (everything after `supervise`) and supervises; prints usage
 /// and returns 2 on bad arguments. What `pave supervise` should call.
+/// `--serve SOCKET ...` runs the supervision server instead ([`crate::serve`]).
 pub fn supervise_cli(args: Vec<String>) -> i32 {
+    if args.first().is_some_and(|a| a == "--serve") {
+        return crate::serve::serve_cli(args.get(1..).unwrap_or_default());
+    }
     match SuperviseArgs::from_args(args) {
         Ok(args) => supervise_main(args),
         Err(e) => {
@@ -319,7 +323,7 @@ fn claim_attempt(
             start_ticks: crate::host::proc_stat(pid).map(|s| s.start_ticks),
             started_at,
             gpu_ids: gpus.to_vec(),
-            zygote: false,
+            shared: false,
         },
     )
 }

@@ -38,19 +38,19 @@
 //! `KEY.log` (the zygote's own stderr) and `KEY.unusable`.
 
 use crate::attempt::{AttemptResult, Exit};
+use crate::handover::{
+    DIRECT_ANSWER_TIMEOUT, Handed, Lines, Supervised, connect, is_gone, is_not_listening, peer_pid,
+    send_request,
+};
 use crate::supervise::{SuperviseArgs, append_note, open_log, write_result};
-use crate::watch::{Watch, Watched, block_signals, poll_timeout};
+use crate::watch::{Watch, Watched, block_signals};
 use chrono::{DateTime, Utc};
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::signal::{Signal, killpg};
-use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use nix::unistd::Pid;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{IoSlice, Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
@@ -65,6 +65,9 @@ pub const ZYGOTE_DIR_ENV: &str = "PAVE_ZYGOTE_DIR";
 /// `0` turns pre-forking off (the scheduler then does not set
 /// [`ZYGOTE_DIR_ENV`]; the supervisor checks it too).
 pub const PREFORK_ENV: &str = "PAVE_PYTHON_PREFORK";
+
+/// How the executor's messages name a zygote.
+pub(crate) const WHO: &str = "its zygote";
 
 /// Seconds an unused zygote lives (default [`DEFAULT_IDLE_SECS`]).
 pub const IDLE_ENV: &str = "PAVE_PYTHON_PREFORK_IDLE";
@@ -101,19 +104,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a zygote's answer to a request (the pid of the fork).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The same for a request the executor hands over itself, which the
-/// scheduler waits for (see [`Handed::Silent`]).
-const DIRECT_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// How long a failed start is remembered (while the DAG file is unchanged).
 const UNUSABLE_TTL: Duration = Duration::from_secs(60);
 
 /// Requests sent before giving up on the zygote (a zygote may step aside
 /// between our connect and its answer: idle, or its DAG file changed).
 const TRIES: usize = 3;
-
-/// Longest `sun_path` (108 bytes with the terminating NUL).
-const SUN_PATH_MAX: usize = 107;
 
 /// Runs the attempt in a forked child of its zygote, supervises it and
 /// writes its result file, when the attempt is a Python attempt with
@@ -205,87 +201,6 @@ pub(crate) struct Handover<'a> {
     pub gpu_ids: &'a [u32],
 }
 
-/// What [`hand_over`] did.
-pub(crate) enum Handed {
-    /// The zygote took the claim and forked the task, which it supervises.
-    Running(ZygoteAttempt),
-    /// Someone else holds the attempt's claim: nothing ran.
-    Claimed,
-    /// The zygote claimed the attempt but could not fork it; its result
-    /// file says why.
-    NotRun,
-    /// The zygote did not answer in time, and may still claim and fork the
-    /// attempt: whoever takes the claim first (the executor fencing it off,
-    /// or the zygote) decides whether it runs. The pid is not known.
-    Silent(ZygoteAttempt),
-    /// No zygote listens (none started yet, or it idled out): nothing was
-    /// sent. A supervisor process starts one, and runs the attempt in it.
-    NotListening,
-    /// Nothing was forked and nothing claimed, and the zygote cannot serve
-    /// the attempt: run it in a fresh interpreter. `Some` note says why,
-    /// for the attempt's log.
-    Unservable(Option<String>),
-}
-
-/// A task its zygote supervises: the zygote took the claim, enforces the
-/// timeout, and writes the result file when the task ends, then reports
-/// the end on this connection. The connection is no lease: the task goes
-/// on if the executor goes away (a crash of the scheduler), and is adopted
-/// from its claim and result files.
-pub(crate) struct ZygoteAttempt {
-    /// The connection, for the end report (blocking mode).
-    pub stream: UnixStream,
-    lines: Lines,
-    pub task_pid: u32,
-    /// The zygote (the claim's supervisor), from `SO_PEERCRED`.
-    pub zygote_pid: u32,
-}
-
-/// The end of a supervised task, as its zygote reported it.
-pub(crate) struct ZygoteEnd {
-    pub exit: Exit,
-    pub maxrss_kib: u64,
-    /// Why the zygote could not write the result file.
-    pub result_error: Option<String>,
-}
-
-/// Reads a supervised task's end report from the bytes of its connection.
-pub(crate) struct EndReport {
-    lines: Lines,
-}
-
-impl ZygoteAttempt {
-    /// The connection, and what reads the end report from its bytes.
-    pub fn split(self) -> (UnixStream, EndReport) {
-        (self.stream, EndReport { lines: self.lines })
-    }
-}
-
-impl EndReport {
-    /// Takes bytes read from the connection; the end once it was reported.
-    pub fn feed(&mut self, bytes: &[u8]) -> Option<ZygoteEnd> {
-        self.lines.buf.extend_from_slice(bytes);
-        while let Some(answer) = self.lines.next_answer() {
-            if let Some(exit) = answer.exit {
-                return Some(ZygoteEnd {
-                    exit,
-                    maxrss_kib: answer.maxrss_kib.unwrap_or(0),
-                    result_error: answer.result_error,
-                });
-            }
-        }
-        None
-    }
-}
-
-/// The process at the other end of a unix socket (`SO_PEERCRED`); 0 if unknown.
-fn peer_pid(stream: &UnixStream) -> u32 {
-    nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
-        .ok()
-        .and_then(|c| u32::try_from(c.pid()).ok())
-        .unwrap_or(0)
-}
-
 /// Whether an attempt may go to a zygote: a Python attempt
 /// (`PYTHON -m pave.runtime`) with `PAVE_ZYGOTE_DIR` set in `env`. Whether
 /// pre-forking is turned off is [`hand_over`]'s to find (`Plan::from_parts`,
@@ -322,17 +237,19 @@ pub(crate) fn hand_over(h: &Handover<'_>) -> Handed {
     }
     match plan.ask(&request, &[h.log.as_raw_fd()], None) {
         Ok(Asked::NotListening) => Handed::NotListening,
-        Ok(Asked::Forked(task)) => Handed::Running(ZygoteAttempt {
+        Ok(Asked::Forked(task)) => Handed::Running(Supervised {
             task_pid: u32::try_from(task.pid.as_raw()).unwrap_or(0),
-            zygote_pid: peer_pid(&task.stream),
+            supervisor_pid: peer_pid(&task.stream),
+            who: WHO,
             stream: task.stream,
             lines: task.lines,
         }),
         Ok(Asked::Claimed) => Handed::Claimed,
         Ok(Asked::NotRun) => Handed::NotRun,
-        Ok(Asked::Silent(task)) => Handed::Silent(ZygoteAttempt {
-            zygote_pid: peer_pid(&task.stream),
+        Ok(Asked::Silent(task)) => Handed::Silent(Supervised {
+            supervisor_pid: peer_pid(&task.stream),
             task_pid: 0,
+            who: WHO,
             stream: task.stream,
             lines: task.lines,
         }),
@@ -507,28 +424,6 @@ struct Task {
     stream: UnixStream,
     lines: Lines,
     pid: Pid,
-}
-
-/// What the zygote writes, one JSON object per line; see `pave/zygote.py`.
-#[derive(Debug, Default, Deserialize)]
-struct Answer {
-    pid: Option<i32>,
-    refused: Option<String>,
-    #[serde(default)]
-    retry: bool,
-    exit: Option<Exit>,
-    maxrss_kib: Option<u64>,
-    ready: Option<bool>,
-    unusable: Option<String>,
-    /// With `--spec`: what `python -m pave.parse` prints for the DAG file.
-    spec: Option<String>,
-    /// A supervised request's claim was held by someone else: nothing ran.
-    claimed: Option<bool>,
-    /// A supervised attempt's result file could not be written (why).
-    result_error: Option<String>,
-    /// A supervised attempt was claimed but could not be forked: the
-    /// zygote wrote its result (not run, with the error).
-    not_run: Option<bool>,
 }
 
 /// The zygote an attempt needs and the request it sends it.
@@ -970,143 +865,6 @@ impl Plan {
     }
 }
 
-/// Connects to a unix socket, also when its path is longer than `sun_path`
-/// (through `/proc/self/fd/N/NAME` of an open folder).
-fn connect(path: &Path) -> std::io::Result<UnixStream> {
-    if path.as_os_str().len() <= SUN_PATH_MAX {
-        return UnixStream::connect(path);
-    }
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(std::io::Error::other("not a socket path"));
-    };
-    let dir = File::open(dir)?;
-    let mut short = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    short.push(name);
-    UnixStream::connect(short)
-}
-
-/// Nobody listens on the socket (yet, or any more).
-fn is_not_listening(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error().map(Errno::from_raw),
-        Some(Errno::ENOENT | Errno::ECONNREFUSED)
-    )
-}
-
-/// The zygote closed the connection under us.
-fn is_gone(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error().map(Errno::from_raw),
-        Some(Errno::EPIPE | Errno::ECONNRESET)
-    )
-}
-
-/// Sends the request, with `fds` (the task's stdio) attached to its first
-/// bytes.
-fn send_request(
-    stream: &UnixStream,
-    request: &[u8],
-    fds: &[std::os::fd::RawFd],
-) -> std::io::Result<()> {
-    let cmsg = [ControlMessage::ScmRights(fds)];
-    let sent = loop {
-        match sendmsg::<()>(
-            stream.as_raw_fd(),
-            &[IoSlice::new(request)],
-            &cmsg,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
-            Ok(n) => break n,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut rest = request.get(sent..).unwrap_or_default();
-    let mut writer = stream;
-    while !rest.is_empty() {
-        match writer.write(rest) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// JSON lines read from the zygote, possibly in pieces.
-#[derive(Default)]
-struct Lines {
-    buf: Vec<u8>,
-    eof: bool,
-}
-
-impl Lines {
-    /// The next complete line as an [`Answer`] (a line that is not one is skipped).
-    fn next_answer(&mut self) -> Option<Answer> {
-        while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=nl).collect();
-            if let Ok(answer) = serde_json::from_slice::<Answer>(&line) {
-                return Some(answer);
-            }
-        }
-        None
-    }
-
-    /// Reads what is there (one `read`); false at end of file.
-    fn fill(&mut self, source: &mut impl Read) -> std::io::Result<bool> {
-        let mut chunk = [0u8; 4096];
-        match source.read(&mut chunk) {
-            Ok(0) => {
-                self.eof = true;
-                Ok(false)
-            }
-            Ok(n) => {
-                self.buf
-                    .extend_from_slice(chunk.get(..n).unwrap_or_default());
-                Ok(true)
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
-                ) =>
-            {
-                Ok(true)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The next answer from `source`, waiting until `deadline`; `None` at end of file.
-    fn read_answer<S: Read + AsFd>(
-        &mut self,
-        source: &mut S,
-        deadline: Instant,
-    ) -> std::io::Result<Option<Answer>> {
-        loop {
-            if let Some(a) = self.next_answer() {
-                return Ok(Some(a));
-            }
-            if self.eof {
-                return Ok(None);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(std::io::ErrorKind::TimedOut.into());
-            }
-            let mut fds = [PollFd::new(source.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, poll_timeout(left)) {
-                Ok(0) | Err(Errno::EINTR) => continue,
-                Ok(_) => {}
-                Err(e) => return Err(e.into()),
-            }
-            self.fill(&mut *source)?;
-        }
-    }
-}
-
 /// Signals the task's process group and every process of its session (the
 /// forked child leads both).
 fn kill_task(pid: Pid, signal: Signal) {
@@ -1185,36 +943,5 @@ mod tests {
         ] {
             assert!(!is_attempt_var(name), "{name}");
         }
-    }
-
-    #[test]
-    fn answers_are_read_line_by_line_across_chunks() {
-        let mut lines = Lines::default();
-        lines
-            .buf
-            .extend_from_slice(b"{\"pid\": 12}\nnot json\n{\"exit\": {\"type\": \"co");
-        let first = lines.next_answer().expect("pid");
-        assert_eq!(first.pid, Some(12));
-        assert!(lines.next_answer().is_none());
-        lines
-            .buf
-            .extend_from_slice(b"de\", \"code\": 98}, \"maxrss_kib\": 2048}\n");
-        let second = lines.next_answer().expect("exit");
-        assert_eq!(second.exit, Some(Exit::Code { code: 98 }));
-        assert_eq!(second.maxrss_kib, Some(2048));
-        let refused: Answer =
-            serde_json::from_str(r#"{"refused": "changed", "retry": true}"#).expect("refused");
-        assert!(refused.retry && refused.pid.is_none());
-    }
-
-    #[test]
-    fn long_socket_paths_connect_through_the_folder() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let deep = dir.path().join("d".repeat(120));
-        std::fs::create_dir_all(&deep).expect("mkdir");
-        let path = deep.join("k.sock");
-        assert!(path.as_os_str().len() > SUN_PATH_MAX);
-        let err = connect(&path).expect_err("nobody listens");
-        assert!(is_not_listening(&err), "{err}");
     }
 }
