@@ -479,9 +479,12 @@ fn kill_during_slow_attempt(restart_early: bool) {
     assert!(log.contains("rows 42"), "{log}");
     // It was supervised by the supervision server, which outlived the
     // scheduler (docs/local-executor.md).
-    let claim = find_file(&pave.home_path().join("logs/dag_id=slow"), "attempt=1.claim")
-        .map(|p| std::fs::read_to_string(p).expect("claim"))
-        .expect("the slow task's claim");
+    let claim = find_file(
+        &pave.home_path().join("logs/dag_id=slow"),
+        "attempt=1.claim",
+    )
+    .map(|p| std::fs::read_to_string(p).expect("claim"))
+    .expect("the slow task's claim");
     let claim: serde_json::Value = serde_json::from_str(&claim).expect("claim JSON");
     assert_eq!(claim["shared"], true, "{claim}");
 }
@@ -601,9 +604,12 @@ fn command_attempts_are_supervised_by_the_server_unless_it_is_turned_off() {
         }
         let (status, lines) = Running::spawn(cmd).wait(Duration::from_secs(60));
         assert!(status.success(), "{status}\n{}", lines.join("\n"));
-        let claim = find_file(&pave.home_path().join("logs/dag_id=slow"), "attempt=1.claim")
-            .map(|p| std::fs::read_to_string(p).expect("claim"))
-            .expect("a claim");
+        let claim = find_file(
+            &pave.home_path().join("logs/dag_id=slow"),
+            "attempt=1.claim",
+        )
+        .map(|p| std::fs::read_to_string(p).expect("claim"))
+        .expect("a claim");
         let claim: serde_json::Value = serde_json::from_str(&claim).expect("claim JSON");
         assert_eq!(claim["shared"] == true, server, "server {server}: {claim}");
         let sockets: Vec<String> = std::fs::read_dir(pave.home_path().join("supervise"))

@@ -87,6 +87,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request accepted (the environment is most of it).
 const MAX_REQUEST: usize = 16 << 20;
 
+/// Reads of 64 KiB a task's stdout gets per turn of the loop.
+const PUMP_TURN: usize = 16;
+
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 
@@ -215,6 +218,8 @@ struct Server {
     by_pid: HashMap<Pid, u64>,
     by_pipe: HashMap<Token, u64>,
     due: BinaryHeap<Reverse<(Instant, u64, Due)>>,
+    /// Tasks whose stdout may still hold data after their turn.
+    backlog: Vec<u64>,
 }
 
 impl Server {
@@ -284,6 +289,7 @@ impl Server {
             by_pid: HashMap::new(),
             by_pipe: HashMap::new(),
             due: BinaryHeap::new(),
+            backlog: Vec::new(),
         }))
     }
 
@@ -309,8 +315,11 @@ impl Server {
             let next_due = self.due.peek().map(|Reverse((at, _, _))| *at);
             let idle_check = (!self.busy()).then(|| now + SOCKET_CHECK.min(self.idle));
             let wake = next_due.into_iter().chain(idle_check).min();
-            let timeout =
-                wake.map(|w| w.saturating_duration_since(now) + Duration::from_micros(500));
+            let timeout = if self.backlog.is_empty() {
+                wake.map(|w| w.saturating_duration_since(now) + Duration::from_micros(500))
+            } else {
+                Some(Duration::ZERO)
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -333,6 +342,11 @@ impl Server {
                         }
                     }
                 }
+            }
+            // Pipes that had more than one turn's worth: their turn again,
+            // after everything else that was ready.
+            for id in std::mem::take(&mut self.backlog) {
+                self.pump(id);
             }
         }
     }
@@ -675,7 +689,11 @@ impl Server {
         }
     }
 
-    /// Reads what the task wrote to stdout into its log.
+    /// Reads what the task wrote to stdout into its log: at most
+    /// [`PUMP_TURN`] reads, so a task that writes without a pause cannot
+    /// keep the loop from the others (its pipe goes to the backlog and gets
+    /// another turn after them; the pipe is edge-triggered, so it must be
+    /// read until it is empty).
     fn pump(&mut self, id: u64) {
         let Some(task) = self.tasks.get_mut(&id) else {
             return;
@@ -683,7 +701,13 @@ impl Server {
         let mut buf = [0u8; 64 * 1024];
         let mut eof = false;
         if let Some((_, out)) = task.stdout.as_mut() {
+            let mut reads = 0;
             loop {
+                if reads == PUMP_TURN {
+                    self.backlog.push(id);
+                    break;
+                }
+                reads += 1;
                 match out.read(&mut buf) {
                     Ok(0) => {
                         eof = true;
