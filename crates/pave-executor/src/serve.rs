@@ -87,6 +87,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request accepted (the environment is most of it).
 const MAX_REQUEST: usize = 16 << 20;
 
+/// Longest a connection may take to send its whole request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Reads of 64 KiB a task's stdout gets per turn of the loop.
 const PUMP_TURN: usize = 16;
 
@@ -190,6 +193,9 @@ struct Task {
 struct Pending {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// Dropped if the request is not whole by then (a stuck client must
+    /// not keep the server from idling out).
+    deadline: Instant,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -312,9 +318,15 @@ impl Server {
                 return;
             }
             self.fire_due(now);
+            self.drop_stuck_requests(now);
             let next_due = self.due.peek().map(|Reverse((at, _, _))| *at);
             let idle_check = (!self.busy()).then(|| now + SOCKET_CHECK.min(self.idle));
-            let wake = next_due.into_iter().chain(idle_check).min();
+            let stuck_check = self.pending.values().map(|p| p.deadline).min();
+            let wake = next_due
+                .into_iter()
+                .chain(idle_check)
+                .chain(stuck_check)
+                .min();
             let timeout = if self.backlog.is_empty() {
                 wake.map(|w| w.saturating_duration_since(now) + Duration::from_micros(500))
             } else {
@@ -347,6 +359,25 @@ impl Server {
             // after everything else that was ready.
             for id in std::mem::take(&mut self.backlog) {
                 self.pump(id);
+            }
+        }
+    }
+
+    /// Closes the connections whose request did not arrive in time
+    /// (nothing was claimed for them; their sender sees the connection close).
+    fn drop_stuck_requests(&mut self, now: Instant) {
+        let stuck: Vec<Token> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in stuck {
+            if let Some(p) = self.pending.remove(&token) {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&p.stream.as_raw_fd()));
             }
         }
     }
@@ -396,6 +427,7 @@ impl Server {
                             Pending {
                                 stream,
                                 buf: Vec::new(),
+                                deadline: Instant::now() + REQUEST_TIMEOUT,
                             },
                         );
                         // The request usually arrived with the connection.

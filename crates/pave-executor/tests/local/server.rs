@@ -285,3 +285,41 @@ async fn a_kill_reaches_the_task_never_the_server() {
     assert_eq!(ends["bystander"].last_line.as_deref(), Some("still here"));
     assert!(running(supervisor_pid(&bystander)), "the server lives on");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_request_does_not_keep_a_server_alive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = Fixture::with_config(dir, |d| LocalExecutorConfig {
+        server_idle: Duration::from_millis(300),
+        ..config_in(MODE, 0, d)
+    });
+    let first = f.exec.start(f.shell("one", "echo 1")).await.expect("start");
+    assert!(finished(f.next().await).is_success());
+    let server = supervisor_pid(&first);
+    // Half a request: a length, then nothing.
+    let socket = std::fs::read_dir(server_dir(f.dir.path()))
+        .expect("server folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "sock")
+                && std::os::unix::net::UnixStream::connect(p).is_ok()
+        })
+        .expect("a listening socket");
+    let mut stuck = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    std::io::Write::write_all(&mut stuck, &1000u32.to_be_bytes()).expect("write");
+    // It is dropped after its 10 s, then the server idles out.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running(server) {
+        assert!(
+            Instant::now() < deadline,
+            "the server stayed for the stuck client"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut rest = Vec::new();
+    let read = std::io::Read::read_to_end(&mut stuck, &mut rest);
+    assert!(
+        rest.is_empty() && read.is_ok_and(|n| n == 0),
+        "no answer to half a request"
+    );
+}
