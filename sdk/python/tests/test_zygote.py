@@ -369,6 +369,8 @@ class SpareChildTest(ZygoteCase):
         spares = _wait_for(lambda: _children(ready["pid"]))
         self.assertEqual(len(spares), 1, spares)
         spare = spares[0]
+        # It calls setsid() a moment after the fork that made it visible here.
+        _wait_for(lambda: os.getsid(spare) == spare)
         self.assertEqual(os.getsid(spare), spare, "a spare leads its own session before its attempt")
         first = self.run_task("env")
         self.assertEqual(first["pid"], spare)
@@ -959,3 +961,26 @@ class CreateExclusiveTest(unittest.TestCase):
         self.assertEqual(self.zygote_mod._rfc3339(1796005582.25), "2026-11-30T02:26:22.250000Z")
         self.assertEqual(self.zygote_mod._start_ticks(), _start_ticks(os.getpid()))
         self.assertEqual((self.zygote_mod._secs(1200), self.zygote_mod._secs(60000)), ("1.2", "60"))
+
+
+class WarmUpTest(unittest.TestCase):
+    """The zygote warms pave's runtime before its first fork (``_warm_runtime``)."""
+
+    def test_it_runs_a_private_task_and_leaves_nothing_behind(self) -> None:
+        code = (
+            "import io, os, sys\n"
+            "from pave import zygote\n"
+            "from pave.dag import _registered\n"
+            "before = dict(os.environ)\n"
+            "out, sys.stdout = sys.stdout, io.StringIO()\n"
+            "runs = zygote._warm_runtime()\n"
+            "printed, sys.stdout = sys.stdout.getvalue(), out\n"
+            "print(runs == zygote.WARM_RUNS, len(_registered), dict(os.environ) == before, repr(printed))\n"
+        )
+        out = subprocess.run([sys.executable, "-S", "-c", code], env=sdk_env(), capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        # Every run succeeded without the API (nothing is sent), no DAG was left
+        # registered (it would pass for one of the file's), the environment is
+        # as it was and nothing was printed.
+        self.assertEqual(out.stdout.strip(), "True 0 True ''", out.stderr)
