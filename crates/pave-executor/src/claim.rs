@@ -150,6 +150,45 @@ fn create_via_temporary(path: &Path, json: &[u8]) -> Result<(), CreateError> {
     }
 }
 
+/// Claims the attempt at `path` in the name of supervisor `pid` (creating
+/// the folder), as [`create`] does.
+pub(crate) fn take(
+    path: &Path,
+    pid: u32,
+    start_ticks: Option<u64>,
+    gpu_ids: &[u32],
+    started_at: DateTime<Utc>,
+    shared: bool,
+) -> Result<(), CreateError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(CreateError::Io)?;
+    }
+    create(
+        path,
+        &Claim::Supervisor {
+            pid,
+            start_ticks,
+            started_at,
+            gpu_ids: gpu_ids.to_vec(),
+            shared,
+        },
+    )
+}
+
+/// Why a supervisor runs nothing when [`take`] found the claim held, for
+/// the attempt's log: who holds it.
+pub(crate) fn refusal(path: &Path) -> String {
+    let held_by = match read(path) {
+        Ok(Some(Claim::Fence { note, .. })) => note,
+        Ok(Some(Claim::Supervisor { pid, .. })) => format!("supervisor pid {pid}"),
+        Ok(None) | Err(_) => "an unreadable claim".to_owned(),
+    };
+    format!(
+        "not running this attempt: it is already claimed ({}: {held_by})",
+        path.display()
+    )
+}
+
 /// The claim, if the file exists. `Err` is a reason: the file exists but
 /// cannot be read or parsed.
 pub(crate) fn read(path: &Path) -> Result<Option<Claim>, String> {

@@ -168,6 +168,16 @@ pub(crate) fn is_gone(e: &std::io::Error) -> bool {
     )
 }
 
+/// A request as it goes on the wire: `u32` big-endian length, then the
+/// JSON; the reason it cannot be sent otherwise.
+pub(crate) fn frame(body: &serde_json::Value) -> Result<Vec<u8>, String> {
+    let body = serde_json::to_vec(body).map_err(|e| format!("cannot encode the request: {e}"))?;
+    let len = u32::try_from(body.len()).map_err(|_| "the environment is too large to send")?;
+    let mut framed = len.to_be_bytes().to_vec();
+    framed.extend_from_slice(&body);
+    Ok(framed)
+}
+
 /// Sends the request, with `fds` (the task's stdio) attached to its first
 /// bytes.
 pub(crate) fn send_request(

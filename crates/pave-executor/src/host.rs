@@ -206,6 +206,15 @@ pub(crate) fn signal_session(
     any
 }
 
+/// Signals the process group led by `leader` and every process of its
+/// session (a task that a shared supervisor started leads both).
+pub(crate) fn signal_group_and_session(leader: Pid, signal: Signal) {
+    let _ = nix::sys::signal::killpg(leader, signal);
+    if let Ok(pid) = u32::try_from(leader.as_raw()) {
+        signal_session(pid, None, signal);
+    }
+}
+
 /// The direct children of this process (alive or zombie), from
 /// `/proc/self/task/*/children`: one read per thread, no `/proc` scan.
 pub(crate) fn own_children() -> Vec<u32> {

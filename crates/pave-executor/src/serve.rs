@@ -44,9 +44,10 @@
 //! attempt runs under a supervisor process of its own as before.
 
 use crate::attempt::{AttemptResult, Exit};
-use crate::claim::{self, Claim};
+use crate::claim;
 use crate::handover::{
-    DIRECT_ANSWER_TIMEOUT, Handed, Lines, Supervised, connect, is_gone, is_not_listening, peer_pid,
+    DIRECT_ANSWER_TIMEOUT, Handed, Lines, Supervised, connect, frame, is_gone, is_not_listening,
+    peer_pid,
 };
 use crate::supervise::{LastLine, append_note, open_log, write_result};
 use crate::watch::{DRAIN_LIMIT, block_signals};
@@ -508,21 +509,21 @@ impl Server {
         let sup = &req.supervise;
         let started_at = Utc::now();
         let clock = Instant::now();
-        let claimed = claim_attempt(&sup.claim, self.me, self.my_ticks, &sup.gpu_ids, started_at);
+        let me = u32::try_from(self.me.as_raw()).unwrap_or(0);
+        let claimed = claim::take(
+            &sup.claim,
+            me,
+            self.my_ticks,
+            &sup.gpu_ids,
+            started_at,
+            true,
+        );
         match claimed {
             Ok(()) => {}
             Err(claim::CreateError::Exists) => {
-                let held_by = match claim::read(&sup.claim) {
-                    Ok(Some(Claim::Fence { note, .. })) => note,
-                    Ok(Some(Claim::Supervisor { pid, .. })) => format!("supervisor pid {pid}"),
-                    Ok(None) | Err(_) => "an unreadable claim".to_owned(),
-                };
                 append_note(
                     &sup.log,
-                    &format!(
-                        "[pave] not running this attempt: it is already claimed ({}: {held_by})\n",
-                        sup.claim.display()
-                    ),
+                    &format!("[pave] {}\n", claim::refusal(&sup.claim)),
                 );
                 answer(&mut stream, &serde_json::json!({"claimed": true}));
                 return;
@@ -698,7 +699,7 @@ impl Server {
                     task.log_line(&format!(
                         "[pave] execution_timeout of {secs}s exceeded: sending SIGTERM to process group {group}"
                     ));
-                    kill_task(group, Signal::SIGTERM);
+                    crate::host::signal_group_and_session(group, Signal::SIGTERM);
                     self.due.push(Reverse((now + task.grace, id, Due::Kill)));
                 }
                 Due::Kill if task.exit.is_none() => {
@@ -706,7 +707,7 @@ impl Server {
                     task.log_line(&format!(
                         "[pave] process group {group} still running after SIGTERM: sending SIGKILL"
                     ));
-                    kill_task(group, Signal::SIGKILL);
+                    crate::host::signal_group_and_session(group, Signal::SIGKILL);
                 }
                 Due::Drain if task.stdout.is_some() => {
                     task.notes.push(format!(
@@ -827,29 +828,6 @@ impl Task {
     }
 }
 
-/// Creates the attempt's claim in the server's name.
-fn claim_attempt(
-    path: &Path,
-    me: Pid,
-    my_ticks: Option<u64>,
-    gpus: &[u32],
-    started_at: DateTime<Utc>,
-) -> Result<(), claim::CreateError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(claim::CreateError::Io)?;
-    }
-    claim::create(
-        path,
-        &Claim::Supervisor {
-            pid: u32::try_from(me.as_raw()).unwrap_or(0),
-            start_ticks: my_ticks,
-            started_at,
-            gpu_ids: gpus.to_vec(),
-            shared: true,
-        },
-    )
-}
-
 /// Opens the log and spawns the task; the reason it cannot run otherwise,
 /// worded for the task's author.
 fn spawn(req: &Request, me: Pid) -> Result<(File, std::process::Child), String> {
@@ -887,14 +865,6 @@ fn spawn(req: &Request, me: Pid) -> Result<(File, std::process::Child), String> 
         _ => format!("cannot execute `{program}`: {e}"),
     })?;
     Ok((log, child))
-}
-
-/// Signals the task's process group and every process of its session.
-fn kill_task(pid: Pid, signal: Signal) {
-    let _ = killpg(pid, signal);
-    if let Ok(leader) = u32::try_from(pid.as_raw()) {
-        crate::host::signal_session(leader, None, signal);
-    }
 }
 
 fn answer(stream: &mut UnixStream, message: &serde_json::Value) {
@@ -986,14 +956,10 @@ pub(crate) fn hand_over(files: &ServerFiles, h: &Handover<'_>) -> Handed {
             "gpu_ids": h.gpu_ids,
         },
     });
-    let Ok(body) = serde_json::to_vec(&body) else {
-        return Handed::Unservable(Some("cannot encode the request".to_owned()));
+    let request = match frame(&body) {
+        Ok(r) => r,
+        Err(why) => return Handed::Unservable(Some(why)),
     };
-    let Ok(len) = u32::try_from(body.len()) else {
-        return Handed::Unservable(Some("the environment is too large to send".to_owned()));
-    };
-    let mut request = len.to_be_bytes().to_vec();
-    request.extend_from_slice(&body);
     // A server that idles out between our connect and its accept closes
     // the connection unread: nothing ran, ask again (a new one is started).
     for _ in 0..3 {

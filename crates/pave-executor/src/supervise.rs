@@ -39,7 +39,7 @@
 //! paid per task.
 
 use crate::attempt::{AttemptResult, Exit};
-use crate::claim::{self, Claim};
+use crate::claim;
 use crate::watch::{Watch, Watched, block_signals};
 use chrono::Utc;
 use nix::sys::resource::{UsageWho, getrusage};
@@ -239,15 +239,7 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
         Some(path) => match claim_attempt(path, &args.gpus, started_at) {
             Ok(()) => Ok(()),
             Err(claim::CreateError::Exists) => {
-                let held_by = match claim::read(path) {
-                    Ok(Some(Claim::Fence { note, .. })) => note,
-                    Ok(Some(Claim::Supervisor { pid, .. })) => format!("supervisor pid {pid}"),
-                    Ok(None) | Err(_) => "an unreadable claim".to_owned(),
-                };
-                let why = format!(
-                    "not running this attempt: it is already claimed ({}: {held_by})",
-                    path.display()
-                );
+                let why = claim::refusal(path);
                 append_note(&args.log, &format!("[pave] {why}\n"));
                 eprintln!("pave supervise: {why}");
                 return EXIT_ALREADY_CLAIMED;
@@ -312,20 +304,9 @@ fn claim_attempt(
     gpus: &[u32],
     started_at: chrono::DateTime<Utc>,
 ) -> Result<(), claim::CreateError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(claim::CreateError::Io)?;
-    }
     let pid = std::process::id();
-    claim::create(
-        path,
-        &Claim::Supervisor {
-            pid,
-            start_ticks: crate::host::proc_stat(pid).map(|s| s.start_ticks),
-            started_at,
-            gpu_ids: gpus.to_vec(),
-            shared: false,
-        },
-    )
+    let ticks = crate::host::proc_stat(pid).map(|s| s.start_ticks);
+    claim::take(path, pid, ticks, gpus, started_at, false)
 }
 
 /// Opens the log, sets up signal handling and spawns the task. An `Err` is

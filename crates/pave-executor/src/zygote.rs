@@ -39,13 +39,13 @@
 
 use crate::attempt::{AttemptResult, Exit};
 use crate::handover::{
-    DIRECT_ANSWER_TIMEOUT, Handed, Lines, Supervised, connect, is_gone, is_not_listening, peer_pid,
-    send_request,
+    DIRECT_ANSWER_TIMEOUT, Handed, Lines, Supervised, connect, frame, is_gone, is_not_listening,
+    peer_pid, send_request,
 };
 use crate::supervise::{SuperviseArgs, append_note, open_log, write_result};
 use crate::watch::{Watch, Watched, block_signals};
 use chrono::{DateTime, Utc};
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -152,7 +152,7 @@ pub(crate) fn run_attempt(
             .run(args, log, &signals, &mut forked, Some(File::from(out_r)))
             .unwrap_or(killed),
         Err(e) => {
-            kill_task(pid, Signal::SIGKILL);
+            crate::host::signal_group_and_session(pid, Signal::SIGKILL);
             watch.notes.push(format!(
                 "cannot set up signal handling in the supervisor: {e}"
             ));
@@ -653,13 +653,7 @@ impl Plan {
         if let (Some(supervise), Some(map)) = (supervise, body.as_object_mut()) {
             map.insert("supervise".to_owned(), supervise);
         }
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| Fallback::note(format!("cannot encode the request: {e}")))?;
-        let len = u32::try_from(body.len())
-            .map_err(|_| Fallback::note("the environment is too large to send"))?;
-        let mut framed = len.to_be_bytes().to_vec();
-        framed.extend_from_slice(&body);
-        Ok(framed)
+        frame(&body).map_err(Fallback::note)
     }
 
     fn connect_or_start(&self, start_timeout: Duration) -> Result<UnixStream, Fallback> {
@@ -865,15 +859,6 @@ impl Plan {
     }
 }
 
-/// Signals the task's process group and every process of its session (the
-/// forked child leads both).
-fn kill_task(pid: Pid, signal: Signal) {
-    let _ = killpg(pid, signal);
-    if let Ok(leader) = u32::try_from(pid.as_raw()) {
-        crate::host::signal_session(leader, None, signal);
-    }
-}
-
 /// A forked attempt, as the zygote announced it: its exit comes from the
 /// zygote's report.
 struct Forked {
@@ -904,7 +889,7 @@ impl Watched for Forked {
             }
         }
         if task.lines.eof {
-            kill_task(task.pid, Signal::SIGKILL);
+            crate::host::signal_group_and_session(task.pid, Signal::SIGKILL);
             notes.push(
                 "the zygote (the pre-forked interpreter) exited while the task ran, which kills the task; its exit status and peak memory are unknown".to_owned(),
             );
@@ -916,7 +901,7 @@ impl Watched for Forked {
     }
 
     fn kill(&self, signal: Signal) {
-        kill_task(self.task.pid, signal);
+        crate::host::signal_group_and_session(self.task.pid, signal);
     }
 }
 
