@@ -658,12 +658,21 @@ async fn an_attempt_still_queued_with_the_tokens_try_is_starting() {
     let t1 = env.token("grid", 0);
     let r = env.get("/ti/context", &t1).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    // A write waits for `running` (it must not race the scheduler's commit).
+    // A write too: the scheduler carries the `running` write with its next
+    // transaction, and the value must not wait for it.
     let r = env.put("/xcom/k", &t1, r#"{"value": 1}"#).await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let ti = TiKey::new(env.run, "grid", MapIndex(0));
     assert_eq!(
-        r.error(),
-        "the attempt is no longer running (state queued, try 1)"
+        env.store.get_xcom(&ti, "k").await.unwrap().value,
+        serde_json::json!(1)
+    );
+    // The write left the task instance as it was: queued, try 1, so the
+    // scheduler's own `running` write (expecting queued) still lands.
+    let stored = env.store.get_ti(&ti).await.unwrap();
+    assert_eq!(
+        (stored.state, stored.try_number),
+        (TaskState::Queued, TryNumber(1))
     );
 
     // Another try's token is refused, as for a running attempt.

@@ -71,6 +71,16 @@ pub enum Change {
     RecordTry(TryRecord),
     /// Insert or replace an XCom value.
     PutXcom(NewXcom),
+    /// Change nothing, but fail the batch with a conflict unless the task
+    /// instance is live in this try: `queued` or `running` with this try
+    /// number. (A task calls the execution API only once its attempt has
+    /// started, and its `running` write may come a little after; a write
+    /// of the task guards itself with this rather than by expecting
+    /// `running`, which would also have to set a state.)
+    RequireLive {
+        ti: TiKey,
+        try_number: TryNumber,
+    },
 }
 
 impl From<NewRun> for Change {

@@ -134,6 +134,7 @@ impl Store for TimedStore {
             Some(crate::Change::CreateRun(_)) => "apply[create_run]".to_owned(),
             Some(crate::Change::ExpandMapped { .. }) => "apply[expand]".to_owned(),
             Some(crate::Change::PutXcom(_)) => "apply[xcom]".to_owned(),
+            Some(crate::Change::RequireLive { .. }) => "apply[require_live]".to_owned(),
             None => "apply[empty]".to_owned(),
         };
         let t = Instant::now();

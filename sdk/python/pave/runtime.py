@@ -326,12 +326,12 @@ def get_context_once_started(api: ExecutionApi, try_number: str, wait: float = S
 
 def wait_while_starting(call: Any, try_number: str, wait: float = START_WAIT) -> Any:
     """``call()``, retried while the API answers 409 with ``state queued,
-    try N`` for this attempt's own try: the scheduler marks the attempt
-    running right after the executor started it, and a task forked from a
-    pre-forked interpreter (``pave.zygote``) can be that fast. The API
-    serves reads of such a starting attempt but refuses writes (XCom
-    pushes) until the commit lands. Any other 409 (the attempt was cleared,
-    fenced or ended) is final; an attempt never goes back to queued."""
+    try N`` for this attempt's own try. pave's API serves reads and writes
+    of an attempt still recorded as queued in its try (the scheduler writes
+    ``running`` a little after the start); older servers refused writes
+    (XCom pushes) until that commit landed, which this waits out. Any other
+    409 (the attempt was cleared, fenced or ended) is final; an attempt
+    never goes back to queued."""
     delay, deadline = 0.002, time.monotonic() + wait
     while True:
         try:

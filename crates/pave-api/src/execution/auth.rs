@@ -1,6 +1,7 @@
 //! The check every execution API request starts with: a valid attempt
-//! token (else 401) naming an attempt that is still running, or queued
-//! with the token's try while it starts (else 409); writes need it running.
+//! token (else 401) naming an attempt that is still live: running, or
+//! queued with the token's try while its `running` write is on its way
+//! (else 409).
 
 use super::ExecutionState;
 use crate::error::ApiError;
@@ -46,11 +47,11 @@ impl FromRequestParts<ExecutionState> for Attempt {
                 "the attempt is no longer running (the run of {scope} no longer exists)"
             )));
         }
-        // Still `queued` with the token's try: the attempt is starting. Its
-        // supervisor was spawned (the token lives only in its environment)
-        // and the scheduler writes `running` right after the spawn; a task
-        // forked from a zygote can read before that commit lands. Writes
-        // wait for it ([`Attempt::require_running`]).
+        // Still `queued` with the token's try: the attempt has started (the
+        // token lives only in its supervisor's environment, and a
+        // supervisor claims the attempt before it runs anything, so a
+        // restart adopts it rather than running it again), and the
+        // scheduler writes `running` with its next transaction.
         let live = matches!(ti.state, TaskState::Running | TaskState::Queued);
         if !live || ti.try_number != scope.try_number {
             return Err(ApiError::Conflict(format!(
@@ -60,23 +61,6 @@ impl FromRequestParts<ExecutionState> for Attempt {
             )));
         }
         Ok(Attempt { scope, ti })
-    }
-}
-
-impl Attempt {
-    /// For a write: the attempt must be recorded as running (a write is a
-    /// compare-and-set against `running`, which must not race the
-    /// scheduler's own `queued` -> `running` commit). A 409 with `state
-    /// queued, try N` otherwise, which the runtime retries.
-    pub fn require_running(&self) -> Result<(), ApiError> {
-        if self.ti.state == TaskState::Running {
-            return Ok(());
-        }
-        Err(ApiError::Conflict(format!(
-            "the attempt is no longer running (state {}, try {})",
-            self.ti.state.as_str(),
-            self.ti.try_number
-        )))
     }
 }
 

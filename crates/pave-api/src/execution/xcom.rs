@@ -8,8 +8,8 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
-use pave_core::{MapIndex, TaskId, TaskState};
-use pave_store::{ChangeBatch, NewXcom, RunRecord, StoreError, TaskSelection, TiChange, TiKey};
+use pave_core::{MapIndex, TaskId};
+use pave_store::{Change, ChangeBatch, NewXcom, RunRecord, StoreError, TaskSelection, TiKey};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -109,7 +109,6 @@ pub(super) async fn put_xcom(
     name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    attempt.require_running()?;
     let key = valid_name(name, "XCom key")?;
     let value = envelope(&state, body, "value", "{\"value\": 42}")?;
     let task_id = &attempt.scope.task_id;
@@ -129,12 +128,15 @@ pub(super) async fn put_xcom(
     }
     let ti = attempt.scope.ti_key();
     let mut batch = ChangeBatch::new(state.clock().now());
-    // Store the value only if the attempt is still running when it commits:
-    // a report of its end may have landed since the request was checked.
-    batch.push(
-        TiChange::new(ti.clone(), TaskState::Running)
-            .expect_attempt(TaskState::Running, attempt.scope.try_number),
-    );
+    // Store the value only if the attempt is still live when it commits: a
+    // report of its end may have landed since the request was checked. Live
+    // is queued or running in the token's try: the scheduler may write
+    // `running` a little after the task started (it carries that write
+    // with its next transaction), and a task calls only once started.
+    batch.push(Change::RequireLive {
+        ti: ti.clone(),
+        try_number: attempt.scope.try_number,
+    });
     batch.push(NewXcom { ti, key, value });
     match state.store().apply(batch).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT),

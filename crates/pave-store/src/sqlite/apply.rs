@@ -22,7 +22,7 @@ use crate::batch::{BatchOutcome, Change, ChangeBatch, Field, TiChange};
 use crate::error::{Result, StoreError};
 use crate::records::{RunKey, TiKey, TryRecord};
 use chrono::{DateTime, Utc};
-use pave_core::{MapIndex, TaskId, TryNumber};
+use pave_core::{MapIndex, TaskId, TaskState, TryNumber};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::SqliteConnection;
@@ -50,6 +50,12 @@ pub(super) async fn apply(conn: &mut SqliteConnection, batch: ChangeBatch) -> Re
                 pending.tries.push(t);
             }
             Change::PutXcom(x) => xcom::put_xcom(conn, now, &x).await?,
+            Change::RequireLive { ti, try_number } => {
+                if pending.ti_keys.contains(&ti) {
+                    pending.flush_tis(conn, now).await?;
+                }
+                require_live(conn, &ti, try_number).await?;
+            }
             Change::SetRunState(c) => runs::set_run_state(conn, now, &c).await?,
             Change::CreateRun(run) => {
                 pending.flush(conn, now).await?;
@@ -238,6 +244,36 @@ async fn ti_change_failure(conn: &mut SqliteConnection, c: &TiChange) -> StoreEr
                 c.key, c.state
             ))
         }
+    }
+}
+
+/// `Change::RequireLive`: a conflict unless `ti` is queued or running in
+/// try `try_number`.
+async fn require_live(
+    conn: &mut SqliteConnection,
+    ti: &TiKey,
+    try_number: TryNumber,
+) -> Result<()> {
+    let found: Option<(String, i64)> = sqlx::query_as(
+        "SELECT state, try_number FROM task_instance
+         WHERE run_pk = ?1 AND task_id = ?2 AND map_index = ?3",
+    )
+    .bind(ti.run.0)
+    .bind(ti.task_id.as_str())
+    .bind(ti.map_index.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match found {
+        None => Err(StoreError::not_found(ti.to_string())),
+        Some((state, n))
+            if (state == TaskState::Queued.as_str() || state == TaskState::Running.as_str())
+                && n == i64::from(try_number.0) =>
+        {
+            Ok(())
+        }
+        Some((state, n)) => Err(StoreError::conflict(format!(
+            "{ti}: expected it queued or running in try {try_number}, found {state} (try {n})"
+        ))),
     }
 }
 
