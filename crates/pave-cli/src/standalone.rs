@@ -142,6 +142,11 @@ pub async fn run(home: Home, args: StandaloneArgs) -> Result<ExitCode> {
             }
             _ = &mut stop => {
                 println!("pave standalone: stopping; {} running attempt(s) keep running", scheduler.inflight_count());
+                // Their `running` writes not made yet would otherwise wait
+                // for the next start's reconciliation (from their claims).
+                if let Err(e) = scheduler.write_starting().await {
+                    eprintln!("pave standalone: could not record running attempts: {e}");
+                }
                 stop_zygotes(zygote_dir.as_deref());
                 stop_server(&home);
                 return Ok(ExitCode::SUCCESS);

@@ -283,13 +283,14 @@ async fn a_stale_report_does_not_block_the_others_of_its_batch() {
     // All three start; their completions wait in the channel.
     let report = s.step().await.expect("step");
     assert_eq!(report.started, 3);
-    // Meanwhile someone else (a CLI) marks `b` failed.
+    // Meanwhile someone else (a CLI) marks `b` failed. (Still `queued`:
+    // the running writes wait for the transaction that ends the attempts.)
     let b = pave_store::TiKey::unmapped(run.key, "b");
     store
         .apply(pave_store::ChangeBatch::one(
             pave_scheduler::Clock::now(clock.as_ref()),
             pave_store::TiChange::new(b.clone(), TaskState::Failed)
-                .expect(TaskState::Running)
+                .expect(TaskState::Queued)
                 .reason("marked failed by hand"),
         ))
         .await
@@ -356,11 +357,13 @@ async fn decided_task_instances_are_written_once_by_admission() {
         .expect("trigger");
 
     // One step: one task instance taken, two waiting for the DAG's limit.
+    // (The taken one's end already waits in the channel, so its `running`
+    // write waits for the transaction that ends it.)
     assert_eq!(s.step().await.expect("step").started, 1);
     let tis = store.run_tis(run.key).await.expect("tis");
     let running: Vec<_> = tis
         .iter()
-        .filter(|t| t.state == TaskState::Running)
+        .filter(|t| t.state == TaskState::Queued)
         .collect();
     let waiting: Vec<_> = tis
         .iter()
@@ -374,9 +377,7 @@ async fn decided_task_instances_are_written_once_by_admission() {
     }
     let live = store.list_tries(&running[0].key).await.expect("tries");
     assert_eq!(live.len(), 1);
-    assert_eq!(live[0].state, TaskState::Running);
-    assert_eq!(live[0].start_date, running[0].start_date);
-    assert!(live[0].executor_handle.is_some());
+    assert_eq!(live[0].state, TaskState::Queued);
     assert!(live[0].log_path.is_some());
 
     for _ in 0..10 {
@@ -398,7 +399,113 @@ async fn decided_task_instances_are_written_once_by_admission() {
         assert_eq!(tries[0].state, TaskState::Success);
         assert!(tries[0].end_date.is_some());
         assert!(tries[0].executor_handle.is_some(), "{}", t.key);
+        // What the `running` write would have stored came with the end.
+        assert!(t.start_date.is_some(), "{}", t.key);
+        assert_eq!(t.start_date, tries[0].start_date, "{}", t.key);
+        assert!(t.hostname.is_some(), "{}", t.key);
     }
+}
+
+/// A started attempt's `running` write goes with the next transaction the
+/// scheduler makes: the one that ends it when its end is already waiting
+/// (one write from queued to success), else at the end of the step; while
+/// events keep coming, it waits at most about 100 ms.
+#[tokio::test]
+async fn a_started_attempt_is_written_running_with_the_next_transaction() {
+    let sqlite = SqliteStore::open_in_memory().await.expect("store");
+    sqlite.migrate().await.expect("migrate");
+    let timed = Arc::new(pave_store::TimedStore::new(Arc::new(sqlite)));
+    let store: Arc<dyn Store> = timed.clone();
+    let mut d = Dag::new("starting");
+    d.tasks = vec![command("a", &[], 0), command("b", &[], 0)];
+    store_dag(store.as_ref(), &d, Utc::now()).await;
+    let clock = Arc::new(ManualClock::new(day(2026, 1, 1)));
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec_clock = clock.clone();
+    let executor = NoopExecutor::new(ended_tx)
+        .with_clock(move || pave_scheduler::Clock::now(exec_clock.as_ref()));
+    let mut cfg = SchedulerConfig::new(std::env::temp_dir().join("pave-sim-logs"));
+    cfg.create_scheduled_runs = false;
+    cfg.poll_interval = Duration::from_secs(3600);
+    let mut s = Scheduler::new(store.clone(), Arc::new(executor), rx, clock, cfg);
+    let state_of = |tis: &[pave_store::TiRecord], task: &str| {
+        tis.iter()
+            .find(|t| t.key.task_id.as_str() == task)
+            .map(|t| (t.state, t.executor_handle.is_some(), t.start_date.is_some()))
+    };
+
+    // 1. Nothing waits in the channel at the end of the step: the running
+    //    writes are made then, with the handles a restart adopts from.
+    let run = s
+        .trigger(&d.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+    assert_eq!(s.step().await.expect("step").started, 2);
+    let tis = store.run_tis(run.key).await.expect("tis");
+    for task in ["a", "b"] {
+        assert_eq!(
+            state_of(&tis, task),
+            Some((TaskState::Running, true, true)),
+            "{tis:?}"
+        );
+    }
+    while let Ok(ev) = ended.try_recv() {
+        tx.send(ev).expect("scheduler listens");
+    }
+    s.drain_events().await.expect("events");
+    s.step().await.expect("step");
+    assert_eq!(
+        store.get_run(run.key).await.expect("run").state,
+        RunState::Success
+    );
+
+    // 2. An event waits (here one for an attempt nobody watches): the
+    //    writes wait too, and a transaction made while more events wait
+    //    carries only those that waited long enough.
+    let run = s
+        .trigger(
+            &d.dag_id,
+            TriggerRequest {
+                run_id: Some("second".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("trigger");
+    let stray = |n: u32| pave_executor::ExecutorEvent::Lost {
+        key: pave_executor::AttemptKey {
+            dag_id: d.dag_id.clone(),
+            run_id: "nobody".into(),
+            task_id: "x".into(),
+            map_index: pave_core::MapIndex::UNMAPPED,
+            try_number: pave_core::TryNumber(n),
+        },
+        reason: "stray".into(),
+    };
+    tx.send(stray(1)).expect("send");
+    let before = timed.snapshot();
+    assert_eq!(s.step().await.expect("step").started, 2);
+    let tis = store.run_tis(run.key).await.expect("tis");
+    assert_eq!(state_of(&tis, "a"), Some((TaskState::Queued, false, false)));
+    // Events still wait: too young to go yet.
+    s.on_events(Vec::new()).await.expect("events");
+    let tis = store.run_tis(run.key).await.expect("tis");
+    assert_eq!(state_of(&tis, "a"), Some((TaskState::Queued, false, false)));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    s.on_events(Vec::new()).await.expect("events");
+    let tis = store.run_tis(run.key).await.expect("tis");
+    for task in ["a", "b"] {
+        assert_eq!(
+            state_of(&tis, task),
+            Some((TaskState::Running, true, true)),
+            "{tis:?}"
+        );
+    }
+    let after = timed.snapshot();
+    let calls = |m: &str| after.get(m).map_or(0, |c| c.0) - before.get(m).map_or(0, |c| c.0);
+    assert_eq!(calls("apply[running]"), 1, "{after:?}");
+    s.drain_events().await.expect("events");
 }
 
 /// A scheduler over a fresh in-memory store holding `d`, with a manual

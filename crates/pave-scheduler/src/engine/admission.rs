@@ -54,8 +54,8 @@ struct Admitted {
 impl Scheduler {
     /// Admits scheduled task instances and starts them, in chunks of
     /// `admit_chunk`: each chunk is committed as queued (one transaction)
-    /// before any of its processes starts, then started, then recorded as
-    /// running (one transaction).
+    /// before any of its processes starts, then started; their `running`
+    /// writes go with the next transaction (`Scheduler::starting`).
     pub(super) async fn admit_and_start(
         &mut self,
         now: DateTime<Utc>,
@@ -292,15 +292,15 @@ impl Scheduler {
         }))
     }
 
-    /// Starts attempts committed as queued, records the started ones as
-    /// running (one transaction) and ends those that could not start.
+    /// Starts attempts committed as queued, keeps the `running` writes of
+    /// the started ones for the next transaction (`Scheduler::starting`)
+    /// and ends those that could not start.
     async fn start_prepared(
         &mut self,
         prepared: Vec<(TiKey, Prepared, u32)>,
         now: DateTime<Utc>,
     ) -> Result<usize, SchedulerError> {
         let mut started = 0;
-        let mut batch = ChangeBatch::new(now);
         let mut ended: Vec<(AttemptKey, TiKey, AttemptResult, Option<AttemptOutcome>)> = Vec::new();
         // The chunk's attempts start together: a start may wait for its
         // supervisor's answer (a zygote's or the supervision server's),
@@ -335,14 +335,16 @@ impl Scheduler {
                             // written when queued and is completed when the
                             // try ends (with the handle); while it runs, the
                             // task instance holds the try's live state.
-                            batch.push(
-                                TiChange::new(ti.clone(), TaskState::Running)
-                                    .expect_attempt(TaskState::Queued, TryNumber(try_number))
-                                    .start_date(handle.started_at)
-                                    .executor_handle(handle_json)
-                                    .hostname(self.cfg.hostname.clone())
-                                    .reason("running"),
-                            );
+                            // Written with the next transaction (see
+                            // `Scheduler::starting`).
+                            let running = TiChange::new(ti.clone(), TaskState::Running)
+                                .expect_attempt(TaskState::Queued, TryNumber(try_number))
+                                .start_date(handle.started_at)
+                                .executor_handle(handle_json)
+                                .hostname(self.cfg.hostname.clone())
+                                .reason("running");
+                            self.starting
+                                .insert(akey.clone(), (tokio::time::Instant::now(), running));
                             self.inflight.insert(akey, Inflight { ti, handle });
                         }
                         Err(e) => {
@@ -372,9 +374,6 @@ impl Scheduler {
                     ended.push((key, ti, attempt::not_started(now, error), None));
                 }
             }
-        }
-        if !batch.is_empty() {
-            self.apply(batch).await?;
         }
         // Queued but never running: finish those attempts from the queued state.
         let mut endings = Vec::with_capacity(ended.len());

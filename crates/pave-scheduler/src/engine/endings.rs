@@ -14,6 +14,35 @@ pub(super) struct Ending {
     pub(super) needs_decide: bool,
 }
 
+impl Ending {
+    /// Merges the attempt's deferred `running` write into its ending: the
+    /// task instance gets the start date and host the running state would
+    /// have stored (the ending's own change already expects `queued`).
+    /// Not the handle: a task instance's handle serves only to adopt its
+    /// attempt while queued or running (restart reconciliation), which an
+    /// ended attempt is not; the try's row keeps it.
+    fn carry_running(&mut self, running: TiChange) {
+        for change in &mut self.batch.changes {
+            if let pave_store::Change::SetTiState(end) = change
+                && end.key == running.key
+            {
+                end.start_date = running.start_date.clone();
+                end.hostname = running.hostname.clone();
+                if matches!(end.state, TaskState::Queued | TaskState::Running) {
+                    end.executor_handle = running.executor_handle.clone();
+                }
+            }
+        }
+    }
+
+    /// Only a deferred `running` write, no end of an attempt.
+    fn is_running_write(&self) -> bool {
+        self.batch.changes.iter().all(
+            |c| matches!(c, pave_store::Change::SetTiState(t) if t.state == TaskState::Running),
+        )
+    }
+}
+
 /// Airflow retries while `try_number <= max_tries`, pave-core while the
 /// try counted against `retries` is `<= retries`: the two agree when the
 /// tries that `max_tries` was raised by are not counted.
@@ -58,19 +87,43 @@ impl Scheduler {
                 tracing::debug!(attempt = %key, "event for an attempt this scheduler does not watch; ignored");
                 continue;
             };
-            if let Some(ending) = self
+            // An attempt that ends before its `running` write was made
+            // goes from queued to its end in one write, which carries what
+            // the running write would have.
+            let running = self.starting.remove(&key).map(|(_, c)| c);
+            let expected = if running.is_some() {
+                TaskState::Queued
+            } else {
+                TaskState::Running
+            };
+            if let Some(mut ending) = self
                 .attempt_end(
                     key,
                     inflight.ti,
                     result,
-                    TaskState::Running,
+                    expected,
                     Some(&inflight.handle),
                     disruption,
                 )
                 .await?
             {
+                if let Some(running) = running {
+                    ending.carry_running(running);
+                }
                 endings.push(ending);
             }
+        }
+        // The other deferred running writes go in the same transaction,
+        // unless more events wait: their endings may carry them.
+        let now = self.clock.now();
+        let all = self.events.is_empty();
+        for (key, change) in self.take_starting(all) {
+            endings.push(Ending {
+                key,
+                run: change.key.run,
+                batch: ChangeBatch::one(now, change),
+                needs_decide: false,
+            });
         }
         self.apply_endings(endings).await
     }
@@ -133,8 +186,12 @@ impl Scheduler {
                 .filter(|c| matches!(c, pave_store::Change::RecordTry(_)))
                 .cloned()
                 .collect();
+            let running_write = e.is_running_write();
             match self.store.apply(e.batch).await {
                 Ok(_) => {}
+                Err(StoreError::Conflict { what }) if running_write => {
+                    tracing::debug!(attempt = %e.key, "running write skipped, state moved on: {what}");
+                }
                 Err(StoreError::Conflict { what }) => {
                     // The task instance moved on (marked, cleared): its
                     // state stands, but the try's row still gets how the

@@ -46,6 +46,11 @@ use admission::Admissible;
 /// AirflowFailException (docs/execution-api.md).
 pub const PYTHON_FAIL_NO_RETRY: i32 = 98;
 
+/// The longest a started attempt's `running` write waits for a transaction
+/// to carry it while executor events keep the scheduler busy (see
+/// `Scheduler::starting`).
+const RUNNING_WRITE_DELAY: Duration = Duration::from_millis(100);
+
 /// An attempt this scheduler watches.
 #[derive(Clone, Debug)]
 struct Inflight {
@@ -101,6 +106,15 @@ pub struct Scheduler {
     /// or cleared some), reconciliation, a decision that wrote changes, an
     /// admission that conflicted.
     waiting: Option<Vec<Admissible>>,
+    /// The `running` writes of attempts started but not yet recorded as
+    /// running, by attempt: written with the next transaction the
+    /// scheduler makes anyway (the endings of attempts, merged into the
+    /// attempt's own ending when it has already ended), or on their own
+    /// at the end of a step when no executor event is waiting. The store
+    /// holds those task instances `queued` with the try number meanwhile,
+    /// which a restart reconciles from the attempt's claim. A write waits
+    /// at most [`RUNNING_WRITE_DELAY`] while events keep coming.
+    starting: HashMap<AttemptKey, (tokio::time::Instant, TiChange)>,
     /// The executor has no GPU and GPU requests fall back to CPU.
     cpu_only: bool,
 }
@@ -131,6 +145,7 @@ impl Scheduler {
             fresh: Vec::new(),
             stored_scheduled: true,
             waiting: None,
+            starting: HashMap::new(),
         }
     }
 
@@ -303,7 +318,75 @@ impl Scheduler {
             }
         }
         report.started = self.admit_and_start(now).await?;
+        // While events wait, the next `wait` handles them, and its
+        // transaction carries the `running` writes; otherwise nothing
+        // would carry them soon.
+        let all = self.events.is_empty();
+        let changes: Vec<TiChange> = self
+            .take_starting(all)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        self.write_running(changes).await?;
         Ok(report)
+    }
+
+    /// The deferred `running` writes (see `Scheduler::starting`) to make
+    /// now: all of them, or those that waited long enough.
+    fn take_starting(&mut self, all: bool) -> Vec<(AttemptKey, TiChange)> {
+        if all {
+            return std::mem::take(&mut self.starting)
+                .into_iter()
+                .map(|(k, (_, c))| (k, c))
+                .collect();
+        }
+        let due: Vec<AttemptKey> = self
+            .starting
+            .iter()
+            .filter(|(_, (since, _))| since.elapsed() >= RUNNING_WRITE_DELAY)
+            .map(|(k, _)| k.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|k| self.starting.remove(&k).map(|(_, c)| (k, c)))
+            .collect()
+    }
+
+    /// Makes every deferred `running` write now (see `Scheduler::starting`):
+    /// before a stop, so that a restart finds handles instead of claims.
+    pub async fn write_starting(&mut self) -> Result<(), SchedulerError> {
+        let changes = self
+            .take_starting(true)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        self.write_running(changes).await
+    }
+
+    /// Writes `running` changes in one transaction; if one of them
+    /// conflicts (its task instance was marked or cleared meanwhile), the
+    /// others are written one by one.
+    async fn write_running(&mut self, changes: Vec<TiChange>) -> Result<(), SchedulerError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let mut all = ChangeBatch::new(now);
+        all.changes = changes.iter().cloned().map(Into::into).collect();
+        match self.store.apply(all).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict { what }) if changes.len() > 1 => {
+                tracing::debug!("running writes conflicted together ({what}); one by one");
+            }
+            Err(StoreError::Conflict { what }) => {
+                tracing::debug!("running write skipped, state moved on: {what}");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for change in changes {
+            self.apply(ChangeBatch::one(now, change)).await?;
+        }
+        Ok(())
     }
 
     /// Looks at the store for what other processes changed: new runs
