@@ -408,8 +408,8 @@ async fn decided_task_instances_are_written_once_by_admission() {
 
 /// A started attempt's `running` write goes with the next transaction the
 /// scheduler makes: the one that ends it when its end is already waiting
-/// (one write from queued to success), else at the end of the step; while
-/// events keep coming, it waits at most about 100 ms.
+/// (one write from queued to success), else at the end of the step, or of
+/// the handling of the events that waited after it.
 #[tokio::test]
 async fn a_started_attempt_is_written_running_with_the_next_transaction() {
     let sqlite = SqliteStore::open_in_memory().await.expect("store");
@@ -461,8 +461,8 @@ async fn a_started_attempt_is_written_running_with_the_next_transaction() {
     );
 
     // 2. An event waits (here one for an attempt nobody watches): the
-    //    writes wait too, and a transaction made while more events wait
-    //    carries only those that waited long enough.
+    //    writes wait too, while more events wait, and go when they have
+    //    been handled.
     let run = s
         .trigger(
             &d.dag_id,
@@ -488,12 +488,11 @@ async fn a_started_attempt_is_written_running_with_the_next_transaction() {
     assert_eq!(s.step().await.expect("step").started, 2);
     let tis = store.run_tis(run.key).await.expect("tis");
     assert_eq!(state_of(&tis, "a"), Some((TaskState::Queued, false, false)));
-    // Events still wait: too young to go yet.
+    // Handling events while the stray one still waits: not yet.
     s.on_events(Vec::new()).await.expect("events");
     let tis = store.run_tis(run.key).await.expect("tis");
     assert_eq!(state_of(&tis, "a"), Some((TaskState::Queued, false, false)));
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    s.on_events(Vec::new()).await.expect("events");
+    s.drain_events().await.expect("events");
     let tis = store.run_tis(run.key).await.expect("tis");
     for task in ["a", "b"] {
         assert_eq!(
@@ -505,7 +504,6 @@ async fn a_started_attempt_is_written_running_with_the_next_transaction() {
     let after = timed.snapshot();
     let calls = |m: &str| after.get(m).map_or(0, |c| c.0) - before.get(m).map_or(0, |c| c.0);
     assert_eq!(calls("apply[running]"), 1, "{after:?}");
-    s.drain_events().await.expect("events");
 }
 
 /// A scheduler over a fresh in-memory store holding `d`, with a manual

@@ -259,7 +259,7 @@ impl Scheduler {
                 tr.log_path = Some(prep.log_path().display().to_string());
                 tr.hostname = Some(self.cfg.hostname.clone());
                 batch.push(tr);
-                prepared.push((ti.key, prep, try_number));
+                prepared.push((ti.key, prep));
             }
             if batch.is_empty() {
                 continue;
@@ -297,7 +297,7 @@ impl Scheduler {
     /// and ends those that could not start.
     async fn start_prepared(
         &mut self,
-        prepared: Vec<(TiKey, Prepared, u32)>,
+        prepared: Vec<(TiKey, Prepared)>,
         now: DateTime<Utc>,
     ) -> Result<usize, SchedulerError> {
         let mut started = 0;
@@ -306,7 +306,7 @@ impl Scheduler {
         // supervisor's answer (a zygote's or the supervision server's),
         // and the supervisors answer in parallel.
         let executor = Arc::clone(&self.executor);
-        let starts = prepared.into_iter().map(|(ti, prep, try_number)| {
+        let starts = prepared.into_iter().map(|(ti, prep)| {
             let executor = Arc::clone(&executor);
             async move {
                 let outcome = match prep {
@@ -321,30 +321,21 @@ impl Scheduler {
                         error,
                     } => Err((key, log_path, error)),
                 };
-                (ti, outcome, try_number)
+                (ti, outcome)
             }
         });
-        for (ti, outcome, try_number) in futures_util::future::join_all(starts).await {
+        for (ti, outcome) in futures_util::future::join_all(starts).await {
             match outcome {
                 Ok((akey, log_path, start)) => {
                     match start {
                         Ok(handle) => {
                             started += 1;
-                            let handle_json = serde_json::to_value(&handle).unwrap_or_default();
-                            // Only the task instance: its try row was
-                            // written when queued and is completed when the
-                            // try ends (with the handle); while it runs, the
-                            // task instance holds the try's live state.
-                            // Written with the next transaction (see
+                            // Its `running` write (only the task instance:
+                            // the try row was written when queued and is
+                            // completed when the try ends, with the handle)
+                            // goes with the next transaction (see
                             // `Scheduler::starting`).
-                            let running = TiChange::new(ti.clone(), TaskState::Running)
-                                .expect_attempt(TaskState::Queued, TryNumber(try_number))
-                                .start_date(handle.started_at)
-                                .executor_handle(handle_json)
-                                .hostname(self.cfg.hostname.clone())
-                                .reason("running");
-                            self.starting
-                                .insert(akey.clone(), (tokio::time::Instant::now(), running));
+                            self.starting.insert(akey.clone());
                             self.inflight.insert(akey, Inflight { ti, handle });
                         }
                         Err(e) => {

@@ -21,16 +21,11 @@ impl Ending {
     /// Not the handle: a task instance's handle serves only to adopt its
     /// attempt while queued or running (restart reconciliation), which an
     /// ended attempt is not; the try's row keeps it.
-    fn carry_running(&mut self, running: TiChange) {
+    fn carry_running(&mut self, handle: &AttemptHandle, hostname: &str) {
         for change in &mut self.batch.changes {
-            if let pave_store::Change::SetTiState(end) = change
-                && end.key == running.key
-            {
-                end.start_date = running.start_date.clone();
-                end.hostname = running.hostname.clone();
-                if matches!(end.state, TaskState::Queued | TaskState::Running) {
-                    end.executor_handle = running.executor_handle.clone();
-                }
+            if let pave_store::Change::SetTiState(end) = change {
+                end.start_date = pave_store::Field::Set(handle.started_at);
+                end.hostname = pave_store::Field::Set(hostname.to_owned());
             }
         }
     }
@@ -90,8 +85,8 @@ impl Scheduler {
             // An attempt that ends before its `running` write was made
             // goes from queued to its end in one write, which carries what
             // the running write would have.
-            let running = self.starting.remove(&key).map(|(_, c)| c);
-            let expected = if running.is_some() {
+            let running = self.starting.remove(&key);
+            let expected = if running {
                 TaskState::Queued
             } else {
                 TaskState::Running
@@ -107,8 +102,8 @@ impl Scheduler {
                 )
                 .await?
             {
-                if let Some(running) = running {
-                    ending.carry_running(running);
+                if running {
+                    ending.carry_running(&inflight.handle, &self.cfg.hostname);
                 }
                 endings.push(ending);
             }
@@ -116,8 +111,15 @@ impl Scheduler {
         // The other deferred running writes go in the same transaction,
         // unless more events wait: their endings may carry them.
         let now = self.clock.now();
-        let all = self.events.is_empty();
-        for (key, change) in self.take_starting(all) {
+        let leftover = if self.events.is_empty() {
+            std::mem::take(&mut self.starting)
+        } else {
+            Default::default()
+        };
+        for key in leftover {
+            let Some(change) = self.running_change(&key) else {
+                continue;
+            };
             endings.push(Ending {
                 key,
                 run: change.key.run,

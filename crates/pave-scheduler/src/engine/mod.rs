@@ -46,11 +46,6 @@ use admission::Admissible;
 /// AirflowFailException (docs/execution-api.md).
 pub const PYTHON_FAIL_NO_RETRY: i32 = 98;
 
-/// The longest a started attempt's `running` write waits for a transaction
-/// to carry it while executor events keep the scheduler busy (see
-/// `Scheduler::starting`).
-const RUNNING_WRITE_DELAY: Duration = Duration::from_millis(100);
-
 /// An attempt this scheduler watches.
 #[derive(Clone, Debug)]
 struct Inflight {
@@ -112,9 +107,9 @@ pub struct Scheduler {
     /// attempt's own ending when it has already ended), or on their own
     /// at the end of a step when no executor event is waiting. The store
     /// holds those task instances `queued` with the try number meanwhile,
-    /// which a restart reconciles from the attempt's claim. A write waits
-    /// at most [`RUNNING_WRITE_DELAY`] while events keep coming.
-    starting: HashMap<AttemptKey, (tokio::time::Instant, TiChange)>,
+    /// which a restart reconciles from the attempt's claim. No write waits
+    /// longer than the handling of the events waiting after its step.
+    starting: std::collections::HashSet<AttemptKey>,
     /// The executor has no GPU and GPU requests fall back to CPU.
     cpu_only: bool,
 }
@@ -145,7 +140,7 @@ impl Scheduler {
             fresh: Vec::new(),
             stored_scheduled: true,
             waiting: None,
-            starting: HashMap::new(),
+            starting: std::collections::HashSet::new(),
         }
     }
 
@@ -285,7 +280,9 @@ impl Scheduler {
             let full = events.len() >= chunk;
             self.on_events(std::mem::take(&mut events)).await?;
             if !full {
-                return Ok(());
+                // Events that came meanwhile wait for the next round; the
+                // running writes the ended attempts did not carry do not.
+                return self.write_starting().await;
             }
         }
     }
@@ -319,47 +316,35 @@ impl Scheduler {
         }
         report.started = self.admit_and_start(now).await?;
         // While events wait, the next `wait` handles them, and its
-        // transaction carries the `running` writes; otherwise nothing
+        // transactions carry the `running` writes; otherwise nothing
         // would carry them soon.
-        let all = self.events.is_empty();
-        let changes: Vec<TiChange> = self
-            .take_starting(all)
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect();
-        self.write_running(changes).await?;
+        if self.events.is_empty() {
+            self.write_starting().await?;
+        }
         Ok(report)
     }
 
-    /// The deferred `running` writes (see `Scheduler::starting`) to make
-    /// now: all of them, or those that waited long enough.
-    fn take_starting(&mut self, all: bool) -> Vec<(AttemptKey, TiChange)> {
-        if all {
-            return std::mem::take(&mut self.starting)
-                .into_iter()
-                .map(|(k, (_, c))| (k, c))
-                .collect();
-        }
-        let due: Vec<AttemptKey> = self
-            .starting
-            .iter()
-            .filter(|(_, (since, _))| since.elapsed() >= RUNNING_WRITE_DELAY)
-            .map(|(k, _)| k.clone())
-            .collect();
-        due.into_iter()
-            .filter_map(|k| self.starting.remove(&k).map(|(_, c)| (k, c)))
-            .collect()
-    }
-
-    /// Makes every deferred `running` write now (see `Scheduler::starting`):
-    /// before a stop, so that a restart finds handles instead of claims.
+    /// Makes every deferred `running` write now (see `Scheduler::starting`);
+    /// also before a stop, so that a restart finds handles, not claims.
     pub async fn write_starting(&mut self) -> Result<(), SchedulerError> {
-        let changes = self
-            .take_starting(true)
+        let changes = std::mem::take(&mut self.starting)
             .into_iter()
-            .map(|(_, c)| c)
+            .filter_map(|key| self.running_change(&key))
             .collect();
         self.write_running(changes).await
+    }
+
+    /// The `running` write of an attempt this scheduler watches.
+    fn running_change(&self, key: &AttemptKey) -> Option<TiChange> {
+        let f = self.inflight.get(key)?;
+        Some(
+            TiChange::new(f.ti.clone(), TaskState::Running)
+                .expect_attempt(TaskState::Queued, key.try_number)
+                .start_date(f.handle.started_at)
+                .executor_handle(serde_json::to_value(&f.handle).unwrap_or_default())
+                .hostname(self.cfg.hostname.clone())
+                .reason("running"),
+        )
     }
 
     /// Writes `running` changes in one transaction; if one of them
