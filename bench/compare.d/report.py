@@ -162,11 +162,12 @@ def chart(res: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("wall time, s (log scale)")
         ax.set_title({"test": "dags test: command start to exit", "service": "services: trigger to run end"}[mode])
         ax.grid(axis="y", which="both", alpha=0.3)
-        ax.legend()
+        # Below the plot: inside, it would hide the tallest bars.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=3, frameon=False)
     v = res["versions"]
     fig.suptitle(f"Same Airflow DAG files: Apache Airflow {v['airflow']} vs {v['pave']} ({res['machine']['cores']} cores, medians)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
 def main() -> int:
