@@ -3,7 +3,9 @@
     python report.py OUT      # reads OUT/results.json, writes OUT/report.md and OUT/chart.png
 
 The tables are what bench/RESULTS.md quotes. Medians over rounds, spread as
-min to max. Ratios are pave / Airflow of the medians (below 1: pave is
+min to max; walls, ratios and per-task overheads count only the rounds whose
+run succeeded (a failed round is listed above the tables and counted in the
+wall's cell). Ratios are pave / Airflow of the medians (below 1: pave is
 faster or smaller); "x faster" is their inverse.
 """
 
@@ -50,6 +52,22 @@ def pick(samples: list[dict[str, Any]], mode: str, system: str, case: str, key: 
     return [s[key] for s in samples if s["mode"] == mode and s["system"] == system and s["case"] == case and s.get(key) is not None]
 
 
+def pick_ok(samples: list[dict[str, Any]], mode: str, system: str, case: str, key: str) -> list[float]:
+    """``pick`` over the rounds whose run succeeded: a failed run's wall is
+    not the time the work takes, so walls and ratios leave it out."""
+    return [s[key] for s in samples if s["mode"] == mode and s["system"] == system and s["case"] == case
+            and s.get(key) is not None and s.get("run_state") == "success"]
+
+
+def wall_cell(all_walls: list[float], ok_walls: list[float]) -> str:
+    """Median (spread) of the successful rounds, saying how many failed."""
+    cell = f"{fmt(med(ok_walls))} ({spread(ok_walls)})"
+    failed = len(all_walls) - len(ok_walls)
+    if failed:
+        cell += f" [{failed} of {len(all_walls)} failed, left out]"
+    return cell
+
+
 def floor_of(samples: list[dict[str, Any]], mode: str, case: str) -> float | None:
     own = med(pick(samples, mode, "floor", case, "wall_s"))
     if own is not None:
@@ -84,23 +102,25 @@ def report(res: dict[str, Any]) -> str:
         )
         out.append("|---|---|---|---|---|---|---|")
         for name, c in cases.items():
-            a = pick(samples, mode, "airflow", name, "wall_s")
-            p = pick(samples, mode, "pave", name, "wall_s")
-            if not a and not p:
+            a_all = pick(samples, mode, "airflow", name, "wall_s")
+            p_all = pick(samples, mode, "pave", name, "wall_s")
+            if not a_all and not p_all:
                 continue
+            a = pick_ok(samples, mode, "airflow", name, "wall_s")
+            p = pick_ok(samples, mode, "pave", name, "wall_s")
             fl = floor_of(samples, mode, name)
             pm = med(p)
             above = "-" if pm is None or fl is None else f"{pm - fl:+.2f} s ({pm / fl:.2f}x floor)"
             out.append(
-                f"| {name} | {c['tasks']} | {fmt(med(a))} ({spread(a)}) | {fmt(pm)} ({spread(p)}) | {fmt(fl)}"
+                f"| {name} | {c['tasks']} | {wall_cell(a_all, a)} | {wall_cell(p_all, p)} | {fmt(fl)}"
                 f" | {ratio(pm, med(a))} | {above} |"
             )
         out += ["", "| case | first task start, Airflow / pave | hop (end to next start), Airflow / pave | scheduling overhead per task, Airflow / pave |", "|---|---|---|---|"]
         for name, c in cases.items():
-            a = pick(samples, mode, "airflow", name, "wall_s")
-            p = pick(samples, mode, "pave", name, "wall_s")
-            if not a and not p:
+            if not pick(samples, mode, "airflow", name, "wall_s") and not pick(samples, mode, "pave", name, "wall_s"):
                 continue
+            a = pick_ok(samples, mode, "airflow", name, "wall_s")
+            p = pick_ok(samples, mode, "pave", name, "wall_s")
             fl = floor_of(samples, mode, name)
 
             def per_task(xs: list[float]) -> str:
@@ -152,7 +172,7 @@ def chart(res: dict[str, Any], path: Path) -> None:
         for i, (label, system, color) in enumerate(series):
             ys = []
             for n in names:
-                y = med(pick(samples, mode, system, n, "wall_s")) if system != "floor" else floor_of(samples, mode, n)
+                y = med(pick_ok(samples, mode, system, n, "wall_s")) if system != "floor" else floor_of(samples, mode, n)
                 ys.append(y or 0)
             xs = [j + (i - 1) * width for j in range(len(names))]
             ax.bar(xs, ys, width, label=label, color=color)
