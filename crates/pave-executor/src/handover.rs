@@ -30,6 +30,31 @@ pub(crate) const DIRECT_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest `sun_path` (108 bytes with the terminating NUL).
 pub(crate) const SUN_PATH_MAX: usize = 107;
 
+/// What a shared supervisor is asked to do for one attempt besides running
+/// it: the request's `supervise` object (its files, timeout, grace and
+/// GPUs), the same for a zygote and for the supervision server.
+pub(crate) struct Supervision {
+    pub claim: PathBuf,
+    pub result: PathBuf,
+    pub timeout: Option<Duration>,
+    pub grace: Duration,
+    pub gpu_ids: Vec<u32>,
+}
+
+impl Supervision {
+    /// The request's `supervise` object.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        serde_json::json!({
+            "claim": self.claim,
+            "result": self.result,
+            "timeout_ms": self.timeout.map(millis),
+            "grace_ms": millis(self.grace),
+            "gpu_ids": self.gpu_ids,
+        })
+    }
+}
+
 /// What handing an attempt to a shared supervisor did
 /// ([`crate::zygote::hand_over`], [`crate::serve::hand_over`]).
 pub(crate) enum Handed {

@@ -16,7 +16,7 @@ use crate::attempt::{
 use crate::claim::{self, Claim, claim_path};
 use crate::error::ExecutorError;
 use crate::executor::Executor;
-use crate::handover::{Handed, Supervised};
+use crate::handover::{Handed, Supervised, Supervision};
 use crate::host;
 use crate::serve::{self, ServerFiles};
 use crate::slots::Slots;
@@ -667,11 +667,7 @@ impl Inner {
         };
         let argv = argv.to_vec();
         let cwd = req.cwd.clone();
-        let claim = claim_path(&req.result_path);
-        let result = req.result_path.clone();
-        let timeout = req.execution_timeout;
-        let grace = self.config.kill_grace;
-        let gpus = gpu_ids.to_vec();
+        let supervision = self.supervision(req, gpu_ids);
         let started_at = Utc::now();
         let handed = tokio::task::spawn_blocking(move || {
             zygote::hand_over(&Handover {
@@ -679,11 +675,7 @@ impl Inner {
                 cwd: cwd.as_deref(),
                 env,
                 log: &log,
-                claim: &claim,
-                result: &result,
-                timeout,
-                grace,
-                gpu_ids: &gpus,
+                supervision: &supervision,
             })
         })
         .await
@@ -719,11 +711,7 @@ impl Inner {
         };
         let argv = argv.to_vec();
         let log = req.log_path.clone();
-        let claim = claim_path(&req.result_path);
-        let result = req.result_path.clone();
-        let timeout = req.execution_timeout;
-        let grace = self.config.kill_grace;
-        let gpus = gpu_ids.to_vec();
+        let supervision = self.supervision(req, gpu_ids);
         let supervisor = self.config.supervisor.clone();
         let idle = self.config.server_idle;
         let started_at = Utc::now();
@@ -733,11 +721,7 @@ impl Inner {
                 cwd: &cwd,
                 env: &env,
                 log: &log,
-                claim: &claim,
-                result: &result,
-                timeout,
-                grace,
-                gpu_ids: &gpus,
+                supervision: &supervision,
             };
             match serve::hand_over(&files, &h) {
                 Handed::NotListening => match serve::start(&files, &supervisor, idle) {
@@ -769,6 +753,18 @@ impl Inner {
                 }
                 None
             }
+        }
+    }
+
+    /// What a shared supervisor supervises of an attempt (its claim and
+    /// result files, timeout, kill grace, GPUs).
+    fn supervision(&self, req: &StartRequest, gpu_ids: &[u32]) -> Supervision {
+        Supervision {
+            claim: claim_path(&req.result_path),
+            result: req.result_path.clone(),
+            timeout: req.execution_timeout,
+            grace: self.config.kill_grace,
+            gpu_ids: gpu_ids.to_vec(),
         }
     }
 

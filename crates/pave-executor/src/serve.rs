@@ -46,8 +46,8 @@
 use crate::attempt::{AttemptResult, Exit};
 use crate::claim;
 use crate::handover::{
-    DIRECT_ANSWER_TIMEOUT, Handed, Lines, Supervised, connect, frame, is_gone, is_not_listening,
-    peer_pid,
+    DIRECT_ANSWER_TIMEOUT, Handed, Lines, Supervised, Supervision, connect, frame, is_gone,
+    is_not_listening, peer_pid,
 };
 use crate::supervise::{LastLine, append_note, open_log, write_result};
 use crate::watch::{DRAIN_LIMIT, block_signals};
@@ -932,29 +932,23 @@ pub(crate) struct Handover<'a> {
     /// The attempt's whole environment.
     pub env: &'a BTreeMap<String, String>,
     pub log: &'a Path,
-    pub claim: &'a Path,
-    pub result: &'a Path,
-    pub timeout: Option<Duration>,
-    pub grace: Duration,
-    pub gpu_ids: &'a [u32],
+    pub supervision: &'a Supervision,
 }
 
 /// Sends the attempt to the server; [`Handed::NotListening`] when none
 /// listens (nothing was sent). Blocking, for as long as the server takes to
 /// answer (at most [`DIRECT_ANSWER_TIMEOUT`]).
 pub(crate) fn hand_over(files: &ServerFiles, h: &Handover<'_>) -> Handed {
+    // The server opens the log itself (no descriptor is passed).
+    let mut supervise = h.supervision.to_json();
+    if let Some(fields) = supervise.as_object_mut() {
+        fields.insert("log".to_owned(), serde_json::json!(h.log));
+    }
     let body = serde_json::json!({
         "argv": h.argv,
         "env": h.env,
         "cwd": h.cwd,
-        "supervise": {
-            "claim": h.claim,
-            "result": h.result,
-            "log": h.log,
-            "timeout_ms": h.timeout.map(millis),
-            "grace_ms": millis(h.grace),
-            "gpu_ids": h.gpu_ids,
-        },
+        "supervise": supervise,
     });
     let request = match frame(&body) {
         Ok(r) => r,

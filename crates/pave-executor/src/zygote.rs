@@ -39,8 +39,8 @@
 
 use crate::attempt::{AttemptResult, Exit};
 use crate::handover::{
-    DIRECT_ANSWER_TIMEOUT, Handed, Lines, Supervised, connect, frame, is_gone, is_not_listening,
-    peer_pid, send_request,
+    DIRECT_ANSWER_TIMEOUT, Handed, Lines, Supervised, Supervision, connect, frame, is_gone,
+    is_not_listening, peer_pid, send_request,
 };
 use crate::supervise::{SuperviseArgs, append_note, open_log, write_result};
 use crate::watch::{Watch, Watched, block_signals};
@@ -194,11 +194,7 @@ pub(crate) struct Handover<'a> {
     pub env: BTreeMap<String, String>,
     /// The attempt's log, opened for appending: the task's stdout and stderr.
     pub log: &'a File,
-    pub claim: &'a Path,
-    pub result: &'a Path,
-    pub timeout: Option<Duration>,
-    pub grace: Duration,
-    pub gpu_ids: &'a [u32],
+    pub supervision: &'a Supervision,
 }
 
 /// Whether an attempt may go to a zygote: a Python attempt
@@ -218,15 +214,7 @@ pub(crate) fn hand_over(h: &Handover<'_>) -> Handed {
     let Some(plan) = Plan::from_parts(h.argv, h.cwd, h.env.clone()) else {
         return Handed::Unservable(None);
     };
-    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let supervise = serde_json::json!({
-        "claim": h.claim,
-        "result": h.result,
-        "timeout_ms": h.timeout.map(millis),
-        "grace_ms": millis(h.grace),
-        "gpu_ids": h.gpu_ids,
-    });
-    let request = match plan.request(Some(supervise)) {
+    let request = match plan.request(Some(h.supervision.to_json())) {
         Ok(r) => r,
         Err(Fallback(note)) => return Handed::Unservable(note),
     };
