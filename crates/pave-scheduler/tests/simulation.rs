@@ -412,23 +412,15 @@ async fn decided_task_instances_are_written_once_by_admission() {
 /// the handling of the events that waited after it.
 #[tokio::test]
 async fn a_started_attempt_is_written_running_with_the_next_transaction() {
-    let sqlite = SqliteStore::open_in_memory().await.expect("store");
-    sqlite.migrate().await.expect("migrate");
-    let timed = Arc::new(pave_store::TimedStore::new(Arc::new(sqlite)));
-    let store: Arc<dyn Store> = timed.clone();
     let mut d = Dag::new("starting");
     d.tasks = vec![command("a", &[], 0), command("b", &[], 0)];
-    store_dag(store.as_ref(), &d, Utc::now()).await;
-    let clock = Arc::new(ManualClock::new(day(2026, 1, 1)));
-    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec_clock = clock.clone();
-    let executor = NoopExecutor::new(ended_tx)
-        .with_clock(move || pave_scheduler::Clock::now(exec_clock.as_ref()));
-    let mut cfg = SchedulerConfig::new(std::env::temp_dir().join("pave-sim-logs"));
-    cfg.create_scheduled_runs = false;
-    cfg.poll_interval = Duration::from_secs(3600);
-    let mut s = Scheduler::new(store.clone(), Arc::new(executor), rx, clock, cfg);
+    let HeldReports {
+        timed,
+        store,
+        mut s,
+        tx,
+        mut ended,
+    } = held_reports(&d, usize::MAX).await;
     let state_of = |tis: &[pave_store::TiRecord], task: &str| {
         tis.iter()
             .find(|t| t.key.task_id.as_str() == task)
@@ -533,6 +525,48 @@ async fn settle(s: &mut Scheduler, steps: usize) {
     for _ in 0..steps {
         s.step().await.expect("step");
         s.drain_events().await.expect("events");
+    }
+}
+
+/// A scheduler whose executor's reports are held back: they go to `ended`,
+/// and the test hands them on through `tx`, when it chooses. The store is
+/// wrapped in a `TimedStore` that counts its calls.
+struct HeldReports {
+    timed: Arc<pave_store::TimedStore>,
+    store: Arc<dyn Store>,
+    s: Scheduler,
+    tx: tokio::sync::mpsc::UnboundedSender<pave_executor::ExecutorEvent>,
+    ended: tokio::sync::mpsc::UnboundedReceiver<pave_executor::ExecutorEvent>,
+}
+
+async fn held_reports(d: &Dag, parallelism: usize) -> HeldReports {
+    let sqlite = SqliteStore::open_in_memory().await.expect("store");
+    sqlite.migrate().await.expect("migrate");
+    let timed = Arc::new(pave_store::TimedStore::new(Arc::new(sqlite)));
+    let store: Arc<dyn Store> = timed.clone();
+    store_dag(store.as_ref(), d, Utc::now()).await;
+    let clock = Arc::new(ManualClock::new(day(2026, 1, 1)));
+    let (ended_tx, ended) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec_clock = clock.clone();
+    let executor = NoopExecutor::new(ended_tx)
+        .with_clock(move || pave_scheduler::Clock::now(exec_clock.as_ref()))
+        .with_capacity(pave_executor::Capacity {
+            parallelism,
+            cpu_millis: u64::MAX,
+            memory_bytes: u64::MAX,
+            gpus: Vec::new(),
+        });
+    let mut cfg = SchedulerConfig::new(std::env::temp_dir().join("pave-sim-logs"));
+    cfg.create_scheduled_runs = false;
+    cfg.poll_interval = Duration::from_secs(3600);
+    let s = Scheduler::new(store.clone(), Arc::new(executor), rx, clock, cfg);
+    HeldReports {
+        timed,
+        store,
+        s,
+        tx,
+        ended,
     }
 }
 
@@ -696,34 +730,20 @@ async fn scheduled_runs_before_a_task_start_date_do_without_it() {
 #[tokio::test]
 async fn a_wide_run_is_not_read_again_for_every_leaf_that_ends() {
     const WIDTH: usize = 100;
-    let sqlite = SqliteStore::open_in_memory().await.expect("store");
-    sqlite.migrate().await.expect("migrate");
-    let timed = Arc::new(pave_store::TimedStore::new(Arc::new(sqlite)));
-    let store: Arc<dyn Store> = timed.clone();
     let mut d = Dag::new("wide");
     d.max_active_tasks = Some(10_000);
     d.tasks = (0..WIDTH)
         .map(|i| command(&format!("t{i:03}"), &[], 0))
         .collect();
-    store_dag(store.as_ref(), &d, Utc::now()).await;
-    let clock = Arc::new(ManualClock::new(day(2026, 1, 1)));
-    // The executor's reports go to `ended`; the test hands them to the
-    // scheduler one at a time, as attempts that end one after another.
-    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec_clock = clock.clone();
-    let executor = NoopExecutor::new(ended_tx)
-        .with_clock(move || pave_scheduler::Clock::now(exec_clock.as_ref()))
-        .with_capacity(pave_executor::Capacity {
-            parallelism: 10,
-            cpu_millis: u64::MAX,
-            memory_bytes: u64::MAX,
-            gpus: Vec::new(),
-        });
-    let mut cfg = SchedulerConfig::new(std::env::temp_dir().join("pave-sim-logs"));
-    cfg.create_scheduled_runs = false;
-    cfg.poll_interval = Duration::from_secs(3600);
-    let mut s = Scheduler::new(store.clone(), Arc::new(executor), rx, clock, cfg);
+    // The test hands the reports to the scheduler one at a time, as
+    // attempts that end one after another.
+    let HeldReports {
+        timed,
+        store,
+        mut s,
+        tx,
+        mut ended,
+    } = held_reports(&d, 10).await;
     let run = s
         .trigger(&d.dag_id, TriggerRequest::default())
         .await
