@@ -181,19 +181,24 @@ class ExecutionApi:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        url = urllib.parse.urlsplit(self.base_url)
-        self._prefix = url.path
-        self._scheme = url.scheme
-        self._host = url.hostname or "127.0.0.1"
-        self._port = url.port
+        #: The URL's path, put before every request's (set with the connection).
+        self._prefix = ""
         self._conn: Any = None
 
     def _connection(self) -> Any:
+        # The URL is parsed with the first request: a task that makes none
+        # (most no-op and compute tasks with nothing to push) skips it.
         if self._conn is None:
-            if self._scheme == "http":
-                self._conn = _Http(self._host, self._port or 80, self.timeout)
+            try:
+                url = urllib.parse.urlsplit(self.base_url)
+                host, port = url.hostname or "127.0.0.1", url.port
+            except ValueError as e:
+                raise ValueError(f"the execution API URL {self.base_url!r} is not valid: {e}") from None
+            if url.scheme == "http":
+                conn: Any = _Http(host, port or 80, self.timeout)
             else:
-                self._conn = _HttpClient(self._scheme, self._host, self._port, self.timeout)
+                conn = _HttpClient(url.scheme, host, port, self.timeout)
+            self._prefix, self._conn = url.path, conn
         return self._conn
 
     def close(self) -> None:
@@ -210,7 +215,8 @@ class ExecutionApi:
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
-                status, reason, raw = self._connection().request(method, self._prefix + path, headers, data)
+                conn = self._connection()
+                status, reason, raw = conn.request(method, self._prefix + path, headers, data)
             except (ConnectionError, TimeoutError, OSError) as e:
                 self.close()
                 if attempt >= self.retries:

@@ -331,10 +331,14 @@ class BaseOperator(DependencyMixin):
     def execute(self, context: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement execute()")
 
-    def prepare_for_execution(self, context: Any, render: Callable[[str], Any], mapped_args: dict[str, Any]) -> "BaseOperator":
+    def prepare_for_execution(self, context: Any, render: Callable[[str], Any], mapped_args: dict[str, Any],
+                              *, in_place: bool = False) -> "BaseOperator":
         """A copy of this task with XComArgs pulled, templates rendered and
-        this map index's arguments applied (Airflow's unmapping + rendering)."""
-        op = copy.copy(self)
+        this map index's arguments applied (Airflow's unmapping + rendering).
+        ``in_place``: this task itself, for a process that runs one attempt
+        and exits (copying it would write to, and so copy, the pages of
+        every attribute's value in a forked task)."""
+        op = self if in_place else copy.copy(self)
         for name, value in mapped_args.items():
             setattr(op, name, value)
         for name in self.template_fields:

@@ -64,8 +64,9 @@ class _DecoratedMixin:
     def _spec_kind(self) -> dict[str, Any]:
         return PythonOperator._spec_kind(self)  # type: ignore[arg-type]
 
-    def prepare_for_execution(self, context: Any, render: Callable[[str], Any], mapped_args: dict[str, Any]) -> Any:
-        op = copy.copy(self)
+    def prepare_for_execution(self, context: Any, render: Callable[[str], Any], mapped_args: dict[str, Any],
+                              *, in_place: bool = False) -> Any:
+        op = self if in_place else copy.copy(self)
         op.op_args = resolve_value(list(self.op_args), context, render)
         op.op_kwargs = resolve_value(dict(self.op_kwargs), context, render)
         for name, value in mapped_args.items():

@@ -185,8 +185,9 @@ class MappedOperator(BaseOperator):
         real.expand_input = self.expand_input
         return real
 
-    def prepare_for_execution(self, context: Any, render: Callable[[str], Any], mapped_args: dict[str, Any]) -> BaseOperator:
-        real = self.unmap(mapped_args)
+    def prepare_for_execution(self, context: Any, render: Callable[[str], Any], mapped_args: dict[str, Any],
+                              *, in_place: bool = False) -> BaseOperator:
+        real = self.unmap(mapped_args)  # a new operator either way
         for name in real.template_fields:
             if name in mapped_args and not self._mapped_is_literal(name):
                 continue

@@ -19,8 +19,8 @@ plus ``chain``/``cross_downstream``/``chain_linear``.
 from __future__ import annotations
 
 import inspect
-import itertools
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Any, Callable
 
@@ -228,15 +228,39 @@ def context_merge(context: dict[str, Any], op_kwargs: dict[str, Any], templates_
 def determine_kwargs(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments to call ``func`` with: all of ``kwargs`` when it
     takes ``**kwargs``, else only the names it declares."""
-    signature = inspect.signature(func)
-    has_wildcard = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
-    for name in itertools.islice(signature.parameters.keys(), len(args)):
+    names, has_wildcard = callable_params(func)
+    for name in names[:len(args)]:
         if name in kwargs:
             raise ValueError(f"The key {name!r} in args is a part of kwargs and therefore reserved.")
     if has_wildcard:
         return dict(kwargs)
-    positional = set(itertools.islice(signature.parameters.keys(), len(args)))
-    return {k: v for k, v in kwargs.items() if k in signature.parameters and k not in positional}
+    positional = set(names[:len(args)])
+    return {k: v for k, v in kwargs.items() if k in names and k not in positional}
+
+
+#: ``callable_params`` of the callables seen so far (weakly keyed: a DAG's
+#: callables live as long as it does).
+_PARAMS: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], bool]] = weakref.WeakKeyDictionary()
+
+
+def callable_params(func: Callable[..., Any]) -> tuple[tuple[str, ...], bool]:
+    """The parameter names of ``func`` (``inspect.signature`` order) and
+    whether it takes ``**kwargs``; remembered per callable. A pre-forked
+    interpreter (``pave.zygote``) works them out for every task before it
+    forks, so that a task's process reads them instead of building a
+    signature (about 60 pages of the interpreter's memory it would
+    otherwise write, and so copy)."""
+    try:
+        return _PARAMS[func]
+    except (KeyError, TypeError):  # TypeError: not weakly referenceable (or hashable)
+        pass
+    params = inspect.signature(func).parameters
+    found = (tuple(params), any(p.kind is p.VAR_KEYWORD for p in params.values()))
+    try:
+        _PARAMS[func] = found
+    except TypeError:
+        pass
+    return found
 
 
 # -- dependency helpers -------------------------------------------------------

@@ -349,6 +349,11 @@ def wait_while_starting(call: Any, try_number: str, wait: float = START_WAIT) ->
 CONTEXT_ENV = "PAVE_TASK_CONTEXT"
 
 
+#: The variables ``run`` reads.
+_RUN_VARS = ("PAVE_API_URL", "PAVE_TASK_TOKEN", "PAVE_DAG_FILE", "PAVE_DAG_ID", "PAVE_TASK_ID", "PAVE_TRY_NUMBER",
+             CONTEXT_ENV)
+
+
 def given_context(env: dict[str, str]) -> dict[str, Any] | None:
     """The context in ``PAVE_TASK_CONTEXT``, if the scheduler sent one (a
     malformed one is ignored: the API is asked instead). It is taken out of
@@ -364,13 +369,18 @@ def given_context(env: dict[str, str]) -> dict[str, Any] | None:
     return ctx if isinstance(ctx, dict) else None
 
 
-def run(env: dict[str, str] | None = None, dags: list[Any] | None = None) -> int:
+def run(env: dict[str, str] | None = None, dags: list[Any] | None = None, *, disposable: bool = False) -> int:
     """Run the attempt described by ``env`` (default: ``os.environ``); the exit status.
 
     ``dags`` are the DAGs of ``PAVE_DAG_FILE`` when this process imported it
     already: a child of the pre-forked interpreter (``pave.zygote``) passes
-    them, so the file is not imported twice. ``None`` imports the file here."""
-    env = dict(os.environ if env is None else env)
+    them, so the file is not imported twice. ``None`` imports the file here.
+    ``disposable``: nothing uses ``dags`` after this attempt (the process
+    exits), so the task runs as it is instead of as a copy."""
+    source = os.environ if env is None else env
+    # Only what the runtime reads: copying all of os.environ decodes every
+    # variable (new objects a forked task would allocate for nothing).
+    env = {name: source.get(name) or "" for name in _RUN_VARS}
     missing = [k for k in ("PAVE_API_URL", "PAVE_TASK_TOKEN", "PAVE_DAG_FILE", "PAVE_DAG_ID", "PAVE_TASK_ID") if not env.get(k)]
     if missing:
         print(f"pave.runtime: missing environment variables: {', '.join(missing)}", file=sys.stderr)
@@ -396,7 +406,7 @@ def run(env: dict[str, str] | None = None, dags: list[Any] | None = None) -> int
             if not task._mapped_is_literal(name):  # values from XComs, in Airflow's serde format
                 mapped_args[name] = decode_xcom(mapped_args[name], f"the mapped argument `{name}`")
         with set_current_context(context, render):
-            op = task.prepare_for_execution(context, render, mapped_args)
+            op = task.prepare_for_execution(context, render, mapped_args, in_place=disposable or dags is None)
             context["task"] = op
             context["ti"].task = op
             result = op.execute(context)

@@ -121,6 +121,11 @@ SUPERVISED_FDS = 1
 DEFAULT_GRACE_MS = 5000
 
 _PR_SET_PDEATHSIG = 1
+_SIGCHLD, _SIGKILL, _SIG_DFL = int(signal.SIGCHLD), int(signal.SIGKILL), int(signal.SIG_DFL)
+try:
+    from _signal import signal as _c_signal
+except ImportError:  # not CPython
+    _c_signal = signal.signal
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -424,35 +429,61 @@ class _Conn:
             self.setup_fd = -1
 
 
+class _EnvPlan:
+    """How a child turns the zygote's environment into its attempt's, worked
+    out once in the zygote so that a child touches only the variables that
+    differ (reading or rebuilding all of ``os.environ`` copies pages of it
+    and allocates a few hundred objects in every task).
+
+    An attempt's environment is the zygote's launch environment (checked
+    equal, less the per-attempt variables) plus its per-attempt variables;
+    the child's must then be redone as a fresh interpreter's would be: what
+    the interpreter's wrapper and the DAG file's import changed (``fixed``:
+    name to value, ``None`` for removed) already holds in the zygote. So a
+    child sets the request's per-attempt variables that the zygote lacks or
+    has otherwise, and removes the ones (``held``) the zygote has and the
+    request does not."""
+
+    def __init__(self, base_env: dict[str, str], changes: list[tuple[dict[str, str], list[str]]],
+                 environ: dict[str, str]) -> None:
+        fixed: dict[str, str | None] = {}
+        for changed, removed in changes:
+            fixed.update(changed)
+            fixed.update(dict.fromkeys(removed))
+        self.base_env = base_env
+        self.fixed = fixed
+        self.held = {k: v for k, v in environ.items() if k not in base_env and k not in fixed}
+
+    def apply(self, env: dict[str, Any]) -> None:
+        """Make ``os.environ`` the attempt's, whose request environment is ``env``."""
+        current = os.environ
+        base, fixed, held = self.base_env, self.fixed, self.held
+        for name, value in env.items():
+            if name in base or name in fixed:
+                continue  # as in the zygote
+            if held.get(name) != value:
+                current[str(name)] = str(value)
+        for name in held:
+            if name not in env:
+                current.pop(name, None)
+
+
 class Child:
     """What a forked child runs once it is on its own: the attempt."""
 
     def __init__(self, request: dict[str, Any], dags: list[Any], replay: tuple[bytes, bytes],
-                 env_changes: list[tuple[dict[str, str], list[str]]]) -> None:
+                 env_plan: _EnvPlan) -> None:
         self.request = request
         self.dags = dags
         self.replay = replay
-        self.env_changes = env_changes
+        self.env_plan = env_plan
 
     def run(self) -> int:
         """Take the attempt's working directory and environment, replay what
         importing the DAG file printed (a plain ``python -m pave.runtime``
         prints it in every attempt's log), and run the attempt."""
         req = self.request
-        env = {str(k): str(v) for k, v in (req.get("env") or {}).items()}
-        for changed, removed in self.env_changes:
-            env.update(changed)
-            for name in removed:
-                env.pop(name, None)
-        # Only what differs from the zygote's environment (the attempt's
-        # equals it but for the attempt's own variables): clearing and
-        # refilling it cost the child a third of a millisecond.
-        current = os.environ
-        for name in [k for k in current if k not in env]:
-            del current[name]
-        for name, value in env.items():
-            if current.get(name) != value:
-                current[name] = value
+        self.env_plan.apply(req.get("env") or {})
         cwd = req.get("cwd")
         if cwd:
             os.chdir(cwd)
@@ -462,7 +493,7 @@ class Child:
             os.write(1, out)
         if err:
             os.write(2, err)
-        return runtime.run(dags=self.dags)
+        return runtime.run(dags=self.dags, disposable=True)
 
     def exit(self, code: int) -> None:
         """End the child as the interpreter would at exit, as far as a task
@@ -534,7 +565,7 @@ def _warm_runtime() -> int:
     saved = dict(os.environ)
     try:
         for _ in range(WARM_RUNS):
-            if runtime.run({**env, runtime.CONTEXT_ENV: context}, [warm]) != runtime.EXIT_SUCCESS:
+            if runtime.run({**env, runtime.CONTEXT_ENV: context}, [warm], disposable=True) != runtime.EXIT_SUCCESS:
                 break
             ok += 1
     except Exception:  # noqa: BLE001 -- an optimisation only
@@ -544,6 +575,78 @@ def _warm_runtime() -> int:
             os.environ.clear()
             os.environ.update(saved)
     return ok
+
+
+def _learn_callables(dags: list[Any]) -> None:
+    """Work out the parameters of every task's callable now (see
+    ``operators.callable_params``), so that no forked task builds them."""
+    from .operators import callable_params
+
+    for dag in dags:
+        for task in list(getattr(dag, "task_dict", {}).values()):
+            fn = getattr(task, "python_callable", None)
+            if fn is None:
+                fn = (getattr(task, "partial_kwargs", None) or {}).get("python_callable")
+            if not callable(fn):
+                continue
+            try:
+                callable_params(fn)
+            except (TypeError, ValueError):  # no signature: the task's own attempt says so
+                continue
+
+
+class _ThreadingAtFork:
+    """``threading``'s after-fork handler, out of the interpreter's list of
+    them while the zygote has one thread.
+
+    CPython runs every ``os.register_at_fork(after_in_child=...)`` handler
+    in each forked child. ``threading``'s rebuilds the module's state for
+    the one thread that survives a fork (new locks, the thread table, every
+    ``Thread`` object's locks): in a child of a process that had only that
+    thread and held none of those locks, it leaves things as they were, but
+    running it writes to (and so copies) about 100 pages the child shares
+    with the zygote, some 0.5 ms of CPU per task. So the zygote takes it
+    out of the list (found by the referrers of a handler of its own; the
+    other handlers, e.g. ``random``'s reseeding and any the DAG file's
+    imports registered, still run) and puts it back before a fork if the
+    zygote ever has another thread."""
+
+    def __init__(self) -> None:
+        #: The interpreter's list of after-in-child handlers, once found.
+        self.handlers: list[Any] | None = None
+        self.handler: Any = None
+        self.index = 0
+
+    def take_out(self) -> bool:
+        """Remove the handler; False (and nothing changed) when the list or
+        the handler cannot be found, or the zygote has another thread."""
+        threading_mod = sys.modules.get("threading")
+        handler = getattr(threading_mod, "_after_fork", None)
+        if handler is None or threading.active_count() != 1:
+            return False
+
+        def marker() -> None:
+            return None
+
+        os.register_at_fork(after_in_child=marker)
+        lists = [r for r in gc.get_referrers(marker) if type(r) is list and any(h is marker for h in r)]
+        for found in lists:
+            found[:] = [h for h in found if h is not marker]
+        if len(lists) != 1:
+            return False
+        handlers = lists[0]
+        at = next((i for i, h in enumerate(handlers) if h is handler), None)
+        if at is None:
+            return False
+        del handlers[at]
+        self.handlers, self.handler, self.index = handlers, handler, at
+        return True
+
+    def before_fork(self) -> None:
+        """Put the handler back where it was if the zygote has another thread by now."""
+        if self.handlers is not None and threading.active_count() != 1:
+            self.handlers.insert(self.index, self.handler)
+            self.handlers = None
 
 
 class _Forked(BaseException):
@@ -601,6 +704,8 @@ class Zygote:
         #: ``/proc/self/stat`` field 22 of the zygote, for the claims it takes
         #: (read once; ``False``: not read yet).
         self.start_ticks: int | None | bool = False
+        self.threading_at_fork = _ThreadingAtFork()
+        self.env_plan = _EnvPlan({}, [], {})
 
     # -- start-up ------------------------------------------------------------------
     def prepare(self, launch_env: dict[str, str] | None = None) -> None:
@@ -668,10 +773,15 @@ class Zygote:
             self.prctl(_PR_SET_CHILD_SUBREAPER, 1)
         except (ImportError, OSError, AttributeError):
             self.prctl = None
+        _learn_callables(self.dags)
         _warm_runtime()
         # Objects that exist now are shared by every child: keep the collector
-        # from touching (and so copying) their pages in the children.
+        # from touching (and so copying) their pages in the children. (The
+        # handler's list is looked for first: the referrers of an object
+        # are searched among the objects the collector has not frozen.)
+        self.env_plan = _EnvPlan(self.base_env, [self.wrapper_changes, self.env_changes], dict(os.environ))
         gc.collect()
+        self.threading_at_fork.take_out()
         gc.freeze()
 
     def _imported_files(self, before: set[str]) -> list[tuple[str, Any]]:
@@ -857,6 +967,7 @@ class Zygote:
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         sys.stdout.flush()
         sys.stderr.flush()
+        self.threading_at_fork.before_fork()
         try:
             pid = os.fork()
         except OSError as e:
@@ -867,7 +978,7 @@ class Zygote:
         if pid == 0:
             os.close(sync_r)
             self._become_child(conn, sync_w)
-            raise _Forked(Child(request, self.dags, self.replay, [self.wrapper_changes, self.env_changes]))
+            raise _Forked(Child(request, self.dags, self.replay, self.env_plan))
         if conn.supervise is not None:
             self._started(conn.supervise)
         os.close(sync_w)
@@ -892,6 +1003,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         sys.stdout.flush()
         sys.stderr.flush()
+        self.threading_at_fork.before_fork()
         try:
             pid = os.fork()
         except OSError:
@@ -901,7 +1013,7 @@ class Zygote:
         if pid == 0:
             ours.close()
             request = self._become_spare(theirs)
-            raise _Forked(Child(request, self.dags, self.replay, [self.wrapper_changes, self.env_changes]))
+            raise _Forked(Child(request, self.dags, self.replay, self.env_plan))
         theirs.close()
         self.spare = _Spare(pid, ours)
 
@@ -1046,10 +1158,13 @@ class Zygote:
         """In a new child: the signal set-up of a fresh interpreter, a session
         (and process group) of its own, and death with the zygote."""
         signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # Plain numbers and the C function: ``signal.signal`` turns the old
+        # handler into an enum member (an exception raised and caught, for
+        # a Python function), which costs a forked task some 80 pages.
+        _c_signal(_SIGCHLD, _SIG_DFL)
         os.setsid()
         if self.prctl is not None:
-            self.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            self.prctl(_PR_SET_PDEATHSIG, _SIGKILL)
         if os.getppid() != self.pid:
             os._exit(1)  # the zygote died before PDEATHSIG was armed
 

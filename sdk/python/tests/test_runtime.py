@@ -292,6 +292,14 @@ class ApiClientTest(unittest.TestCase):
             api.get_context()
         self.assertIn("cannot reach the pave execution API", str(cm.exception))
 
+    def test_a_malformed_url_is_named_at_the_first_request(self) -> None:
+        from pave.api_client import ExecutionApi
+
+        api = ExecutionApi("http://127.0.0.1:notaport/execution/v1", "t", retries=0)
+        with self.assertRaises(ValueError) as cm:
+            api.get_context()
+        self.assertIn("the execution API URL 'http://127.0.0.1:notaport/execution/v1' is not valid", str(cm.exception))
+
     def test_bad_token_is_an_api_error(self) -> None:
         from pave.api_client import ApiError, ExecutionApi
 
@@ -338,6 +346,62 @@ class ApiClientTest(unittest.TestCase):
         self.assertIn(b"Authorization: Bearer tok\r\n", put)
         self.assertIn(b"Content-Length: 19\r\n", put)
         self.assertTrue(put.endswith(b'\r\n\r\n{"value": {"x": 1}}'), put)
+
+
+class CallableParamsTest(unittest.TestCase):
+    """The parameters of a task's callable, remembered per callable (a
+    pre-forked interpreter works them out before it forks)."""
+
+    def test_kwargs_follow_the_signature(self) -> None:
+        from pave.operators import callable_params, determine_kwargs
+
+        def named(a: Any, ds: Any, ti: Any = None) -> None: ...
+
+        def wildcard(a: Any, **kwargs: Any) -> None: ...
+
+        context = {"ds": "2026-01-01", "ti": 1, "other": 2}
+        self.assertEqual(determine_kwargs(named, [1], context), {"ds": "2026-01-01", "ti": 1})
+        self.assertEqual(determine_kwargs(named, [1, 2], {"ti": 1}), {"ti": 1})
+        self.assertEqual(determine_kwargs(wildcard, [1], context), context)
+        with self.assertRaisesRegex(ValueError, "The key 'ds' in args is a part of kwargs"):
+            determine_kwargs(named, [1, 2], context)
+        self.assertEqual(callable_params(named), (("a", "ds", "ti"), False))
+        self.assertIs(callable_params(named), callable_params(named))
+        self.assertEqual(callable_params(wildcard), (("a", "kwargs"), True))
+
+    def test_callables_that_cannot_be_remembered_still_work(self) -> None:
+        import functools
+
+        from pave.operators import callable_params, determine_kwargs
+
+        class Unhashable:
+            __hash__ = None  # type: ignore[assignment]
+
+            def __call__(self, x: Any, ds: Any) -> None: ...
+
+        self.assertEqual(callable_params(Unhashable()), (("x", "ds"), False))
+        self.assertEqual(determine_kwargs(functools.partial(lambda x, ds: None, 1), [], {"ds": 1, "y": 2}), {"ds": 1})
+
+
+class PrepareInPlaceTest(unittest.TestCase):
+    def test_a_copy_unless_in_place(self) -> None:
+        from pave import DAG, task
+
+        with DAG(dag_id="p", schedule=None) as dag:
+            @task
+            def add(x: int, y: int) -> int:
+                return x + y
+
+            add(1, y="{{ ds }}")
+        op = dag.task_dict["add"]
+        context = {"ds": "2026-01-01"}
+        copied = op.prepare_for_execution(context, lambda t: "rendered", {})
+        self.assertIsNot(copied, op)
+        self.assertEqual((copied.op_args, copied.op_kwargs), ([1], {"y": "rendered"}))
+        self.assertEqual(op.op_kwargs, {"y": "{{ ds }}"}, "the task itself is left as it was")
+        same = op.prepare_for_execution(context, lambda t: "rendered", {}, in_place=True)
+        self.assertIs(same, op)
+        self.assertEqual(op.op_kwargs, {"y": "rendered"})
 
 
 class _RawServer:

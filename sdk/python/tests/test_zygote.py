@@ -28,6 +28,7 @@ ATTEMPT_VARS = ("PAVE_TASK_TOKEN,PAVE_API_URL,PAVE_DAG_ID,PAVE_TASK_ID,PAVE_RUN_
 
 DAG_SOURCE = """
 import os
+import random
 import time
 
 from pave import dag, task
@@ -35,6 +36,8 @@ from pave import dag, task
 STATE = []
 print("imported the DAG file")
 os.environ.setdefault("SET_AT_IMPORT", "yes")
+FORKED_INTO = []
+os.register_at_fork(after_in_child=lambda: FORKED_INTO.append(os.getpid()))
 
 
 @dag(dag_id="z", schedule=None)
@@ -48,7 +51,22 @@ def z():
     def env():
         return {"task": os.environ["PAVE_TASK_ID"], "at_import": os.environ.get("SET_AT_IMPORT"),
                 "extra": os.environ.get("EXTRA"), "pid": os.getpid(), "sid": os.getsid(0),
-                "pgid": os.getpgid(0)}
+                "pgid": os.getpgid(0), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+    @task
+    def threads():
+        import threading
+
+        seen = {"main": threading.current_thread() is threading.main_thread(),
+                "count": threading.active_count(), "fork_handler": FORKED_INTO == [os.getpid()],
+                "random": random.random()}
+        got = []
+        worker = threading.Thread(target=lambda: got.append(threading.get_ident()))
+        worker.start()
+        worker.join(10)
+        seen["worker_ran"] = len(got) == 1 and got[0] != threading.get_ident()
+        seen["count_after"] = threading.active_count()
+        return seen
 
     @task
     def sleepy():
@@ -102,6 +120,7 @@ def z():
     both()
     nap()
     stubborn()
+    threads()
 
 
 z()
@@ -263,6 +282,33 @@ class ZygoteRunsTasksTest(ZygoteCase):
         self.assertEqual(value["pid"], r["pid"])
         self.assertEqual((value["sid"], value["pgid"]), (r["pid"], r["pid"]))
         self.assertIn("imported the DAG file", r["stdout"])
+
+    def test_the_childs_environment_is_the_attempts_whatever_the_zygote_started_with(self) -> None:
+        # Started with a per-attempt variable (as by the attempt that needed
+        # it), the zygote's children still get exactly their attempt's.
+        self.start(base=dict(self.base, CUDA_VISIBLE_DEVICES="3"))
+        without = self.run_task("env")
+        with_one = self.run_task("env", extra_env={"CUDA_VISIBLE_DEVICES": "1"})
+        for r in (without, with_one):
+            self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
+            self.assertEqual(r["pushed"]["return_value"]["at_import"], "yes")
+            self.assertEqual(r["pushed"]["return_value"]["task"], "env")
+        self.assertIsNone(without["pushed"]["return_value"]["cuda"])
+        self.assertEqual(with_one["pushed"]["return_value"]["cuda"], "1")
+
+    def test_a_child_can_use_threads_and_the_other_fork_handlers_ran(self) -> None:
+        # The zygote keeps threading's after-fork handler from running in its
+        # children (_ThreadingAtFork); the module must work as after a fork.
+        # Other handlers still run: random's reseeding, and the DAG file's own.
+        self.start()
+        first, second = self.run_task("threads"), self.run_task("threads")
+        for r in (first, second):
+            self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
+            seen = r["pushed"]["return_value"]
+            self.assertEqual({k: seen[k] for k in ("main", "count", "fork_handler", "worker_ran", "count_after")},
+                             {"main": True, "count": 1, "fork_handler": True, "worker_ran": True,
+                              "count_after": 1}, seen)
+        self.assertNotEqual(first["pushed"]["return_value"]["random"], second["pushed"]["return_value"]["random"])
 
     def test_the_child_exits_as_the_interpreter_would(self) -> None:
         self.start()
@@ -984,3 +1030,73 @@ class WarmUpTest(unittest.TestCase):
         # registered (it would pass for one of the file's), the environment is
         # as it was and nothing was printed.
         self.assertEqual(out.stdout.strip(), "True 0 True ''", out.stderr)
+
+
+THREADING_AT_FORK_SCRIPT = """
+import json, os, sys, threading
+from pave.zygote import _ThreadingAtFork
+
+def in_child(check):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(w, json.dumps(check()).encode())
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    return json.loads(os.read(r, 4096))
+
+def listed(handlers):
+    return any(h is threading._after_fork for h in handlers)
+
+at_fork = _ThreadingAtFork()
+out = {"taken": at_fork.take_out()}
+handlers = at_fork.handlers
+out["listed_after_take_out"] = listed(handlers)
+out["child_threads"] = in_child(lambda: [threading.active_count(),
+                                         threading.current_thread() is threading.main_thread()])
+at_fork.before_fork()
+out["kept_out_single_threaded"] = at_fork.handlers is handlers and not listed(handlers)
+stop = threading.Event()
+worker = threading.Thread(target=stop.wait)
+worker.start()
+at_fork.before_fork()
+out["put_back"] = at_fork.handlers is None and listed(handlers)
+out["child_threads_with_worker"] = in_child(lambda: threading.active_count())
+stop.set()
+worker.join()
+print(json.dumps(out))
+"""
+
+
+class ThreadingAtForkTest(unittest.TestCase):
+    def test_the_handler_is_out_while_single_threaded_and_back_once_a_thread_starts(self) -> None:
+        out = subprocess.run([sys.executable, "-c", THREADING_AT_FORK_SCRIPT], env=sdk_env(),
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(json.loads(out.stdout), {
+            "taken": True, "listed_after_take_out": False, "child_threads": [1, True],
+            "kept_out_single_threaded": True, "put_back": True,
+            # The handler ran again: the worker that was not forked is gone.
+            "child_threads_with_worker": 1,
+        })
+
+
+class EnvPlanTest(unittest.TestCase):
+    def test_only_the_attempts_own_variables_are_touched(self) -> None:
+        from pave.zygote import _EnvPlan
+
+        base = {"PATH": "/bin", "HOME": "/h", "WRAPPED": "before"}
+        # The wrapper changed WRAPPED and removed HOME; the import set IMPORTED and CUDA_VISIBLE_DEVICES.
+        changes = [({"WRAPPED": "after"}, ["HOME"]), ({"IMPORTED": "1", "CUDA_VISIBLE_DEVICES": "0"}, [])]
+        zygote_env = {"PATH": "/bin", "WRAPPED": "after", "IMPORTED": "1", "CUDA_VISIBLE_DEVICES": "0",
+                      "PAVE_TASK_ID": "first", "PAVE_MAP_INDEX": "4"}
+        plan = _EnvPlan(base, changes, zygote_env)
+        request = dict(base, PAVE_TASK_ID="second", PAVE_RUN_ID="r", CUDA_VISIBLE_DEVICES="5")
+        with mock.patch.dict(os.environ, zygote_env, clear=True):
+            plan.apply(request)
+            got = dict(os.environ)
+        # What a fresh interpreter started through the wrapper would have,
+        # after the import: the request, then the wrapper's and the import's changes.
+        self.assertEqual(got, {"PATH": "/bin", "WRAPPED": "after", "IMPORTED": "1", "CUDA_VISIBLE_DEVICES": "0",
+                               "PAVE_TASK_ID": "second", "PAVE_RUN_ID": "r"})
