@@ -1,0 +1,105 @@
+"""What one forked Python task costs: CPU and page faults per child of a
+zygote-like interpreter (bench/README.md, "zygote_fork.py").
+
+It sets up as ``pave.zygote`` does before it serves (imports the DAG file,
+works out the tasks' callables, warms the runtime, takes ``threading``'s
+after-fork handler out, freezes the collector), then forks N children one
+after the other; each runs one attempt of TASK through ``pave.runtime.run``
+with its context given (no API call: a no-op task pushes nothing) and
+exits as a zygote's child does. Per child: CPU (user + system, its exit
+included) and minor page faults, from ``getrusage(RUSAGE_CHILDREN)``; the
+parent's too (its fork and the pages it writes afterwards).
+
+    python3 bench/zygote_fork.py [--n 1000] [--dag FILE] [--task ID]
+                                 [--keep-threading-handler] [--bare-exit]
+
+``--bare-exit``: the children exit at once (the cost of the fork itself);
+``--keep-threading-handler``: as before the zygote took it out. Run the
+variants one after another, several times: the machine is shared and the
+numbers move by 10% or more between runs; the fault counts do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "sdk", "python"))
+
+from pave import runtime, zygote  # noqa: E402
+from pave.loader import load_dag_file  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--dag", default=os.path.join(HERE, "compare.d", "dags", "cmp_mapped.py"))
+    ap.add_argument("--task", default="noop")
+    ap.add_argument("--keep-threading-handler", action="store_true")
+    ap.add_argument("--bare-exit", action="store_true")
+    opts = ap.parse_args()
+
+    _, dags = load_dag_file(opts.dag)
+    dag = next((d for d in dags if opts.task in d.task_dict), None)
+    if dag is None:
+        print(f"zygote_fork: no DAG in {opts.dag} has a task `{opts.task}`", file=sys.stderr)
+        return 2
+    zygote._learn_callables(dags)
+    zygote._warm_runtime()
+    gc.collect()
+    took_out = False if opts.keep_threading_handler else zygote._ThreadingAtFork().take_out()
+    gc.freeze()
+
+    when = "2026-01-01T00:00:00+00:00"
+    context = json.dumps({
+        "dag_id": dag.dag_id, "run_id": f"manual__{when}", "task_id": opts.task, "map_index": 0,
+        "try_number": 1, "logical_date": when, "data_interval_start": when, "data_interval_end": when,
+        "ds": "2026-01-01", "ds_nodash": "20260101", "ts": when, "run_after": when, "params": {}, "conf": {},
+        "mapped_args": {"x": 0} if dag.task_dict[opts.task].expand_input else {},
+    })
+    env = {"PAVE_API_URL": "http://127.0.0.1:9/execution/v1", "PAVE_TASK_TOKEN": "bench",
+           "PAVE_DAG_FILE": opts.dag, "PAVE_DAG_ID": dag.dag_id, "PAVE_TASK_ID": opts.task,
+           "PAVE_RUN_ID": f"manual__{when}", "PAVE_TRY_NUMBER": "1", runtime.CONTEXT_ENV: context}
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    failed = 0
+    self0, kids0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    for _ in range(opts.n):
+        pid = os.fork()
+        if pid == 0:
+            if opts.bare_exit:
+                os._exit(0)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            code = runtime.run(env, dags, disposable=True)
+            sys.stdout.flush()
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        failed += status != 0
+    wall = time.perf_counter() - t0
+    self1, kids1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+
+    def per(a: float, b: float) -> float:
+        return (b - a) / opts.n
+
+    out = {
+        "n": opts.n, "failed": failed, "python": sys.version.split()[0], "threading_handler_out": took_out,
+        "bare_exit": opts.bare_exit,
+        "wall_ms_per_child": round(wall / opts.n * 1000, 3),
+        "child_cpu_ms": round(per(kids0.ru_utime + kids0.ru_stime, kids1.ru_utime + kids1.ru_stime) * 1000, 3),
+        "child_minflt": round(per(kids0.ru_minflt, kids1.ru_minflt), 1),
+        "parent_cpu_ms": round(per(self0.ru_utime + self0.ru_stime, self1.ru_utime + self1.ru_stime) * 1000, 3),
+        "parent_minflt": round(per(self0.ru_minflt, self1.ru_minflt), 1),
+    }
+    print(json.dumps(out))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
