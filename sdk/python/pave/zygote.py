@@ -121,6 +121,25 @@ SUPERVISED_FDS = 1
 DEFAULT_GRACE_MS = 5000
 
 _PR_SET_PDEATHSIG = 1
+#: Above any descriptor a child closes (``Zygote._close_zygote_fds``; the
+#: zygote's descriptors are its connections and a few more, numbered from
+#: the lowest free one). Bounded, should ``os.closerange`` have no
+#: ``close_range`` to call and close the numbers one by one.
+_MAX_FD = min(os.sysconf("SC_OPEN_MAX"), 1 << 16)
+
+
+def _open_fds() -> set[int]:
+    """This process's open descriptors above stdio."""
+    fds = set()
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.fstat(fd)  # the folder's own descriptor is gone by now
+            except OSError:
+                continue
+            fds.add(fd)
+    return fds
 _SIGCHLD, _SIGKILL, _SIG_DFL = int(signal.SIGCHLD), int(signal.SIGKILL), int(signal.SIG_DFL)
 try:
     from _signal import signal as _c_signal
@@ -705,6 +724,8 @@ class Zygote:
         #: (read once; ``False``: not read yet).
         self.start_ticks: int | None | bool = False
         self.threading_at_fork = _ThreadingAtFork()
+        #: Descriptors above stdio that children keep (set by ``listen``).
+        self.kept_fds: set[int] = set()
         self.env_plan = _EnvPlan({}, [], {})
 
     # -- start-up ------------------------------------------------------------------
@@ -805,9 +826,12 @@ class Zygote:
             files.append((path, _fingerprint(path)))
         return sorted(files)
 
-    def listen(self) -> None:
+    def listen(self, not_kept: tuple[int, ...] = ()) -> None:
         """Bind the socket (the starting supervisor holds the lock, so a file
-        already there is a dead zygote's) and set up the loop."""
+        already there is a dead zygote's) and set up the loop. The
+        descriptors open now, but for the loop's own and ``not_kept``, are
+        the ones children keep (``_close_zygote_fds``)."""
+        self.kept_fds = _open_fds() - {self.selector.fileno(), *not_kept}
         name, dir_fd = _bindable(self.socket_path)
         try:
             try:
@@ -1023,7 +1047,7 @@ class Zygote:
         stdio); exit when the zygote lets the spare go (end of file)."""
         try:
             self._own_session()
-            self._close_zygote_fds()
+            self._close_zygote_fds(keep=sock.fileno())
             buf = bytearray()
             fds: list[int] = []
             while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
@@ -1168,21 +1192,23 @@ class Zygote:
         if os.getppid() != self.pid:
             os._exit(1)  # the zygote died before PDEATHSIG was armed
 
-    def _close_zygote_fds(self) -> None:
+    def _close_zygote_fds(self, keep: int = -1) -> None:
         """In a new child: close what belongs to the zygote (the other
         supervisors' connections and descriptors, set-up pipes, the spare's
-        socket, the listener, the loop)."""
-        for other in list(self.conns.values()):
-            other.close_fds()
-            other.close_setup_fd()
-            other.sock.close()
-        if self.spare is not None:
-            self.spare.sock.close()
-        if self.listener is not None:
-            self.listener.close()
-        self.selector.close()
-        for fd in (self.wake_r, self.wake_w):
-            os.close(fd)
+        socket, the listener, the loop): every descriptor but stdio, those
+        the process had when the zygote started listening (the DAG file's
+        import may have opened some) and ``keep``. By number, with
+        ``close_range``: closing the Python objects (and clearing the
+        selector's table) wrote to, and so copied, a page or two for each
+        of the other connections, some 50 pages on a busy zygote. The
+        objects stay behind, never used: the child runs its attempt and
+        exits with ``os._exit``."""
+        lo = 3
+        for fd in sorted({*self.kept_fds, keep}):
+            if fd >= lo:
+                os.closerange(lo, fd)
+                lo = fd + 1
+        os.closerange(lo, _MAX_FD)
 
     def _reap(self) -> None:
         try:
@@ -1527,7 +1553,7 @@ def main(argv: list[str] | None = None) -> int:
             if zygote.spec is not None:
                 _tell(proto, {"spec": zygote.spec})
                 zygote.spec = None
-        zygote.listen()
+        zygote.listen(not_kept=(proto,))
     except Unusable as e:
         _tell(proto, {"unusable": str(e)})
         os._exit(0)

@@ -38,6 +38,7 @@ print("imported the DAG file")
 os.environ.setdefault("SET_AT_IMPORT", "yes")
 FORKED_INTO = []
 os.register_at_fork(after_in_child=lambda: FORKED_INTO.append(os.getpid()))
+OPENED_AT_IMPORT = open(__file__)
 
 
 @dag(dag_id="z", schedule=None)
@@ -52,6 +53,16 @@ def z():
         return {"task": os.environ["PAVE_TASK_ID"], "at_import": os.environ.get("SET_AT_IMPORT"),
                 "extra": os.environ.get("EXTRA"), "pid": os.getpid(), "sid": os.getsid(0),
                 "pgid": os.getpgid(0), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+    @task
+    def fds():
+        found = {}
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+            except OSError:
+                pass
+        return {"opened_at_import": OPENED_AT_IMPORT.fileno(), "fds": found}
 
     @task
     def threads():
@@ -121,6 +132,7 @@ def z():
     nap()
     stubborn()
     threads()
+    fds()
 
 
 z()
@@ -295,6 +307,46 @@ class ZygoteRunsTasksTest(ZygoteCase):
             self.assertEqual(r["pushed"]["return_value"]["task"], "env")
         self.assertIsNone(without["pushed"]["return_value"]["cuda"])
         self.assertEqual(with_one["pushed"]["return_value"]["cuda"], "1")
+
+    def test_a_child_keeps_only_stdio_and_what_the_import_opened(self) -> None:
+        ready = self.start()
+
+        def zygote_fds() -> set[str]:
+            found = set()
+            for name in os.listdir(f"/proc/{ready['pid']}/fd"):
+                try:
+                    found.add(os.readlink(f"/proc/{ready['pid']}/fd/{name}"))
+                except OSError:
+                    pass
+            return found
+
+        others = []
+        for _ in range(8):  # other supervisors' connections, idle at the zygote
+            other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            other.connect(self.socket)
+            others.append(other)
+        try:
+            # The listener and the connections, as the zygote holds them.
+            held = _wait_for(lambda: (lambda f: f if sum(t.startswith("socket:") for t in f) >= 9 else None)(
+                zygote_fds()))
+            runs = [self.run_task("fds")]  # the spare forked before they connected
+            runs.append(self.run_task("fds"))  # one forked after
+            for spare in _children(ready["pid"]):
+                os.kill(spare, signal.SIGKILL)
+                self.assertTrue(_wait_for(lambda: spare not in _children(ready["pid"])))
+            runs.append(self.run_task("fds"))
+            held |= zygote_fds()
+        finally:
+            for other in others:
+                other.close()
+        dag_file = os.path.realpath(self.dag_file)
+        for r in runs:
+            self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
+            value = r["pushed"]["return_value"]
+            fds = {int(fd): target for fd, target in value["fds"].items() if int(fd) > 2}
+            self.assertEqual(fds.get(value["opened_at_import"]), dag_file, r)
+            # Nothing of the zygote's (its own socket to the API aside, the task has no other).
+            self.assertEqual({t for t in fds.values() if t in held}, {dag_file}, r)
 
     def test_a_child_can_use_threads_and_the_other_fork_handlers_ran(self) -> None:
         # The zygote keeps threading's after-fork handler from running in its
@@ -1080,6 +1132,41 @@ class ThreadingAtForkTest(unittest.TestCase):
             # The handler ran again: the worker that was not forked is gone.
             "child_threads_with_worker": 1,
         })
+
+
+CLOSE_FDS_SCRIPT = """
+import json, os
+from pave.zygote import Zygote
+
+zygote = Zygote("/nonexistent/z.sock", "/nonexistent/z.lock", 1.0, [])
+r, w = os.pipe()
+opened = [os.open(os.devnull, os.O_RDONLY) for _ in range(12)]  # above and below the kept ones
+zygote.kept_fds = {opened[3], w}
+pid = os.fork()
+if pid == 0:
+    zygote._close_zygote_fds(keep=opened[7])
+    left = sorted(int(n) for n in os.listdir("/proc/self/fd"))
+    os.write(w, json.dumps(left).encode())
+    os._exit(0)
+os.close(w)
+os.waitpid(pid, 0)
+left = json.loads(os.read(r, 4096))
+print(json.dumps({"left": left, "expected_at_least": [0, 1, 2, opened[3], opened[7], w], "opened": opened}))
+"""
+
+
+class CloseZygoteFdsTest(unittest.TestCase):
+    def test_a_child_closes_every_descriptor_but_stdio_the_kept_ones_and_its_own(self) -> None:
+        out = subprocess.run([sys.executable, "-c", CLOSE_FDS_SCRIPT], env=sdk_env(), capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        got = json.loads(out.stdout)
+        kept = set(got["expected_at_least"])
+        # What is left: those, and the descriptor listdir read /proc/self/fd with.
+        extra = set(got["left"]) - kept
+        self.assertTrue(kept <= set(got["left"]), got)
+        self.assertEqual(len(extra), 1, got)
+        self.assertFalse(extra & set(got["opened"]), got)
 
 
 class EnvPlanTest(unittest.TestCase):
