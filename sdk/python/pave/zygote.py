@@ -121,6 +121,12 @@ SUPERVISED_FDS = 1
 DEFAULT_GRACE_MS = 5000
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_SIGCHLD, _SIGKILL, _SIG_DFL = int(signal.SIGCHLD), int(signal.SIGKILL), int(signal.SIG_DFL)
+try:
+    from _signal import signal as _c_signal
+except ImportError:  # not CPython
+    _c_signal = signal.signal
 #: Above any descriptor a child closes (``Zygote._close_zygote_fds``; the
 #: zygote's descriptors are its connections and a few more, numbered from
 #: the lowest free one). Bounded, should ``os.closerange`` have no
@@ -140,12 +146,6 @@ def _open_fds() -> set[int]:
                 continue
             fds.add(fd)
     return fds
-_SIGCHLD, _SIGKILL, _SIG_DFL = int(signal.SIGCHLD), int(signal.SIGKILL), int(signal.SIG_DFL)
-try:
-    from _signal import signal as _c_signal
-except ImportError:  # not CPython
-    _c_signal = signal.signal
-_PR_SET_CHILD_SUBREAPER = 36
 
 
 class Unusable(Exception):
@@ -639,8 +639,7 @@ class _ThreadingAtFork:
     def take_out(self) -> bool:
         """Remove the handler; False (and nothing changed) when the list or
         the handler cannot be found, or the zygote has another thread."""
-        threading_mod = sys.modules.get("threading")
-        handler = getattr(threading_mod, "_after_fork", None)
+        handler = getattr(threading, "_after_fork", None)
         if handler is None or threading.active_count() != 1:
             return False
 
@@ -796,11 +795,11 @@ class Zygote:
             self.prctl = None
         _learn_callables(self.dags)
         _warm_runtime()
+        self.env_plan = _EnvPlan(self.base_env, [self.wrapper_changes, self.env_changes], dict(os.environ))
         # Objects that exist now are shared by every child: keep the collector
         # from touching (and so copying) their pages in the children. (The
         # handler's list is looked for first: the referrers of an object
         # are searched among the objects the collector has not frozen.)
-        self.env_plan = _EnvPlan(self.base_env, [self.wrapper_changes, self.env_changes], dict(os.environ))
         gc.collect()
         self.threading_at_fork.take_out()
         gc.freeze()
@@ -1184,7 +1183,7 @@ class Zygote:
         signal.set_wakeup_fd(-1)
         # Plain numbers and the C function: ``signal.signal`` turns the old
         # handler into an enum member (an exception raised and caught, for
-        # a Python function), which costs a forked task some 80 pages.
+        # a Python function), which cost a forked task some 40 pages.
         _c_signal(_SIGCHLD, _SIG_DFL)
         os.setsid()
         if self.prctl is not None:
