@@ -22,7 +22,6 @@ numbers move by 10% or more between runs; the fault counts do not.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import resource
@@ -50,11 +49,9 @@ def main() -> int:
     if dag is None:
         print(f"zygote_fork: no DAG in {opts.dag} has a task `{opts.task}`", file=sys.stderr)
         return 2
-    zygote._learn_callables(dags)
-    zygote._warm_runtime()
-    gc.collect()
-    took_out = False if opts.keep_threading_handler else zygote._ThreadingAtFork().take_out()
-    gc.freeze()
+    at_fork = None if opts.keep_threading_handler else zygote._ThreadingAtFork()
+    zygote.settle_for_forks(dags, at_fork)
+    took_out = at_fork is not None and at_fork.handlers is not None
 
     when = "2026-01-01T00:00:00+00:00"
     context = json.dumps({

@@ -376,7 +376,8 @@ def run(env: dict[str, str] | None = None, dags: list[Any] | None = None, *, dis
     already: a child of the pre-forked interpreter (``pave.zygote``) passes
     them, so the file is not imported twice. ``None`` imports the file here.
     ``disposable``: nothing uses ``dags`` after this attempt (the process
-    exits), so the task runs as it is instead of as a copy."""
+    exits), so the task runs as it is instead of as a copy; DAGs this call
+    imported itself are used by nothing else either."""
     source = os.environ if env is None else env
     # Only what the runtime reads: copying all of os.environ decodes every
     # variable (new objects a forked task would allocate for nothing).

@@ -667,6 +667,24 @@ class _ThreadingAtFork:
             self.handlers = None
 
 
+def settle_for_forks(dags: list[Any], threading_at_fork: _ThreadingAtFork | None) -> None:
+    """What a zygote does last before it forks, so that its children copy
+    as few of its pages as they can: work out the tasks' callables, warm
+    the runtime, take ``threading``'s after-fork handler out (unless
+    ``threading_at_fork`` is None) and freeze what exists. Also used by
+    ``bench/zygote_fork.py``, which measures a child of such a process."""
+    _learn_callables(dags)
+    _warm_runtime()
+    # Objects that exist now are shared by every child: keep the collector
+    # from touching (and so copying) their pages in the children. (The
+    # handler's list is looked for first: the referrers of an object are
+    # searched among the objects the collector has not frozen.)
+    gc.collect()
+    if threading_at_fork is not None:
+        threading_at_fork.take_out()
+    gc.freeze()
+
+
 class _Forked(BaseException):
     """Unwinds the zygote's loop in a new child (never seen by the zygote)."""
 
@@ -793,16 +811,8 @@ class Zygote:
             self.prctl(_PR_SET_CHILD_SUBREAPER, 1)
         except (ImportError, OSError, AttributeError):
             self.prctl = None
-        _learn_callables(self.dags)
-        _warm_runtime()
         self.env_plan = _EnvPlan(self.base_env, [self.wrapper_changes, self.env_changes], dict(os.environ))
-        # Objects that exist now are shared by every child: keep the collector
-        # from touching (and so copying) their pages in the children. (The
-        # handler's list is looked for first: the referrers of an object
-        # are searched among the objects the collector has not frozen.)
-        gc.collect()
-        self.threading_at_fork.take_out()
-        gc.freeze()
+        settle_for_forks(self.dags, self.threading_at_fork)
 
     def _imported_files(self, before: set[str]) -> list[tuple[str, Any]]:
         """The files of modules the DAG file imported from outside the
