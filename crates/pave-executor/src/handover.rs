@@ -7,13 +7,16 @@
 //! attempt's log file passed as `SCM_RIGHTS`; and answer with JSON lines:
 //! `{"pid": N}` once the task runs (or `{"claimed": true}`, `{"not_run":
 //! true}`, `{"refused": WHY, "retry": BOOL}`), then `{"exit": .., "maxrss_kib":
-//! ..}` when it ended and its result file is written.
+//! ..}` when it ended and its result file is written. A zygote's request
+//! carries only the attempt's own variables in `env` and the digest of the
+//! rest ([`env_digest`]) in `base_env_sha256`.
 
 use crate::attempt::Exit;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
@@ -203,6 +206,28 @@ pub(crate) fn frame(body: &serde_json::Value) -> Result<Vec<u8>, String> {
     Ok(framed)
 }
 
+/// The digest a request sends instead of the variables of `env` (its
+/// `base_env_sha256`): SHA-256, in hex, of each variable in order of name,
+/// as `NAME NUL VALUE NUL`. `sdk/python/pave/zygote.py` (`env_digest`)
+/// computes the same over its own environment.
+pub(crate) fn env_digest(env: &BTreeMap<String, String>) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
+    let mut h = Sha256::new();
+    for (name, value) in env {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(value.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
 /// Sends the request, with `fds` (the task's stdio) attached to its first
 /// bytes.
 pub(crate) fn send_request(
@@ -342,5 +367,42 @@ mod tests {
         assert!(path.as_os_str().len() > SUN_PATH_MAX);
         let err = connect(&path).expect_err("nobody listens");
         assert!(is_not_listening(&err), "{err}");
+    }
+
+    #[test]
+    fn the_environment_digest_is_the_zygotes() {
+        // The same vectors as sdk/python/tests/test_zygote.py's
+        // `test_the_digest_is_the_executors`.
+        let env: BTreeMap<String, String> = [
+            ("PATH", "/bin"),
+            ("B", "x=y"),
+            ("A", "1"),
+            ("\u{dc}NI", "wert \u{2713}"),
+            ("EMPTY", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(
+            env_digest(&env),
+            "d7f915e7fba0c3b7d06a20615b33287ffb080c804c996a4dc814d9737aeea425"
+        );
+        assert_eq!(
+            env_digest(&BTreeMap::new()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        // A variable's boundary is part of it: `A=1, B=` is not `A=1B=`.
+        let split = |pairs: &[(&str, &str)]| {
+            env_digest(
+                &pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
+        };
+        assert_ne!(
+            split(&[("A", "1B"), ("C", "")]),
+            split(&[("A", "1"), ("BC", "")])
+        );
     }
 }

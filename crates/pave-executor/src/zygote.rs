@@ -39,8 +39,8 @@
 
 use crate::attempt::{AttemptResult, Exit};
 use crate::handover::{
-    DIRECT_ANSWER_TIMEOUT, Handed, Lines, Supervised, Supervision, connect, frame, is_gone,
-    is_not_listening, peer_pid, send_request,
+    DIRECT_ANSWER_TIMEOUT, Handed, Lines, Supervised, Supervision, connect, env_digest, frame,
+    is_gone, is_not_listening, peer_pid, send_request,
 };
 use crate::supervise::{SuperviseArgs, append_note, open_log, write_result};
 use crate::watch::{Watch, Watched, block_signals};
@@ -422,6 +422,8 @@ struct Plan {
     env: BTreeMap<String, String>,
     /// The environment less [`ATTEMPT_VARS`] (what the zygote starts with).
     base_env: BTreeMap<String, String>,
+    /// [`env_digest`] of `base_env`: what a request sends instead of it.
+    base_digest: String,
     dag_file: PathBuf,
     idle_secs: String,
     files: Files,
@@ -513,11 +515,13 @@ impl Plan {
             unusable: dir.join(format!("{key}.unusable")),
             dir,
         };
+        let base_digest = env_digest(&base_env);
         Some(Plan {
             python: python.clone(),
             cwd,
             env,
             base_env,
+            base_digest,
             dag_file,
             idle_secs,
             files,
@@ -631,11 +635,21 @@ impl Plan {
     }
 
     /// The request: length-prefixed JSON; with `supervise`, a request whose
-    /// zygote supervises the attempt (see [`hand_over`]).
+    /// zygote supervises the attempt (see [`hand_over`]). Of the environment
+    /// it sends the per-attempt variables and the digest of the rest: the
+    /// zygote, whose children share its pages, then decodes and compares a
+    /// dozen strings per attempt rather than some fifty.
     fn request(&self, supervise: Option<serde_json::Value>) -> Result<Vec<u8>, Fallback> {
+        let attempt: BTreeMap<&str, &str> = self
+            .env
+            .iter()
+            .filter(|(k, _)| is_attempt_var(k))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let mut body = serde_json::json!({
             "argv": [self.python, "-m", "pave.runtime"],
-            "env": self.env,
+            "env": attempt,
+            "base_env_sha256": self.base_digest,
             "cwd": self.cwd,
         });
         if let (Some(supervise), Some(map)) = (supervise, body.as_object_mut()) {

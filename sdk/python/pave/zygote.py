@@ -42,7 +42,12 @@ Protocol on the socket, one connection per attempt:
 
 - request: a 4-byte big-endian length, then that many bytes of JSON
   ``{"argv": [...], "env": {...}, "cwd": "..."}``; the first bytes carry two
-  file descriptors (``SCM_RIGHTS``): the task's stdout and stderr.
+  file descriptors (``SCM_RIGHTS``): the task's stdout and stderr. ``env``
+  is the attempt's whole environment, or only its per-attempt variables
+  when the request adds ``"base_env_sha256": HEX``, the ``env_digest`` of
+  the others (what pave's executor sends: the zygote then neither decodes
+  nor compares some 40 variables per attempt, whose pages its live children
+  share, so that every write to them is a copy).
 - answers, JSON lines: ``{"pid": N}`` once the child is in its own session
   (its pid is also its process group and session id), then
   ``{"exit": {"type": "code", "code": C} | {"type": "signal", "signal": S},
@@ -159,6 +164,24 @@ def _fingerprint(path: str) -> tuple[int, int, int, int] | None:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+def env_digest(env: dict[str, str]) -> str:
+    """The digest of an environment that a request may send instead of the
+    variables themselves (``base_env_sha256``): SHA-256, in hex, of each
+    variable in order of name (by code point), as ``NAME NUL VALUE NUL`` in
+    UTF-8. ``crates/pave-executor/src/handover.rs`` computes the same."""
+    try:
+        from _sha2 import sha256  # 3.12+: the standard library's own, without OpenSSL
+    except ImportError:
+        try:
+            from _sha256 import sha256  # 3.10, 3.11
+        except ImportError:
+            from hashlib import sha256
+    h = sha256()
+    for name in sorted(env):
+        h.update(name.encode("utf-8", "surrogateescape") + b"\0" + env[name].encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()
 
 
 def _is_attempt_var(name: str, attempt_vars: set[str], prefixes: tuple[str, ...]) -> bool:
@@ -704,6 +727,8 @@ class Zygote:
         self.attempt_vars = {v for v in attempt_vars if v and not v.endswith("*")}
         self.prefixes = tuple(v[:-1] for v in attempt_vars if v.endswith("*") and len(v) > 1)
         self.base_env: dict[str, str] = {}
+        #: ``env_digest(base_env)``, what a request's ``base_env_sha256`` must be.
+        self.base_digest = ""
         self.cwd = os.getcwd()
         self.dags: list[Any] = []
         #: With ``want_spec``: the DAG file's spec document as ``pave.parse``
@@ -812,6 +837,7 @@ class Zygote:
         except (ImportError, OSError, AttributeError):
             self.prctl = None
         self.env_plan = _EnvPlan(self.base_env, [self.wrapper_changes, self.env_changes], dict(os.environ))
+        self.base_digest = env_digest(self.base_env)
         settle_for_forks(self.dags, self.threading_at_fork)
 
     def _imported_files(self, before: set[str]) -> list[tuple[str, Any]]:
@@ -974,10 +1000,20 @@ class Zygote:
         if len(conn.fds) != want:
             return f"the request must pass {want} file descriptors, not {len(conn.fds)}", False
         env = request["env"]
-        base = {k: v for k, v in env.items() if not _is_attempt_var(k, self.attempt_vars, self.prefixes)}
-        if base != self.base_env:
-            differ = sorted(set(base.items()) ^ set(self.base_env.items()))
-            return f"the attempt's environment differs from this zygote's ({differ[0][0]} and more)", False
+        digest = request.get("base_env_sha256")
+        if digest is not None:
+            # Its per-attempt variables, and the digest of the others.
+            if digest != self.base_digest:
+                return "the attempt's environment differs from this zygote's (base_env_sha256)", False
+            names, prefixes = self.attempt_vars, self.prefixes
+            for k in env:
+                if not _is_attempt_var(k, names, prefixes):
+                    return f"the request's environment holds {k}, which is no per-attempt variable", False
+        else:
+            base = {k: v for k, v in env.items() if not _is_attempt_var(k, self.attempt_vars, self.prefixes)}
+            if base != self.base_env:
+                differ = sorted(set(base.items()) ^ set(self.base_env.items()))
+                return f"the attempt's environment differs from this zygote's ({differ[0][0]} and more)", False
         if request.get("cwd") not in (None, self.cwd):
             return "the attempt's working directory differs from this zygote's", False
         for path, fingerprint in self.watched:

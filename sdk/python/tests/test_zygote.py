@@ -384,6 +384,63 @@ class ZygoteRunsTasksTest(ZygoteCase):
 
 
 
+class DigestRequestTest(ZygoteCase):
+    """pave's executor sends only an attempt's own variables, and the digest
+    of the rest of its environment (``base_env_sha256``)."""
+
+    def digest_request(self, task_id: str, extra_env: dict[str, str] | None = None,
+                       base: dict[str, str] | None = None) -> Attempt:
+        from pave.zygote import _is_attempt_var, env_digest
+
+        names = {v for v in ATTEMPT_VARS.split(",") if not v.endswith("*")}
+        prefixes = tuple(v[:-1] for v in ATTEMPT_VARS.split(",") if v.endswith("*"))
+        _, env = self.attempt_env(task_id, extra_env)
+        own = {k: v for k, v in env.items() if _is_attempt_var(k, names, prefixes)}
+        extra = set(extra_env or {})
+        rest = {k: v for k, v in env.items() if k not in own and k not in extra} if base is None else base
+        request = {"argv": [sys.executable, "-m", "pave.runtime"], "env": own,
+                   "base_env_sha256": env_digest(rest), "cwd": os.path.realpath(self.dir)}
+        api = self.apis[-1]
+        for k in (extra_env or {}):
+            if k not in own:  # a variable no attempt may set: sent as one, to be refused
+                request["env"][k] = env[k]
+        attempt = self.send(task_id, request=request)
+        attempt.api = api  # type: ignore[attr-defined]
+        return attempt
+
+    def test_a_request_with_the_digest_of_the_zygotes_environment_runs_with_the_whole_of_it(self) -> None:
+        self.start(base=dict(self.base, MARKER="from the zygote"))
+        self.base["MARKER"] = "from the zygote"
+        attempt = self.digest_request("env", extra_env={"CUDA_VISIBLE_DEVICES": "2"})
+        self.assertIn("pid", attempt.first, attempt.first)
+        report = attempt.finish()
+        self.assertEqual(report["exit"], {"type": "code", "code": 0}, report["stderr"])
+        value = attempt.api.pushed["return_value"]  # type: ignore[attr-defined]
+        self.assertEqual((value["task"], value["cuda"], value["at_import"]), ("env", "2", "yes"))
+
+    def test_a_request_with_another_digest_is_refused_without_retry(self) -> None:
+        self.start()
+        attempt = self.digest_request("env", base={"PATH": "/elsewhere"})
+        self.assertEqual(attempt.first.get("retry"), False, attempt.first)
+        self.assertIn("base_env_sha256", attempt.first.get("refused", ""))
+        attempt.finish()
+
+    def test_a_digest_request_may_not_send_other_variables(self) -> None:
+        self.start()
+        attempt = self.digest_request("env", extra_env={"EXTRA": "x"})
+        self.assertEqual(attempt.first.get("retry"), False, attempt.first)
+        self.assertIn("EXTRA, which is no per-attempt variable", attempt.first.get("refused", ""))
+        attempt.finish()
+
+    def test_the_digest_is_the_executors(self) -> None:
+        from pave.zygote import env_digest
+
+        # The same vectors as crates/pave-executor/src/handover.rs's test.
+        self.assertEqual(env_digest({"PATH": "/bin", "B": "x=y", "A": "1", "\u00dcNI": "wert \u2713", "EMPTY": ""}),
+                         "d7f915e7fba0c3b7d06a20615b33287ffb080c804c996a4dc814d9737aeea425")
+        self.assertEqual(env_digest({}), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+
+
 class ZygoteGuardsTest(ZygoteCase):
     def test_a_closed_connection_kills_the_running_task(self) -> None:
         self.start()
