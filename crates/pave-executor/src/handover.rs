@@ -9,7 +9,7 @@
 //! true}`, `{"refused": WHY, "retry": BOOL}`), then `{"exit": .., "maxrss_kib":
 //! ..}` when it ended and its result file is written. A zygote's request
 //! carries only the attempt's own variables in `env` and the digest of the
-//! rest ([`env_digest`]) in `base_env_sha256`.
+//! rest ([`env_digest`]) in `base_env_sha1`.
 
 use crate::attempt::Exit;
 use nix::errno::Errno;
@@ -207,13 +207,13 @@ pub(crate) fn frame(body: &serde_json::Value) -> Result<Vec<u8>, String> {
 }
 
 /// The digest a request sends instead of the variables of `env` (its
-/// `base_env_sha256`): SHA-256, in hex, of each variable in order of name,
+/// `base_env_sha1`): SHA-1, in hex, of each variable in order of name,
 /// as `NAME NUL VALUE NUL`. `sdk/python/pave/zygote.py` (`env_digest`)
 /// computes the same over its own environment.
 pub(crate) fn env_digest(env: &BTreeMap<String, String>) -> String {
-    use sha2::{Digest, Sha256};
+    use sha1::{Digest, Sha1};
     use std::fmt::Write as _;
-    let mut h = Sha256::new();
+    let mut h = Sha1::new();
     for (name, value) in env {
         h.update(name.as_bytes());
         h.update([0]);
@@ -222,7 +222,7 @@ pub(crate) fn env_digest(env: &BTreeMap<String, String>) -> String {
     }
     h.finalize()
         .iter()
-        .fold(String::with_capacity(64), |mut hex, b| {
+        .fold(String::with_capacity(40), |mut hex, b| {
             let _ = write!(hex, "{b:02x}");
             hex
         })
@@ -383,13 +383,10 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        assert_eq!(
-            env_digest(&env),
-            "d7f915e7fba0c3b7d06a20615b33287ffb080c804c996a4dc814d9737aeea425"
-        );
+        assert_eq!(env_digest(&env), "e8b9f15698e1b645d67364f12f81a65815b8246f");
         assert_eq!(
             env_digest(&BTreeMap::new()),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
         );
         // A variable's boundary is part of it: `A=1, B=` is not `A=1B=`.
         let split = |pairs: &[(&str, &str)]| {

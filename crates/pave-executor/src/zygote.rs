@@ -649,7 +649,7 @@ impl Plan {
         let mut body = serde_json::json!({
             "argv": [self.python, "-m", "pave.runtime"],
             "env": attempt,
-            "base_env_sha256": self.base_digest,
+            "base_env_sha1": self.base_digest,
             "cwd": self.cwd,
         });
         if let (Some(supervise), Some(map)) = (supervise, body.as_object_mut()) {

@@ -44,7 +44,7 @@ Protocol on the socket, one connection per attempt:
   ``{"argv": [...], "env": {...}, "cwd": "..."}``; the first bytes carry two
   file descriptors (``SCM_RIGHTS``): the task's stdout and stderr. ``env``
   is the attempt's whole environment, or only its per-attempt variables
-  when the request adds ``"base_env_sha256": HEX``, the ``env_digest`` of
+  when the request adds ``"base_env_sha1": HEX``, the ``env_digest`` of
   the others (what pave's executor sends: the zygote then neither decodes
   nor compares some 40 variables per attempt, whose pages its live children
   share, so that every write to them is a copy).
@@ -168,17 +168,15 @@ def _fingerprint(path: str) -> tuple[int, int, int, int] | None:
 
 def env_digest(env: dict[str, str]) -> str:
     """The digest of an environment that a request may send instead of the
-    variables themselves (``base_env_sha256``): SHA-256, in hex, of each
+    variables themselves (``base_env_sha1``): SHA-1, in hex, of each
     variable in order of name (by code point), as ``NAME NUL VALUE NUL`` in
-    UTF-8. ``crates/pave-executor/src/handover.rs`` computes the same."""
-    try:
-        from _sha2 import sha256  # 3.12+: the standard library's own, without OpenSSL
-    except ImportError:
-        try:
-            from _sha256 import sha256  # 3.10, 3.11
-        except ImportError:
-            from hashlib import sha256
-    h = sha256()
+    UTF-8. ``crates/pave-executor/src/handover.rs`` computes the same. (No
+    secret is at stake: it catches an environment that differs. SHA-1
+    because the loader has ``_sha1`` loaded already: another extension
+    module is five more mappings for every fork to copy.)"""
+    from .loader import _sha1
+
+    h = _sha1()
     for name in sorted(env):
         h.update(name.encode("utf-8", "surrogateescape") + b"\0" + env[name].encode("utf-8", "surrogateescape") + b"\0")
     return h.hexdigest()
@@ -727,7 +725,7 @@ class Zygote:
         self.attempt_vars = {v for v in attempt_vars if v and not v.endswith("*")}
         self.prefixes = tuple(v[:-1] for v in attempt_vars if v.endswith("*") and len(v) > 1)
         self.base_env: dict[str, str] = {}
-        #: ``env_digest(base_env)``, what a request's ``base_env_sha256`` must be.
+        #: ``env_digest(base_env)``, what a request's ``base_env_sha1`` must be.
         self.base_digest = ""
         self.cwd = os.getcwd()
         self.dags: list[Any] = []
@@ -1000,11 +998,11 @@ class Zygote:
         if len(conn.fds) != want:
             return f"the request must pass {want} file descriptors, not {len(conn.fds)}", False
         env = request["env"]
-        digest = request.get("base_env_sha256")
+        digest = request.get("base_env_sha1")
         if digest is not None:
             # Its per-attempt variables, and the digest of the others.
             if digest != self.base_digest:
-                return "the attempt's environment differs from this zygote's (base_env_sha256)", False
+                return "the attempt's environment differs from this zygote's (base_env_sha1)", False
             names, prefixes = self.attempt_vars, self.prefixes
             for k in env:
                 if not _is_attempt_var(k, names, prefixes):
