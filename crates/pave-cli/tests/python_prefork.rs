@@ -715,7 +715,11 @@ def handed():
         record()
         time.sleep(120)
 
-    first() >> second()
+    @task(retries=0)
+    def third():
+        record()
+
+    first() >> second() >> third()
 
 handed()
 "#;
@@ -780,7 +784,22 @@ handed()
         wait_dead(pid, Duration::from_secs(20)),
         "the marked attempt was not killed"
     );
-    assert!(alive(zygote), "killing the attempt killed its zygote");
+    // The zygote lives on and serves the next attempt. (Checked through that
+    // attempt, not by the zygote's pid: once the run is done the
+    // standalone exits and stops its zygotes.)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let third = loop {
+        if let Some(third) = records(&record).into_iter().find(|r| r["task"] == "third") {
+            break third;
+        }
+        assert!(Instant::now() < deadline, "the third task never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        third["ppid"].as_u64(),
+        Some(zygote),
+        "killing the attempt killed its zygote: {third}"
+    );
     let (status, lines) = running.wait(Duration::from_secs(60));
     assert!(status.success(), "{}", lines.join("\n"));
     let list = pave.json(&["tasks", "list", "handed", "--json"]);
