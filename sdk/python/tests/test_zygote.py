@@ -240,11 +240,15 @@ class ZygoteCase(unittest.TestCase):
         return api, env
 
     def send(self, task_id: str, extra_env: dict[str, str] | None = None,
-             request: dict[str, Any] | None = None) -> Attempt:
-        """Send one attempt of ``task_id`` (its own fake API) and read the first answer."""
+             request_of: Any = None) -> Attempt:
+        """Send one attempt of ``task_id`` (its own fake API) and read the first
+        answer. ``request_of``: makes the request of the attempt's environment
+        (default: the whole environment, as is)."""
         api, env = self.attempt_env(task_id, extra_env)
-        body = json.dumps(request or {"argv": [sys.executable, "-m", "pave.runtime"], "env": env,
-                                      "cwd": os.path.realpath(self.dir)}).encode()
+        request = (request_of(env) if request_of is not None
+                   else {"argv": [sys.executable, "-m", "pave.runtime"], "env": env,
+                         "cwd": os.path.realpath(self.dir)})
+        body = json.dumps(request).encode()
         out_r, out_w = os.pipe()
         err_path = os.path.join(self.dir, f"{task_id}-{len(self.apis)}.err")
         err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -256,6 +260,12 @@ class ZygoteCase(unittest.TestCase):
         attempt = Attempt(sock, sock.makefile("r"), out_r, err_path)
         attempt.api = api  # type: ignore[attr-defined]
         return attempt
+
+    def assert_refused(self, attempt: Attempt, why: str) -> None:
+        """The zygote refused ``attempt`` (no retry) saying ``why``."""
+        self.assertEqual(attempt.first.get("retry"), False, attempt.first)
+        self.assertIn(why, attempt.first.get("refused", ""))
+        attempt.finish()
 
     def run_task(self, task_id: str, **kw: Any) -> dict[str, Any]:
         attempt = self.send(task_id, **kw)
@@ -282,10 +292,7 @@ class ZygoteRunsTasksTest(ZygoteCase):
     def test_the_child_has_the_attempts_environment_session_and_the_imports_output(self) -> None:
         self.start()
         # EXTRA is not an attempt variable: a request with it differs from the zygote's environment.
-        attempt = self.send("env", extra_env={"EXTRA": "x"})
-        self.assertEqual(attempt.first.get("retry"), False, attempt.first)
-        self.assertIn("EXTRA", attempt.first.get("refused", ""))
-        attempt.finish()
+        self.assert_refused(self.send("env", extra_env={"EXTRA": "x"}), "EXTRA")
         r = self.run_task("env", extra_env={"CUDA_VISIBLE_DEVICES": "1"})
         self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
         value = r["pushed"]["return_value"]
@@ -390,23 +397,23 @@ class DigestRequestTest(ZygoteCase):
 
     def digest_request(self, task_id: str, extra_env: dict[str, str] | None = None,
                        base: dict[str, str] | None = None) -> Attempt:
+        """Send an attempt of ``task_id`` as the executor does: its own
+        variables, plus ``extra_env`` as given (one that is no per-attempt
+        variable is to be refused), and the digest of the rest of its
+        environment (or of ``base``)."""
         from pave.zygote import _is_attempt_var, env_digest
 
         names = {v for v in ATTEMPT_VARS.split(",") if not v.endswith("*")}
         prefixes = tuple(v[:-1] for v in ATTEMPT_VARS.split(",") if v.endswith("*"))
-        _, env = self.attempt_env(task_id, extra_env)
-        own = {k: v for k, v in env.items() if _is_attempt_var(k, names, prefixes)}
         extra = set(extra_env or {})
-        rest = {k: v for k, v in env.items() if k not in own and k not in extra} if base is None else base
-        request = {"argv": [sys.executable, "-m", "pave.runtime"], "env": own,
-                   "base_env_sha1": env_digest(rest), "cwd": os.path.realpath(self.dir)}
-        api = self.apis[-1]
-        for k in (extra_env or {}):
-            if k not in own:  # a variable no attempt may set: sent as one, to be refused
-                request["env"][k] = env[k]
-        attempt = self.send(task_id, request=request)
-        attempt.api = api  # type: ignore[attr-defined]
-        return attempt
+
+        def request_of(env: dict[str, str]) -> dict[str, Any]:
+            sent = {k: v for k, v in env.items() if k in extra or _is_attempt_var(k, names, prefixes)}
+            rest = {k: v for k, v in env.items() if k not in sent} if base is None else base
+            return {"argv": [sys.executable, "-m", "pave.runtime"], "env": sent,
+                    "base_env_sha1": env_digest(rest), "cwd": os.path.realpath(self.dir)}
+
+        return self.send(task_id, extra_env, request_of=request_of)
 
     def test_a_request_with_the_digest_of_the_zygotes_environment_runs_with_the_whole_of_it(self) -> None:
         self.start(base=dict(self.base, MARKER="from the zygote"))
@@ -420,17 +427,12 @@ class DigestRequestTest(ZygoteCase):
 
     def test_a_request_with_another_digest_is_refused_without_retry(self) -> None:
         self.start()
-        attempt = self.digest_request("env", base={"PATH": "/elsewhere"})
-        self.assertEqual(attempt.first.get("retry"), False, attempt.first)
-        self.assertIn("base_env_sha1", attempt.first.get("refused", ""))
-        attempt.finish()
+        self.assert_refused(self.digest_request("env", base={"PATH": "/elsewhere"}), "base_env_sha1")
 
     def test_a_digest_request_may_not_send_other_variables(self) -> None:
         self.start()
-        attempt = self.digest_request("env", extra_env={"EXTRA": "x"})
-        self.assertEqual(attempt.first.get("retry"), False, attempt.first)
-        self.assertIn("EXTRA, which is no per-attempt variable", attempt.first.get("refused", ""))
-        attempt.finish()
+        self.assert_refused(self.digest_request("env", extra_env={"EXTRA": "x"}),
+                            "EXTRA, which is no per-attempt variable")
 
     def test_the_digest_is_the_executors(self) -> None:
         from pave.zygote import env_digest
