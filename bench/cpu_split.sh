@@ -42,9 +42,15 @@ trap 'rm -rf "$work"' EXIT
 hz="$(getconf CLK_TCK)"
 
 # Prints "WALL ZYGOTE CHILDREN PAVE" (seconds) for one run of $1 on DAG file $2.
+# Each run gets a home of its own, all removed at the end: on ext4 without a
+# journal, every inode deleted in the last 60 to 300 s is scanned past by each
+# new inode of its block group, so deleting a run's home (some 4000 files
+# for 1000 tasks) before the next run made each later run slower than the
+# one before (bench/RESULTS.md, session 10).
 one_run() {
-  local bin="$1" dag="$2" home="$work/home" stat="$work/zygote.stat"
-  rm -rf "$home" "$work/dags" "$stat"
+  local bin="$1" dag="$2" home stat="$work/zygote.stat"
+  home="$(mktemp -d "$work/home.XXXXXX")"
+  rm -rf "$work/dags" "$stat"
   mkdir -p "$home" "$work/dags"
   cp "$dag" "$work/dags/"
   (
