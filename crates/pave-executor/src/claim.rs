@@ -87,8 +87,10 @@ pub(crate) fn create(path: &Path, claim: &Claim) -> Result<(), CreateError> {
 /// The content in an unnamed file of the claim's folder (`O_TMPFILE`), then
 /// linked to the claim's name: complete or absent, like
 /// [`create_via_temporary`], but nothing is deleted. On ext4 without a
-/// journal, every inode freed in the last seconds is skipped (and read) by
-/// each later allocation in its group: one deleted temporary file per
+/// journal, every inode freed in the last minute (five while its inode
+/// table block is unwritten) is skipped, its deletion time read, by each
+/// later allocation in its group (`recently_deleted` in the kernel's
+/// `fs/ext4/ialloc.c`): one deleted temporary file per
 /// attempt made a run's file creations cost more with each attempt (a
 /// 100-task chain spent a third of its time there). `None` when the
 /// filesystem has no `O_TMPFILE`.
