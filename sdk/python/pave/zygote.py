@@ -493,6 +493,7 @@ class _EnvPlan:
         self.base_env = base_env
         self.fixed = fixed
         self.held = {k: v for k, v in environ.items() if k not in base_env and k not in fixed}
+        self.last: dict[str, Any] = {}
 
     def apply(self, env: dict[str, Any]) -> None:
         """Make ``os.environ`` the attempt's, whose request environment is ``env``."""
@@ -506,6 +507,25 @@ class _EnvPlan:
         for name in held:
             if name not in env:
                 current.pop(name, None)
+
+    def keep(self, env: dict[str, Any]) -> None:
+        """In the zygote, once the attempt whose request environment is
+        ``env`` has its child: take into the zygote's own environment (and
+        ``held``) the per-attempt variables this attempt and the one before
+        had alike, so that the next children with those values set none.
+        Most are the same for every instance of a mapped task and every
+        task of a run (the run's and DAG's ids, the API's address, the try
+        number), and each one a child sets cost it some six pages; the
+        ones new with every attempt (its token, its context) stay the
+        child's to set, not worth the zygote's own writes. Children forked
+        earlier keep the environment and plan they were forked with."""
+        last, self.last = self.last, env
+        base, fixed, held = self.base_env, self.fixed, self.held
+        for name, value in env.items():
+            if name in base or name in fixed or held.get(name) == value or last.get(name) != value:
+                continue
+            os.environ[str(name)] = str(value)
+            held[name] = value
 
 
 class Child:
@@ -1030,6 +1050,7 @@ class Zygote:
             return
         self.selector.unregister(conn.sock)
         if self._hand_to_spare(conn, raw):
+            self.env_plan.keep(request["env"])
             return
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         sys.stdout.flush()
@@ -1052,6 +1073,7 @@ class Zygote:
         conn.close_fds()
         conn.pid = pid
         self.children[pid] = conn
+        self.env_plan.keep(request["env"])
         # The child's set-up (its own session, PDEATHSIG) is waited for in
         # the loop, not here: meanwhile the zygote accepts and forks for the
         # other supervisors (on a busy machine a new child may wait

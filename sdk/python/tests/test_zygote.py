@@ -315,6 +315,18 @@ class ZygoteRunsTasksTest(ZygoteCase):
         self.assertIsNone(without["pushed"]["return_value"]["cuda"])
         self.assertEqual(with_one["pushed"]["return_value"]["cuda"], "1")
 
+    def test_values_the_zygote_keeps_from_attempts_alike_leave_each_childs_environment_its_own(self) -> None:
+        # After two attempts with CUDA_VISIBLE_DEVICES=1 the zygote holds it
+        # itself; a later attempt without it, or with another value, must
+        # still see exactly its own.
+        self.start()
+        runs = [self.run_task("env", extra_env=e) for e in (
+            {"CUDA_VISIBLE_DEVICES": "1"}, {"CUDA_VISIBLE_DEVICES": "1"}, {}, {"CUDA_VISIBLE_DEVICES": "1"},
+            {"CUDA_VISIBLE_DEVICES": "2"}, {})]
+        for r in runs:
+            self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
+        self.assertEqual([r["pushed"]["return_value"]["cuda"] for r in runs], ["1", "1", None, "1", "2", None])
+
     def test_a_child_keeps_only_stdio_and_what_the_import_opened(self) -> None:
         ready = self.start()
 
@@ -1246,3 +1258,39 @@ class EnvPlanTest(unittest.TestCase):
         # after the import: the request, then the wrapper's and the import's changes.
         self.assertEqual(got, {"PATH": "/bin", "WRAPPED": "after", "IMPORTED": "1", "CUDA_VISIBLE_DEVICES": "0",
                                "PAVE_TASK_ID": "second", "PAVE_RUN_ID": "r"})
+
+    def test_the_zygote_keeps_what_two_attempts_in_a_row_had_alike_and_children_set_only_the_rest(self) -> None:
+        from pave.zygote import _EnvPlan
+
+        base = {"PATH": "/bin"}
+        plan = _EnvPlan(base, [], dict(base))
+
+        def attempt(n: int, **more: str) -> dict[str, str]:
+            return dict(base, PAVE_RUN_ID="r", PAVE_TASK_TOKEN=f"t{n}", PAVE_MAP_INDEX=str(n), **more)
+
+        with mock.patch.dict(os.environ, base, clear=True):
+            plan.keep(attempt(0))
+            self.assertEqual(dict(os.environ), base)  # one attempt is no pattern
+            plan.keep(attempt(1))
+            self.assertEqual(dict(os.environ), dict(base, PAVE_RUN_ID="r"))
+            self.assertEqual(plan.held, {"PAVE_RUN_ID": "r"})
+
+            setitem = type(os.environ).__setitem__
+            names: list[str] = []
+
+            def spy(env: Any, name: str, value: str) -> None:
+                names.append(name)
+                setitem(env, name, value)
+
+            # A child of the next attempt (its own copy of the environment).
+            with mock.patch.dict(os.environ), mock.patch.object(type(os.environ), "__setitem__", spy):
+                plan.apply(attempt(2))
+                self.assertEqual(dict(os.environ), attempt(2))
+            self.assertEqual(sorted(names), ["PAVE_MAP_INDEX", "PAVE_TASK_TOKEN"])
+            # Children of another run's attempt, and of one without the variable.
+            with mock.patch.dict(os.environ):
+                plan.apply(dict(attempt(3), PAVE_RUN_ID="other"))
+                self.assertEqual(dict(os.environ), dict(attempt(3), PAVE_RUN_ID="other"))
+            with mock.patch.dict(os.environ):
+                plan.apply(base)
+                self.assertEqual(dict(os.environ), base)
