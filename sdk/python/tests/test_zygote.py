@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import unittest
-from typing import Any
+from typing import Any, Callable
 from unittest import mock
 
 from .fake_api import FakeExecutionApi
@@ -244,6 +244,11 @@ class ZygoteCase(unittest.TestCase):
         """Send one attempt of ``task_id`` (its own fake API) and read the first
         answer. ``request_of``: makes the request of the attempt's environment
         (default: the whole environment, as is)."""
+        return self.post(task_id, extra_env, request_of)()
+
+    def post(self, task_id: str, extra_env: dict[str, str] | None = None,
+             request_of: Any = None) -> Callable[[], Attempt]:
+        """Send one attempt of ``task_id`` as ``send`` does; what reads the first answer."""
         api, env = self.attempt_env(task_id, extra_env)
         request = (request_of(env) if request_of is not None
                    else {"argv": [sys.executable, "-m", "pave.runtime"], "env": env,
@@ -257,9 +262,13 @@ class ZygoteCase(unittest.TestCase):
         socket.send_fds(sock, [struct.pack(">I", len(body)) + body], [out_w, err])
         os.close(out_w)
         os.close(err)
-        attempt = Attempt(sock, sock.makefile("r"), out_r, err_path)
-        attempt.api = api  # type: ignore[attr-defined]
-        return attempt
+
+        def answered() -> Attempt:
+            attempt = Attempt(sock, sock.makefile("r"), out_r, err_path)
+            attempt.api = api  # type: ignore[attr-defined]
+            return attempt
+
+        return answered
 
     def assert_refused(self, attempt: Attempt, why: str) -> None:
         """The zygote refused ``attempt`` (no retry) saying ``why``."""
@@ -268,7 +277,9 @@ class ZygoteCase(unittest.TestCase):
         attempt.finish()
 
     def run_task(self, task_id: str, **kw: Any) -> dict[str, Any]:
-        attempt = self.send(task_id, **kw)
+        return self.finish(self.send(task_id, **kw))
+
+    def finish(self, attempt: Attempt) -> dict[str, Any]:
         self.assertIn("pid", attempt.first, attempt.first)
         report = attempt.finish()
         report["pid"] = attempt.pid
@@ -326,6 +337,27 @@ class ZygoteRunsTasksTest(ZygoteCase):
         for r in runs:
             self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
         self.assertEqual([r["pushed"]["return_value"]["cuda"] for r in runs], ["1", "1", None, "1", "2", None])
+
+    def test_attempts_that_arrive_together_each_run_with_their_own_request(self) -> None:
+        # Sent while the zygote is stopped, the attempts arrive in one pass
+        # of its loop: the first runs in the spare, the others are forked
+        # one after the other (``_fork_taken``) with the environment plan
+        # from before the pass.
+        ready = self.start()
+        self.run_task("env")  # the zygote is in its loop, its spare forked
+        values = ["1", "1", None, "2", "1", None, "3"]
+        os.kill(ready["pid"], signal.SIGSTOP)
+        try:
+            pending = [self.post("env", extra_env={} if v is None else {"CUDA_VISIBLE_DEVICES": v})
+                       for v in values]
+        finally:
+            os.kill(ready["pid"], signal.SIGCONT)
+        runs = [self.finish(answered()) for answered in pending]
+        for r in runs:
+            self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
+            self.assertEqual(r["pushed"]["return_value"]["pid"], r["pid"])
+        self.assertEqual([r["pushed"]["return_value"]["cuda"] for r in runs], values)
+        self.assertEqual(len({r["pid"] for r in runs}), len(values))
 
     def test_a_child_keeps_only_stdio_and_what_the_import_opened(self) -> None:
         ready = self.start()
@@ -1054,6 +1086,7 @@ class ChildSetUpTest(unittest.TestCase):
                                     "timeout_ms": None, "grace_ms": 10, "gpu_ids": []}
         with mock.patch.object(os, "fork", side_effect=OSError(errno.EAGAIN, "no more processes")):
             self.z._launch(conn, request, b"")
+            self.z._fork_taken()
         return conn, theirs, request
 
     def test_a_failed_fork_is_refused_and_a_supervised_attempt_gets_a_not_run_result(self) -> None:
@@ -1068,6 +1101,53 @@ class ChildSetUpTest(unittest.TestCase):
         result = _read_json(request["supervise"]["result"])
         self.assertEqual(result["exit"], {"type": "not_run"})
         self.assertIn("cannot fork", result["error"])
+
+    def test_attempts_taken_in_one_pass_are_forked_first_and_registered_after(self) -> None:
+        # Between the forks of one pass the zygote writes as little as it can
+        # (each page it writes after a fork is copied): the children are
+        # registered and the environment kept only once all are forked, and
+        # a fork that fails refuses its own attempt only.
+        z = self.zygote_mod.Zygote("/nonexistent.sock", "/nonexistent.lock", 30.0, ["PZ_BATCH"])
+        self.addCleanup(z.selector.close)
+        self.addCleanup(os.environ.pop, "PZ_BATCH", None)
+        os.environ.pop("PZ_BATCH", None)
+        conns, theirs = [], []
+        for _ in range(3):
+            ours, other = socket.socketpair()
+            self.socks += [ours, other]
+            conn = self.zygote_mod._Conn(ours)
+            conn.fds = [os.open(os.devnull, os.O_WRONLY) for _ in range(2)]
+            z.conns[ours.fileno()] = conn
+            z.selector.register(ours, self.zygote_mod.selectors.EVENT_READ, conn)
+            z._launch(conn, {"argv": [], "env": {"PZ_BATCH": "same"}, "cwd": None}, b"")
+            conns.append(conn)
+            theirs.append(other)
+        self.assertEqual(z.children, {}, "forked before the pass's end")
+        seen = []
+        outcomes = iter([1 << 30, OSError(errno.EAGAIN, "no more processes"), (1 << 30) + 1])
+
+        def fork() -> int:
+            seen.append((dict(z.children), os.environ.get("PZ_BATCH")))
+            outcome = next(outcomes)
+            if isinstance(outcome, OSError):
+                raise outcome
+            return outcome
+
+        with mock.patch.object(os, "fork", side_effect=fork):
+            z._fork_taken()
+        self.assertEqual(seen, [({}, None)] * 3)
+        self.assertEqual(z.taken, [])
+        self.assertEqual(z.children, {1 << 30: conns[0], (1 << 30) + 1: conns[2]})
+        for conn in (conns[0], conns[2]):
+            self.assertEqual(conn.fds, [], "the child's descriptors stay open in the zygote")
+            self.assertGreaterEqual(conn.setup_fd, 0)
+            self.assertEqual(z.selector.get_key(conn.setup_fd).data, ("setup", conn))
+        self.assertIn("cannot fork", self.answer(theirs[1]).get("refused", ""))
+        self.assertIsNone(conns[1].pid)
+        # Two attempts alike in a row: the zygote keeps the value for the next children.
+        self.assertEqual(os.environ.get("PZ_BATCH"), "same")
+        for conn in (conns[0], conns[2]):
+            z._end_setup(conn)
 
     def test_the_timeouts_of_ended_attempts_are_dropped(self) -> None:
         conn, theirs, sync_w, child = self.pending()
