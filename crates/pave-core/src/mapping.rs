@@ -47,29 +47,65 @@ pub fn xcom_sources(task: &Task) -> impl Iterator<Item = &TaskId> {
     xcom_refs(task).map(|r| &r.task_id)
 }
 
-/// The values one mapping source supplies, in order.
-pub fn source_values(
+/// The values one mapping source supplies, in order, borrowed from the
+/// task or the XComs: an instance takes one of them, and copying the whole
+/// list for every instance made a map of n instances cost n² copies.
+enum Values<'a> {
+    /// A literal list, or the XCom list of an unmapped upstream.
+    List(&'a [Value]),
+    /// The XCom dict of an unmapped upstream: its `[key, value]` pairs.
+    Pairs(&'a serde_json::Map<String, Value>),
+    /// One element per instance of a mapped upstream, in map-index order.
+    Elements(Vec<&'a Value>),
+}
+
+impl Values<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Values::List(v) => v.len(),
+            Values::Pairs(m) => m.len(),
+            Values::Elements(v) => v.len(),
+        }
+    }
+
+    /// Element `i`, owned.
+    fn get(&self, i: usize) -> Option<Value> {
+        match self {
+            Values::List(v) => v.get(i).cloned(),
+            Values::Pairs(m) => m
+                .iter()
+                .nth(i)
+                .map(|(k, v)| Value::Array(vec![Value::String(k.clone()), v.clone()])),
+            Values::Elements(v) => v.get(i).map(|v| (*v).clone()),
+        }
+    }
+}
+
+fn source_values<'a>(
     task: &Task,
-    source: &MapSource,
+    source: &'a MapSource,
     source_is_mapped: bool,
-    xcoms: &XcomMap,
-) -> Result<Vec<Value>, MappingError> {
+    xcoms: &'a XcomMap,
+) -> Result<Values<'a>, MappingError> {
     match source {
-        MapSource::Literal { values } => Ok(values.clone()),
-        MapSource::Xcom(r) if source_is_mapped => Ok(xcoms
-            .iter()
-            .filter(|((t, mi, k), _)| t == &r.task_id && k == &r.key && !mi.is_unmapped())
-            .filter(|(_, v)| !v.is_null())
-            .map(|(_, v)| v.clone())
-            .collect()),
+        MapSource::Literal { values } => Ok(Values::List(values)),
+        MapSource::Xcom(r) if source_is_mapped => {
+            // Keys sort by task, then map index: the source's are one range.
+            let from = (r.task_id.clone(), MapIndex(i32::MIN), String::new());
+            Ok(Values::Elements(
+                xcoms
+                    .range(from..)
+                    .take_while(|((t, _, _), _)| t == &r.task_id)
+                    .filter(|((_, mi, k), v)| k == &r.key && !mi.is_unmapped() && !v.is_null())
+                    .map(|(_, v)| v)
+                    .collect(),
+            ))
+        }
         MapSource::Xcom(r) => {
             let key = (r.task_id.clone(), MapIndex::UNMAPPED, r.key.clone());
             match xcoms.get(&key) {
-                Some(Value::Array(items)) => Ok(items.clone()),
-                Some(Value::Object(map)) => Ok(map
-                    .iter()
-                    .map(|(k, v)| Value::Array(vec![Value::String(k.clone()), v.clone()]))
-                    .collect()),
+                Some(Value::Array(items)) => Ok(Values::List(items)),
+                Some(Value::Object(map)) => Ok(Values::Pairs(map)),
                 Some(other) => Err(MappingError::Source {
                     task: task.task_id.clone(),
                     detail: format!(
@@ -126,7 +162,9 @@ pub fn instance_args(
             let mut out = BTreeMap::new();
             for (name, values) in columns.iter().rev() {
                 let n = values.len();
-                out.insert((*name).clone(), values[rest % n].clone());
+                if let Some(value) = values.get(rest % n) {
+                    out.insert((*name).clone(), value);
+                }
                 rest /= n;
             }
             Ok(out)
@@ -134,7 +172,7 @@ pub fn instance_args(
         Mapping::ExpandKwargs { source } => {
             let values = source_values(task, source, source_mapped(source), xcoms)?;
             let len = values.len();
-            match values.into_iter().nth(index) {
+            match values.get(index) {
                 Some(Value::Object(map)) => Ok(map.into_iter().collect()),
                 Some(other) => Err(MappingError::Source {
                     task: task.task_id.clone(),
@@ -226,6 +264,65 @@ mod tests {
         );
         let got = instance_args(&t, MapIndex(1), &y, &|_| true).expect("resolves");
         assert_eq!(got["x"], json!("b"));
+    }
+
+    #[test]
+    fn a_mapped_source_gives_its_own_elements_in_map_index_order() {
+        // Other tasks' XComs sort before and after the source's; its other
+        // keys, its unmapped XCom and null elements are not instances.
+        let src = XcomRef {
+            task_id: "src".into(),
+            key: "return_value".into(),
+        };
+        let t = mapped(Mapping::Expand {
+            args: BTreeMap::from([("x".into(), MapSource::Xcom(src))]),
+        });
+        let mut x = XcomMap::new();
+        for (task, index, key, value) in [
+            ("a", 0, "return_value", json!("other task, before")),
+            ("src", -1, "return_value", json!(["unmapped"])),
+            ("src", 2, "return_value", json!("third")),
+            ("src", 0, "return_value", json!("first")),
+            ("src", 0, "other", json!("other key")),
+            ("src", 1, "return_value", Value::Null),
+            ("src", 1, "return_value2", json!("other key")),
+            ("src", 3, "return_value", json!("fourth")),
+            ("srd", 0, "return_value", json!("other task, after")),
+            ("z", 0, "return_value", json!("other task, after")),
+        ] {
+            x.insert((task.into(), MapIndex(index), key.into()), value);
+        }
+        let got: Vec<Value> = (0..3)
+            .map(|i| instance_args(&t, MapIndex(i), &x, &|_| true).map(|m| m["x"].clone()))
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        assert_eq!(got, vec![json!("first"), json!("third"), json!("fourth")]);
+        assert_eq!(
+            instance_args(&t, MapIndex(3), &x, &|_| true),
+            Err(MappingError::OutOfRange {
+                task: "m".into(),
+                index: 3,
+                len: 3
+            })
+        );
+    }
+
+    #[test]
+    fn a_dict_xcom_gives_key_value_pairs() {
+        let src = XcomRef {
+            task_id: "src".into(),
+            key: "return_value".into(),
+        };
+        let t = mapped(Mapping::Expand {
+            args: BTreeMap::from([("x".into(), MapSource::Xcom(src))]),
+        });
+        let mut x = XcomMap::new();
+        x.insert(
+            ("src".into(), MapIndex::UNMAPPED, "return_value".into()),
+            json!({"k1": 1, "k2": [2]}),
+        );
+        let got = instance_args(&t, MapIndex(1), &x, &|_| false).expect("resolves");
+        assert_eq!(got["x"], json!(["k2", [2]]));
     }
 
     #[test]

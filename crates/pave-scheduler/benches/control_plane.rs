@@ -19,7 +19,7 @@
 
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use pave_core::Dag;
-use pave_core::model::{OutputFormat, Task, TaskKind};
+use pave_core::model::{MapSource, Mapping, OutputFormat, Task, TaskKind};
 use pave_executor::{Capacity, ExecutorEvent, NoopExecutor};
 use pave_scheduler::{Scheduler, SchedulerConfig, SystemClock, TriggerRequest};
 use pave_store::{ParsedDag, PoolRecord, RunFilter, RunKey, SqliteStore, Store, TimedStore};
@@ -39,17 +39,36 @@ struct Case {
     /// Slots of `default_pool` (Airflow's default, and pave's, is 128; the
     /// throughput cases widen it so that the pool is not what limits a step).
     pool_slots: u32,
+    /// One task mapped over `tasks` literal values instead of `tasks` tasks.
+    mapped: bool,
 }
 
 const WIDE: u32 = 1_000_000;
 
 const CASES: &[Case] = &[
     Case {
+        name: "1k:1x1000-mapped",
+        runs: 1,
+        tasks: 1000,
+        concurrent: false,
+        pool_slots: WIDE,
+        mapped: true,
+    },
+    Case {
+        name: "10k:1x10000-mapped",
+        runs: 1,
+        tasks: 10_000,
+        concurrent: false,
+        pool_slots: WIDE,
+        mapped: true,
+    },
+    Case {
         name: "1k:1x1000",
         runs: 1,
         tasks: 1000,
         concurrent: false,
         pool_slots: WIDE,
+        mapped: false,
     },
     Case {
         name: "10k:10x1000",
@@ -57,6 +76,7 @@ const CASES: &[Case] = &[
         tasks: 1000,
         concurrent: false,
         pool_slots: WIDE,
+        mapped: false,
     },
     Case {
         name: "10k:10x1000-concurrent",
@@ -64,6 +84,7 @@ const CASES: &[Case] = &[
         tasks: 1000,
         concurrent: true,
         pool_slots: WIDE,
+        mapped: false,
     },
     Case {
         name: "10k:1x10000",
@@ -71,6 +92,7 @@ const CASES: &[Case] = &[
         tasks: 10_000,
         concurrent: false,
         pool_slots: WIDE,
+        mapped: false,
     },
     Case {
         name: "10k:10x1000-pool128",
@@ -78,6 +100,7 @@ const CASES: &[Case] = &[
         tasks: 1000,
         concurrent: false,
         pool_slots: 128,
+        mapped: false,
     },
     Case {
         name: "100k:100x1000",
@@ -85,6 +108,7 @@ const CASES: &[Case] = &[
         tasks: 1000,
         concurrent: false,
         pool_slots: WIDE,
+        mapped: false,
     },
 ];
 
@@ -119,23 +143,35 @@ fn vm_hwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn bench_dag(tasks: usize) -> Dag {
+fn bench_dag(tasks: usize, mapped: bool) -> Dag {
     let mut dag = Dag::new("bench_fanout");
     dag.max_active_runs = Some(10_000);
     dag.max_active_tasks = Some(1_000_000);
-    dag.tasks = (0..tasks)
-        .map(|i| {
-            Task::new(
-                format!("t{i:05}"),
-                TaskKind::Command {
-                    command: "true".to_owned(),
-                    cwd: None,
-                    output: OutputFormat::Text,
-                    skip_exit_code: None,
+    let task = |id: String| {
+        Task::new(
+            id,
+            TaskKind::Command {
+                command: "true".to_owned(),
+                cwd: None,
+                output: OutputFormat::Text,
+                skip_exit_code: None,
+            },
+        )
+    };
+    dag.tasks = if mapped {
+        let mut t = task("mapped".to_owned());
+        t.mapping = Some(Mapping::Expand {
+            args: BTreeMap::from([(
+                "x".to_owned(),
+                MapSource::Literal {
+                    values: (0..tasks).map(serde_json::Value::from).collect(),
                 },
-            )
-        })
-        .collect();
+            )]),
+        });
+        vec![t]
+    } else {
+        (0..tasks).map(|i| task(format!("t{i:05}"))).collect()
+    };
     dag
 }
 
@@ -158,7 +194,7 @@ async fn run_case(case: Case) -> Measured {
         .await
         .expect("default pool");
 
-    let dag = bench_dag(case.tasks);
+    let dag = bench_dag(case.tasks, case.mapped);
     store
         .upsert_dag(ParsedDag {
             dag_id: dag.dag_id.clone(),
@@ -181,6 +217,7 @@ async fn run_case(case: Case) -> Measured {
     cfg.create_scheduled_runs = false;
     cfg.default_max_active_runs = 10_000;
     cfg.default_max_active_tasks = 1_000_000;
+    cfg.max_map_length = case.tasks;
     if let Some(n) = std::env::var("PAVE_BENCH_ADMIT_CHUNK")
         .ok()
         .and_then(|v| v.parse().ok())
