@@ -200,6 +200,17 @@ mod tests {
         t
     }
 
+    /// A task with `.expand(x=src's return_value)`.
+    fn mapped_over_src() -> Task {
+        let src = XcomRef {
+            task_id: "src".into(),
+            key: "return_value".into(),
+        };
+        mapped(Mapping::Expand {
+            args: BTreeMap::from([("x".into(), MapSource::Xcom(src))]),
+        })
+    }
+
     fn lit(v: Value) -> MapSource {
         MapSource::Literal {
             values: v.as_array().cloned().unwrap_or_default(),
@@ -238,13 +249,7 @@ mod tests {
 
     #[test]
     fn xcom_of_unmapped_and_mapped_sources() {
-        let src = XcomRef {
-            task_id: "src".into(),
-            key: "return_value".into(),
-        };
-        let t = mapped(Mapping::Expand {
-            args: BTreeMap::from([("x".into(), MapSource::Xcom(src))]),
-        });
+        let t = mapped_over_src();
         let mut x = XcomMap::new();
         x.insert(
             ("src".into(), MapIndex(-1), "return_value".into()),
@@ -270,13 +275,7 @@ mod tests {
     fn a_mapped_source_gives_its_own_elements_in_map_index_order() {
         // Other tasks' XComs sort before and after the source's; its other
         // keys, its unmapped XCom and null elements are not instances.
-        let src = XcomRef {
-            task_id: "src".into(),
-            key: "return_value".into(),
-        };
-        let t = mapped(Mapping::Expand {
-            args: BTreeMap::from([("x".into(), MapSource::Xcom(src))]),
-        });
+        let t = mapped_over_src();
         let mut x = XcomMap::new();
         for (task, index, key, value) in [
             ("a", 0, "return_value", json!("other task, before")),
@@ -309,13 +308,7 @@ mod tests {
 
     #[test]
     fn a_dict_xcom_gives_key_value_pairs() {
-        let src = XcomRef {
-            task_id: "src".into(),
-            key: "return_value".into(),
-        };
-        let t = mapped(Mapping::Expand {
-            args: BTreeMap::from([("x".into(), MapSource::Xcom(src))]),
-        });
+        let t = mapped_over_src();
         let mut x = XcomMap::new();
         x.insert(
             ("src".into(), MapIndex::UNMAPPED, "return_value".into()),
