@@ -1066,7 +1066,7 @@ class Zygote:
         so each page the zygote then writes is copied on its first write:
         a fork per attempt with the zygote's work for the next one in
         between cost some 270 copies per attempt (measured, 1000 mapped
-        tasks), while a busy zygote takes about ten attempts per pass. The
+        tasks), while a busy zygote takes about fourteen attempts per pass. The
         children are forked with the environment plan as it was before the
         pass (``_EnvPlan.keep`` runs after the forks), which each child's
         ``apply`` makes right. ``taken`` stays referenced by the zygote
@@ -1098,6 +1098,7 @@ class Zygote:
             conn.pid = pid
             conn.setup_fd = sync_r
         taken, self.taken = self.taken, []
+        setup_deadline = time.monotonic() + CHILD_SETUP_TIMEOUT
         for conn, request in taken:
             if conn.pid is None:
                 continue  # not forked: refused
@@ -1109,7 +1110,7 @@ class Zygote:
             # for the other supervisors (on a busy machine a new child may
             # wait milliseconds for a CPU; waiting here serialised every
             # launch).
-            conn.setup_deadline = time.monotonic() + CHILD_SETUP_TIMEOUT
+            conn.setup_deadline = setup_deadline
             self.selector.register(conn.setup_fd, selectors.EVENT_READ, ("setup", conn))
 
     def _fork_spare(self) -> None:
