@@ -47,6 +47,18 @@ fn counted_try_number(try_number: u32, max_tries: u32, retries: u32) -> u32 {
         .max(1)
 }
 
+/// Whether a successful Python attempt's return value decides anything the
+/// scheduler does: the task branches or short-circuits, or a mapped task
+/// expands over it (then its length is checked). Otherwise the value stays
+/// in the store, unread by the scheduler: most tasks return nothing that
+/// steers the run, and reading it cost a store query per attempt.
+fn return_value_decides(loaded: &LoadedDag, task: &pave_core::model::Task, ti: &TiKey) -> bool {
+    !matches!(task.flow, pave_core::model::Flow::Normal)
+        || (ti.map_index.is_unmapped()
+            && task.mapping.is_none()
+            && loaded.mapping_dependant(task).is_some())
+}
+
 impl Scheduler {
     /// Handles one executor event.
     pub async fn on_event(&mut self, ev: ExecutorEvent) -> Result<(), SchedulerError> {
@@ -268,8 +280,12 @@ impl Scheduler {
         let mut flow = None;
         if outcome == AttemptOutcome::Success {
             // A command's result is its last stdout line; a Python task
-            // pushed its return value through the execution API.
-            let value = if is_python {
+            // pushed its return value through the execution API, which the
+            // scheduler reads only when it decides something: a branch, a
+            // short circuit, or the source of a mapped task's expansion.
+            let value = if is_python && !return_value_decides(&loaded, task, &ti) {
+                Ok(Ok(None))
+            } else if is_python {
                 self.store
                     .get_xcom(&ti, "return_value")
                     .await
@@ -423,7 +439,59 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests {
-    use super::counted_try_number;
+    use super::{counted_try_number, return_value_decides};
+    use crate::dags::LoadedDag;
+    use pave_core::model::{Flow, MapSource, Mapping, Task, TaskKind, XcomRef};
+    use pave_core::{Dag, MapIndex};
+    use pave_store::{DagVersionId, RunKey, TiKey};
+
+    fn python(id: &str) -> Task {
+        Task::new(
+            id,
+            TaskKind::Python {
+                callable: id.to_owned(),
+            },
+        )
+    }
+
+    #[test]
+    fn only_a_return_value_that_steers_the_run_is_read_back() {
+        let mut d = Dag::new("steer");
+        let mut choose = python("choose");
+        choose.flow = Flow::Branch;
+        let mut gate = python("gate");
+        gate.flow = Flow::ShortCircuit {
+            ignore_downstream_trigger_rules: true,
+        };
+        let mut each = python("each");
+        each.mapping = Some(Mapping::Expand {
+            args: [(
+                "x".to_owned(),
+                MapSource::Xcom(XcomRef {
+                    task_id: "src".into(),
+                    key: "return_value".into(),
+                }),
+            )]
+            .into(),
+        });
+        let mut then = python("then");
+        then.upstream = vec!["each".into()];
+        d.tasks = vec![python("plain"), choose, gate, python("src"), each, then];
+        let loaded = LoadedDag::new(DagVersionId(1), d);
+        let decides = |id: &str, map_index: MapIndex| {
+            let task = loaded.task(id).expect("task");
+            return_value_decides(&loaded, task, &TiKey::new(RunKey(1), id, map_index))
+        };
+        assert!(decides("choose", MapIndex::UNMAPPED));
+        assert!(decides("gate", MapIndex::UNMAPPED));
+        // The source of an expansion: its length is checked at its end.
+        assert!(decides("src", MapIndex::UNMAPPED));
+        // Neither a plain task, nor a mapped instance, nor the downstream
+        // of a mapped task needs its value read.
+        assert!(!decides("plain", MapIndex::UNMAPPED));
+        assert!(!decides("each", MapIndex(3)));
+        assert!(!decides("then", MapIndex::UNMAPPED));
+    }
 
     #[test]
     fn tries_count_against_retries_like_airflow_max_tries() {
