@@ -276,7 +276,7 @@ def tis_from(rows: list[tuple[str, int, str | None, Any, Any]]) -> Tis:
 class Env:
     pave: Path
     airflow_venv: Path
-    python: str  # the base interpreter both systems' tasks and the floor run
+    python: str  # the interpreter pave's tasks and the floor run (an empty venv of Airflow's base one)
     par: int
     work: Path
 
