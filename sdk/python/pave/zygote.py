@@ -712,7 +712,8 @@ def settle_for_forks(dags: list[Any], threading_at_fork: _ThreadingAtFork | None
     """What a zygote does last before it forks, so that its children copy
     as few of its pages as they can: work out the tasks' callables, warm
     the runtime, take ``threading``'s after-fork handler out (unless
-    ``threading_at_fork`` is None) and freeze what exists. Also used by
+    ``threading_at_fork`` is None), freeze what exists and back the
+    memory with huge pages where it can (``collapse_heap``). Also used by
     ``bench/zygote_fork.py``, which measures a child of such a process."""
     _learn_callables(dags)
     _warm_runtime()
@@ -724,6 +725,66 @@ def settle_for_forks(dags: list[Any], threading_at_fork: _ThreadingAtFork | None
     if threading_at_fork is not None:
         threading_at_fork.take_out()
     gc.freeze()
+    collapse_heap()
+
+
+#: ``madvise`` advice (Linux 6.1): back a range with transparent huge pages now.
+_MADV_COLLAPSE = 25
+_HUGE_PAGE = 2 << 20
+
+
+def collapse_heap(maps: str = "/proc/self/maps") -> int:
+    """Backs the zygote's anonymous memory with 2 MiB pages where a whole
+    aligned 2 MiB of it lies in one mapping (``madvise(MADV_COLLAPSE)``),
+    and returns how many it collapsed.
+
+    A fork copies one page-table entry per 4 KiB page its parent has in
+    memory, and a child's exit takes them all down again: for a zygote of
+    some 3000 such pages that was a large part of what each forked task
+    cost. A huge page is one entry to copy and to take down; a child that
+    writes into one gets it split into small ones (the page it writes is
+    copied, as before). Measured in bench/RESULTS.md (session 12).
+    Best effort: a kernel without ``MADV_COLLAPSE`` (or with transparent
+    huge pages turned off) refuses the first range and nothing changes;
+    a range it cannot collapse now (no free huge page) stays as it was."""
+    try:
+        import ctypes
+
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        with open(maps) as fh:
+            lines = fh.read().splitlines()
+    except (ImportError, OSError, AttributeError):
+        return 0
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    madvise.restype = ctypes.c_int
+    collapsed = 0
+    for start in huge_page_ranges(lines):
+        if madvise(start, _HUGE_PAGE, _MADV_COLLAPSE) == 0:
+            collapsed += 1
+        elif ctypes.get_errno() in (errno.EINVAL, errno.ENOSYS, errno.EPERM):
+            break  # not supported here: no other range will be
+    return collapsed
+
+
+def huge_page_ranges(maps_lines: list[str]) -> list[int]:
+    """The starts of the aligned 2 MiB ranges that ``collapse_heap`` asks
+    for, from the lines of ``/proc/self/maps`` ("start-end perms offset dev
+    inode [name]"): private writable memory not backed by a file (the C
+    heap, Python's arenas, other anonymous mappings; not the stack), each
+    range wholly inside one mapping."""
+    starts = []
+    for line in maps_lines:
+        fields = line.split()
+        if len(fields) < 5 or fields[1] != "rw-p" or fields[4] != "0":
+            continue
+        if len(fields) > 5 and fields[5] != "[heap]":
+            continue
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        start = -(-low // _HUGE_PAGE) * _HUGE_PAGE
+        while start + _HUGE_PAGE <= high:
+            starts.append(start)
+            start += _HUGE_PAGE
+    return starts
 
 
 class _Forked(BaseException):

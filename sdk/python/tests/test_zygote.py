@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import unittest
 from typing import Any, Callable
@@ -1161,6 +1162,79 @@ class ChildSetUpTest(unittest.TestCase):
         self.assertEqual(len(self.z.deadlines), 100, "dropped before most were stale")
         self.z._forget_deadline()
         self.assertEqual(self.z.deadlines, [live])
+
+
+class HugePagesTest(unittest.TestCase):
+    """The zygote backs its anonymous memory with huge pages before it forks."""
+
+    def test_only_whole_aligned_ranges_of_anonymous_writable_memory_are_asked_for(self) -> None:
+        from pave.zygote import huge_page_ranges
+
+        mib = 1 << 20
+        lines = [
+            # The C heap, from 1 MiB past an aligned address to 7 MiB past
+            # it: the ranges at 2 and 4 MiB fit, the one at 6 MiB does not.
+            f"{0x40000000 + mib:x}-{0x40000000 + 7 * mib:x} rw-p 00000000 00:00 0 [heap]",
+            # Python's arenas (no name), exactly 2 MiB, aligned.
+            f"{0x7f0000000000:x}-{0x7f0000000000 + 2 * mib:x} rw-p 00000000 00:00 0",
+            # Under 2 MiB, or not whole once aligned: nothing.
+            f"{0x7f0000400000 + mib:x}-{0x7f0000400000 + 3 * mib:x} rw-p 00000000 00:00 0",
+            # Read-only, file-backed, the stack: never.
+            f"{0x7f1000000000:x}-{0x7f1000000000 + 4 * mib:x} r--p 00000000 00:00 0",
+            f"{0x7f2000000000:x}-{0x7f2000000000 + 4 * mib:x} rw-p 00001000 08:01 1234 /usr/lib/libpython3.so",
+            f"{0x7ffc00000000:x}-{0x7ffc00000000 + 4 * mib:x} rw-p 00000000 00:00 0 [stack]",
+            "garbage",
+        ]
+        self.assertEqual(huge_page_ranges(lines),
+                         [0x40000000 + 2 * mib, 0x40000000 + 4 * mib, 0x7f0000000000])
+
+    def test_collapsed_memory_keeps_its_contents_and_is_counted_as_huge_pages(self) -> None:
+        code = textwrap.dedent("""
+            import hashlib, json
+            from pave.zygote import collapse_heap
+
+            def huge_kib():
+                for line in open("/proc/self/smaps_rollup"):
+                    if line.startswith("AnonHugePages:"):
+                        return int(line.split()[1])
+                return 0
+
+            # 24 MiB of objects (the C heap and mmapped chunks), with known contents.
+            blocks = [bytes([i % 251]) * 100_000 + i.to_bytes(4, "big") for i in range(240)]
+            digest = hashlib.sha256(b"".join(blocks)).hexdigest()
+            before = huge_kib()
+            collapsed = collapse_heap()
+            print(json.dumps({"collapsed": collapsed, "before": before, "after": huge_kib(),
+                              "same": hashlib.sha256(b"".join(blocks)).hexdigest() == digest}))
+        """)
+        out = subprocess.run([sys.executable, "-c", code], env=sdk_env(), capture_output=True, text=True,
+                             timeout=60, check=True)
+        got = json.loads(out.stdout)
+        self.assertTrue(got["same"], got)
+        if got["collapsed"] == 0:
+            self.skipTest("this kernel collapses no memory into huge pages (MADV_COLLAPSE, Linux 6.1)")
+        self.assertGreaterEqual(got["after"] - got["before"], 2048 * got["collapsed"], got)
+
+    def test_a_kernel_without_collapse_stops_at_the_first_refusal(self) -> None:
+        import ctypes
+
+        from pave import zygote
+
+        calls: list[int] = []
+
+        def refuse(start: int, size: int, advice: int) -> int:
+            calls.append(start)
+            ctypes.set_errno(errno.EINVAL)
+            return -1
+
+        mib = 1 << 20
+        with tempfile.NamedTemporaryFile("w", suffix=".maps") as maps, \
+                mock.patch.object(ctypes, "CDLL") as cdll:
+            maps.write(f"{0x40000000:x}-{0x40000000 + 8 * mib:x} rw-p 00000000 00:00 0 [heap]\n")
+            maps.flush()
+            cdll.return_value.madvise = refuse
+            self.assertEqual(zygote.collapse_heap(maps.name), 0)
+        self.assertEqual(calls, [0x40000000])
 
 
 class CreateExclusiveTest(unittest.TestCase):
