@@ -3,7 +3,8 @@ zygote-like interpreter (bench/README.md, "zygote_fork.py").
 
 It sets up as ``pave.zygote`` does before it serves (imports the DAG file,
 works out the tasks' callables, warms the runtime, takes ``threading``'s
-after-fork handler out, freezes the collector), then forks N children one
+after-fork handler out, freezes the collector, collapses its heap into
+huge pages where the kernel can), then forks N children one
 after the other; each runs one attempt of TASK through ``pave.runtime.run``
 with its context given (no API call: a no-op task pushes nothing) and
 exits as a zygote's child does. Per child: CPU (user + system, its exit
