@@ -766,6 +766,50 @@ def collapse_heap(maps: str = "/proc/self/maps") -> int:
     return collapsed
 
 
+#: ``sched_setattr`` by machine (``os.uname().machine``); elsewhere nothing is asked.
+_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274, "riscv64": 274, "ppc64le": 355, "s390x": 345}
+#: ``sched_attr.sched_flags``: children start with the default scheduling.
+_SCHED_FLAG_RESET_ON_FORK = 0x01
+#: The time slice the zygote asks for, in nanoseconds (the kernel's default
+#: is 0.7 ms or more, times 1 + log2 of the CPUs).
+ZYGOTE_SLICE_NS = 100_000
+
+
+def ask_for_short_slices(slice_ns: int = ZYGOTE_SLICE_NS) -> bool:
+    """Asks the kernel to run the zygote in short time slices (the
+    ``sched_runtime`` of ``sched_setattr`` for an ordinary task, Linux
+    6.12 and later): a task that wakes with a shorter slice than the
+    running one gets the CPU sooner, without a larger share of it. Every
+    step of every attempt goes through the zygote (accept, fork, report the
+    pid, reap), which when the CPUs are full of its own children waited
+    half a millisecond for a CPU each time it woke, while its attempts
+    waited for it (bench/RESULTS.md, session 12). Children do not inherit
+    it (``SCHED_FLAG_RESET_ON_FORK``, which for a zygote of policy
+    ``SCHED_OTHER`` and a nice value of 0 or more changes nothing else for
+    them). Left alone under any other policy or a negative nice value, and
+    where the kernel refuses (older kernels ignore the slice). True when
+    the kernel took it."""
+    number = _SCHED_SETATTR.get(os.uname().machine)
+    if number is None or not hasattr(os, "sched_getscheduler"):
+        return False
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            return False
+        nice = os.getpriority(os.PRIO_PROCESS, 0)
+        if nice < 0:
+            return False  # reset on fork would give the children nice 0
+        import ctypes
+
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, ImportError, AttributeError):
+        return False
+    # struct sched_attr (its first version, 48 bytes): size, policy, flags,
+    # nice, priority, runtime, deadline, period.
+    attr = ctypes.create_string_buffer(
+        struct.pack("=IIQiIQQQ", 48, os.SCHED_OTHER, _SCHED_FLAG_RESET_ON_FORK, nice, 0, slice_ns, 0, 0))
+    return syscall(ctypes.c_long(number), ctypes.c_long(0), attr, ctypes.c_uint(0)) == 0
+
+
 def huge_page_ranges(maps_lines: list[str]) -> list[int]:
     """The starts of the aligned 2 MiB ranges that ``collapse_heap`` asks
     for, from the lines of ``/proc/self/maps`` ("start-end perms offset dev
@@ -921,6 +965,7 @@ class Zygote:
         self.env_plan = _EnvPlan(self.base_env, [self.wrapper_changes, self.env_changes], dict(os.environ))
         self.base_digest = env_digest(self.base_env)
         settle_for_forks(self.dags, self.threading_at_fork)
+        ask_for_short_slices()
 
     def _imported_files(self, before: set[str]) -> list[tuple[str, Any]]:
         """The files of modules the DAG file imported from outside the

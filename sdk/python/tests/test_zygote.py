@@ -105,6 +105,20 @@ def z():
         raise ValueError("kaboom")
 
     @task
+    def interrupted():
+        import atexit
+
+        atexit.register(lambda: print("atexit ran", flush=True))
+        raise KeyboardInterrupt
+
+    @task
+    def escapes():
+        class Escape(BaseException):
+            pass
+
+        raise Escape("out of the task")
+
+    @task
     def both():
         import sys
 
@@ -129,6 +143,8 @@ def z():
         time.sleep(60)
 
     mutate() >> env() >> sleepy() >> orphan() >> exits() >> boom()
+    interrupted()
+    escapes()
     both()
     nap()
     stubborn()
@@ -419,6 +435,21 @@ class ZygoteRunsTasksTest(ZygoteCase):
         r = self.run_task("exits")
         self.assertEqual(r["exit"], {"type": "code", "code": 3}, r["stderr"])
         self.assertIn("thread done\natexit ran", r["stdout"])
+
+    def test_an_exception_the_runtime_lets_through_ends_the_child_as_the_interpreter_would(self) -> None:
+        # What the runtime lets through (not an Exception) ends the child as
+        # it ends an interpreter: a KeyboardInterrupt by SIGINT once the
+        # atexit handlers ran, any other with status 1 and its traceback;
+        # the zygote serves on.
+        self.start()
+        r = self.run_task("interrupted")
+        self.assertEqual(r["exit"], {"type": "signal", "signal": signal.SIGINT}, r["stderr"])
+        self.assertIn("KeyboardInterrupt", r["stderr"])
+        self.assertIn("atexit ran", r["stdout"])
+        r = self.run_task("escapes")
+        self.assertEqual(r["exit"], {"type": "code", "code": 1}, r["stderr"])
+        self.assertIn("Escape: out of the task", r["stderr"])
+        self.assertEqual(self.run_task("boom")["exit"], {"type": "code", "code": 1})
 
     def test_exit_statuses_are_reported(self) -> None:
         self.start()
@@ -1235,6 +1266,55 @@ class HugePagesTest(unittest.TestCase):
             cdll.return_value.madvise = refuse
             self.assertEqual(zygote.collapse_heap(maps.name), 0)
         self.assertEqual(calls, [0x40000000])
+
+
+class ShortSlicesTest(unittest.TestCase):
+    """The zygote asks for short time slices, which its children do not inherit."""
+
+    def test_the_zygote_gets_short_slices_and_its_children_the_default(self) -> None:
+        code = textwrap.dedent("""
+            import ctypes, json, os, struct
+            from pave import zygote
+
+            def runtime_ns():  # sched_getattr: the slice an ordinary task asked for
+                number = {"x86_64": 315, "aarch64": 275, "riscv64": 275}.get(os.uname().machine)
+                attr = ctypes.create_string_buffer(56)
+                if number is None or ctypes.CDLL(None).syscall(number, 0, attr, 56, 0) != 0:
+                    return None
+                return struct.unpack("=IIQiIQQQ", attr.raw[:48])[5]
+
+            before = runtime_ns()
+            took = zygote.ask_for_short_slices(200_000)
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.write(w, json.dumps(runtime_ns()).encode())
+                os._exit(0)
+            os.waitpid(pid, 0)
+            print(json.dumps({"took": took, "before": before, "after": runtime_ns(),
+                              "child": json.loads(os.read(r, 100)), "nice": os.getpriority(os.PRIO_PROCESS, 0)}))
+        """)
+        out = subprocess.run([sys.executable, "-c", code], env=sdk_env(), capture_output=True, text=True,
+                             timeout=60, check=True)
+        got = json.loads(out.stdout)
+        self.assertEqual(got["nice"], 0, got)
+        if not got["took"] or got["before"] is None or got["after"] != 200_000:
+            self.skipTest(f"this kernel keeps no time slice per task (sched_setattr, Linux 6.12): {got}")
+        self.assertNotEqual(got["before"], 200_000, got)
+        self.assertEqual(got["child"], got["before"], "a task forked by the zygote keeps the default slice")
+
+    def test_a_zygote_under_another_policy_or_a_negative_nice_is_left_alone(self) -> None:
+        import ctypes
+
+        from pave import zygote
+
+        with mock.patch.object(ctypes, "CDLL") as cdll:
+            with mock.patch.object(os, "getpriority", return_value=-5):
+                self.assertFalse(zygote.ask_for_short_slices())
+            if hasattr(os, "SCHED_BATCH"):
+                with mock.patch.object(os, "sched_getscheduler", return_value=os.SCHED_BATCH):
+                    self.assertFalse(zygote.ask_for_short_slices())
+            cdll.return_value.syscall.assert_not_called()
 
 
 class CreateExclusiveTest(unittest.TestCase):
