@@ -1246,26 +1246,32 @@ class HugePagesTest(unittest.TestCase):
             self.skipTest("this kernel collapses no memory into huge pages (MADV_COLLAPSE, Linux 6.1)")
         self.assertGreaterEqual(got["after"] - got["before"], 2048 * got["collapsed"], got)
 
-    def test_a_kernel_without_collapse_stops_at_the_first_refusal(self) -> None:
+    def test_ranges_the_kernel_refuses_are_skipped_and_the_others_collapsed(self) -> None:
         import ctypes
 
         from pave import zygote
 
         calls: list[int] = []
-
-        def refuse(start: int, size: int, advice: int) -> int:
-            calls.append(start)
-            ctypes.set_errno(errno.EINVAL)
-            return -1
-
         mib = 1 << 20
+        refused = {0x40000000 + 2 * mib, 0x7f0000000000}  # say, marked MADV_NOHUGEPAGE
+
+        def madvise(start: int, size: int, advice: int) -> int:
+            self.assertEqual((size, advice), (2 * mib, 25))
+            calls.append(start)
+            if start in refused:
+                ctypes.set_errno(errno.EINVAL)
+                return -1
+            return 0
+
         with tempfile.NamedTemporaryFile("w", suffix=".maps") as maps, \
                 mock.patch.object(ctypes, "CDLL") as cdll:
-            maps.write(f"{0x40000000:x}-{0x40000000 + 8 * mib:x} rw-p 00000000 00:00 0 [heap]\n")
+            maps.write(f"{0x40000000:x}-{0x40000000 + 6 * mib:x} rw-p 00000000 00:00 0 [heap]\n"
+                       f"{0x7f0000000000:x}-{0x7f0000000000 + 4 * mib:x} rw-p 00000000 00:00 0\n")
             maps.flush()
-            cdll.return_value.madvise = refuse
-            self.assertEqual(zygote.collapse_heap(maps.name), 0)
-        self.assertEqual(calls, [0x40000000])
+            cdll.return_value.madvise = madvise
+            self.assertEqual(zygote.collapse_heap(maps.name), 3)
+        self.assertEqual(calls, [0x40000000, 0x40000000 + 2 * mib, 0x40000000 + 4 * mib,
+                                 0x7f0000000000, 0x7f0000000000 + 2 * mib])
 
 
 class ShortSlicesTest(unittest.TestCase):
