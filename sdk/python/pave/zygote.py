@@ -731,6 +731,12 @@ def settle_for_forks(dags: list[Any], threading_at_fork: _ThreadingAtFork | None
 #: ``madvise`` advice (Linux 6.1): back a range with transparent huge pages now.
 _MADV_COLLAPSE = 25
 _HUGE_PAGE = 2 << 20
+#: Of a range's 512 small pages, how many must be in memory already for it to
+#: be collapsed: a huge page fills the rest, which a sparse range would pay in
+#: memory (the kernel's collapse on request has no such limit).
+_MIN_RESIDENT = 448
+#: ``mincore``'s answer per page, translated to 1 (in memory) or 0.
+_RESIDENT_BIT = bytes(i & 1 for i in range(256))
 
 
 def collapse_heap(maps: str = "/proc/self/maps") -> int:
@@ -743,7 +749,10 @@ def collapse_heap(maps: str = "/proc/self/maps") -> int:
     some 3000 such pages that was a large part of what each forked task
     cost. A huge page is one entry to copy and to take down; a child that
     writes into one gets it split into small ones (the page it writes is
-    copied, as before). Measured in bench/RESULTS.md (session 12).
+    copied, as before). Measured in bench/RESULTS.md (session 12). Only
+    ranges nearly all in memory already are asked for (``_MIN_RESIDENT``
+    of 512 pages, from ``mincore``), so the zygote grows by at most an
+    eighth of what it collapses.
     Best effort: a kernel without ``MADV_COLLAPSE`` (or with transparent
     huge pages turned off) refuses every range and nothing changes; a
     range it cannot collapse (a mapping marked not to, no free huge page
@@ -751,18 +760,27 @@ def collapse_heap(maps: str = "/proc/self/maps") -> int:
     try:
         import ctypes
 
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise, mincore = libc.madvise, libc.mincore
         with open(maps) as fh:
             lines = fh.read().splitlines()
     except (ImportError, OSError, AttributeError):
         return 0
     madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     madvise.restype = ctypes.c_int
+    mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
+    mincore.restype = ctypes.c_int
+    pages = ctypes.create_string_buffer(_HUGE_PAGE // 4096)
+    collapsed = 0
     # Every range is asked for: the kernel refuses some mappings and not
     # others (one marked MADV_NOHUGEPAGE, as a library may mark its threads'
     # memory; importing numpy made 72 of 90 ranges such), and one refused
     # call costs a microsecond.
-    return sum(madvise(start, _HUGE_PAGE, _MADV_COLLAPSE) == 0 for start in huge_page_ranges(lines))
+    for start in huge_page_ranges(lines):
+        if mincore(start, _HUGE_PAGE, pages) != 0 or pages.raw.translate(_RESIDENT_BIT).count(1) < _MIN_RESIDENT:
+            continue
+        collapsed += madvise(start, _HUGE_PAGE, _MADV_COLLAPSE) == 0
+    return collapsed
 
 
 #: ``sched_setattr`` by machine (``os.uname().machine``); elsewhere nothing is asked.

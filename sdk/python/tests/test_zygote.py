@@ -1246,7 +1246,7 @@ class HugePagesTest(unittest.TestCase):
             self.skipTest("this kernel collapses no memory into huge pages (MADV_COLLAPSE, Linux 6.1)")
         self.assertGreaterEqual(got["after"] - got["before"], 2048 * got["collapsed"], got)
 
-    def test_ranges_the_kernel_refuses_are_skipped_and_the_others_collapsed(self) -> None:
+    def test_ranges_the_kernel_refuses_are_skipped_and_sparse_ones_not_asked_for(self) -> None:
         import ctypes
 
         from pave import zygote
@@ -1254,6 +1254,12 @@ class HugePagesTest(unittest.TestCase):
         calls: list[int] = []
         mib = 1 << 20
         refused = {0x40000000 + 2 * mib, 0x7f0000000000}  # say, marked MADV_NOHUGEPAGE
+        sparse = {0x40000000 + 4 * mib: 447, 0x7f0000000000 + 2 * mib: 0}  # pages in memory
+
+        def mincore(start: int, size: int, vec: Any) -> int:
+            resident = sparse.get(start, 512)
+            vec.raw = bytes([1] * resident + [0] * (512 - resident))
+            return 0
 
         def madvise(start: int, size: int, advice: int) -> int:
             self.assertEqual((size, advice), (2 * mib, 25))
@@ -1265,13 +1271,15 @@ class HugePagesTest(unittest.TestCase):
 
         with tempfile.NamedTemporaryFile("w", suffix=".maps") as maps, \
                 mock.patch.object(ctypes, "CDLL") as cdll:
-            maps.write(f"{0x40000000:x}-{0x40000000 + 6 * mib:x} rw-p 00000000 00:00 0 [heap]\n"
+            maps.write(f"{0x40000000:x}-{0x40000000 + 8 * mib:x} rw-p 00000000 00:00 0 [heap]\n"
                        f"{0x7f0000000000:x}-{0x7f0000000000 + 4 * mib:x} rw-p 00000000 00:00 0\n")
             maps.flush()
             cdll.return_value.madvise = madvise
-            self.assertEqual(zygote.collapse_heap(maps.name), 3)
-        self.assertEqual(calls, [0x40000000, 0x40000000 + 2 * mib, 0x40000000 + 4 * mib,
-                                 0x7f0000000000, 0x7f0000000000 + 2 * mib])
+            cdll.return_value.mincore = mincore
+            self.assertEqual(zygote.collapse_heap(maps.name), 2)
+        # The refused ones are asked for, the sparse ones (under 448 of 512
+        # pages in memory) are not.
+        self.assertEqual(calls, [0x40000000, 0x40000000 + 2 * mib, 0x40000000 + 6 * mib, 0x7f0000000000])
 
 
 class ShortSlicesTest(unittest.TestCase):
