@@ -728,13 +728,25 @@ def settle_for_forks(dags: list[Any], threading_at_fork: _ThreadingAtFork | None
     collapse_heap()
 
 
+def _libc() -> Any:
+    """The C library through ``ctypes`` (for the calls ``os`` lacks:
+    ``prctl``, ``madvise``, ``mincore``, ``syscall``); None without it."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError):
+        return None
+
+
 #: ``madvise`` advice (Linux 6.1): back a range with transparent huge pages now.
 _MADV_COLLAPSE = 25
 _HUGE_PAGE = 2 << 20
-#: Of a range's 512 small pages, how many must be in memory already for it to
-#: be collapsed: a huge page fills the rest, which a sparse range would pay in
-#: memory (the kernel's collapse on request has no such limit).
-_MIN_RESIDENT = 448
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+#: Of a range's small pages (512), how many must be in memory already for it
+#: to be collapsed: a huge page fills the rest, which a sparse range would pay
+#: in memory (the kernel's collapse on request has no such limit).
+_MIN_RESIDENT = _HUGE_PAGE // _PAGE * 7 // 8
 #: ``mincore``'s answer per page, translated to 1 (in memory) or 0.
 _RESIDENT_BIT = bytes(i & 1 for i in range(256))
 
@@ -757,30 +769,53 @@ def collapse_heap(maps: str = "/proc/self/maps") -> int:
     huge pages turned off) refuses every range and nothing changes; a
     range it cannot collapse (a mapping marked not to, no free huge page
     now) stays as it was."""
-    try:
-        import ctypes
+    import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
+    try:
         madvise, mincore = libc.madvise, libc.mincore
         with open(maps) as fh:
             lines = fh.read().splitlines()
-    except (ImportError, OSError, AttributeError):
+    except (OSError, AttributeError):  # no libc (None), or no such function
         return 0
     madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     madvise.restype = ctypes.c_int
     mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
     mincore.restype = ctypes.c_int
-    pages = ctypes.create_string_buffer(_HUGE_PAGE // 4096)
+    pages = ctypes.create_string_buffer(_HUGE_PAGE // _PAGE)
     collapsed = 0
     # Every range is asked for: the kernel refuses some mappings and not
     # others (one marked MADV_NOHUGEPAGE, as a library may mark its threads'
     # memory; importing numpy made 72 of 90 ranges such), and one refused
     # call costs a microsecond.
     for start in huge_page_ranges(lines):
-        if mincore(start, _HUGE_PAGE, pages) != 0 or pages.raw.translate(_RESIDENT_BIT).count(1) < _MIN_RESIDENT:
+        if mincore(start, _HUGE_PAGE, pages) != 0:
             continue
-        collapsed += madvise(start, _HUGE_PAGE, _MADV_COLLAPSE) == 0
+        if pages.raw.translate(_RESIDENT_BIT).count(1) >= _MIN_RESIDENT:
+            collapsed += madvise(start, _HUGE_PAGE, _MADV_COLLAPSE) == 0
     return collapsed
+
+
+def huge_page_ranges(maps_lines: list[str]) -> list[int]:
+    """The starts of the aligned 2 MiB ranges that ``collapse_heap`` asks
+    for, from the lines of ``/proc/self/maps`` ("start-end perms offset dev
+    inode [name]"): private writable memory not backed by a file (the C
+    heap, Python's arenas, other anonymous mappings; not the stack), each
+    range wholly inside one mapping."""
+    starts = []
+    for line in maps_lines:
+        fields = line.split()
+        if len(fields) < 5 or fields[1] != "rw-p" or fields[4] != "0":
+            continue
+        if len(fields) > 5 and fields[5] != "[heap]":
+            continue
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        start = -(-low // _HUGE_PAGE) * _HUGE_PAGE
+        while start + _HUGE_PAGE <= high:
+            starts.append(start)
+            start += _HUGE_PAGE
+    return starts
+
 
 
 #: ``sched_setattr`` by machine (``os.uname().machine``); elsewhere nothing is asked.
@@ -817,35 +852,14 @@ def ask_for_short_slices(slice_ns: int = ZYGOTE_SLICE_NS) -> bool:
             return False  # reset on fork would give the children nice 0
         import ctypes
 
-        syscall = ctypes.CDLL(None, use_errno=True).syscall
-    except (OSError, ImportError, AttributeError):
+        syscall = _libc().syscall
+    except (OSError, AttributeError):  # AttributeError: no libc (None)
         return False
     # struct sched_attr (its first version, 48 bytes): size, policy, flags,
     # nice, priority, runtime, deadline, period.
     attr = ctypes.create_string_buffer(
         struct.pack("=IIQiIQQQ", 48, os.SCHED_OTHER, _SCHED_FLAG_RESET_ON_FORK, nice, 0, slice_ns, 0, 0))
     return syscall(ctypes.c_long(number), ctypes.c_long(0), attr, ctypes.c_uint(0)) == 0
-
-
-def huge_page_ranges(maps_lines: list[str]) -> list[int]:
-    """The starts of the aligned 2 MiB ranges that ``collapse_heap`` asks
-    for, from the lines of ``/proc/self/maps`` ("start-end perms offset dev
-    inode [name]"): private writable memory not backed by a file (the C
-    heap, Python's arenas, other anonymous mappings; not the stack), each
-    range wholly inside one mapping."""
-    starts = []
-    for line in maps_lines:
-        fields = line.split()
-        if len(fields) < 5 or fields[1] != "rw-p" or fields[4] != "0":
-            continue
-        if len(fields) > 5 and fields[5] != "[heap]":
-            continue
-        low, high = (int(x, 16) for x in fields[0].split("-"))
-        start = -(-low // _HUGE_PAGE) * _HUGE_PAGE
-        while start + _HUGE_PAGE <= high:
-            starts.append(start)
-            start += _HUGE_PAGE
-    return starts
 
 
 class _Forked(BaseException):
@@ -971,13 +985,11 @@ class Zygote:
                            "a forked child could not use it")
         self.watched = [(dag_file, fingerprint)] + self._imported_files(before)
         try:
-            import ctypes
-
-            self.prctl = ctypes.CDLL(None, use_errno=True).prctl
+            self.prctl = _libc().prctl
             # Orphans of a task come to us, not to init: `_kill_leftovers`
             # finds them when the task ends, as the plain supervisor does.
             self.prctl(_PR_SET_CHILD_SUBREAPER, 1)
-        except (ImportError, OSError, AttributeError):
+        except (OSError, AttributeError):  # AttributeError: no libc (None)
             self.prctl = None
         self.env_plan = _EnvPlan(self.base_env, [self.wrapper_changes, self.env_changes], dict(os.environ))
         self.base_digest = env_digest(self.base_env)
