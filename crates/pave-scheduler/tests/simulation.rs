@@ -783,3 +783,145 @@ async fn a_wide_run_is_not_read_again_for_every_leaf_that_ends() {
         calls("active_run_tis")
     );
 }
+
+/// The attempt an executor event is about.
+fn event_task(ev: &pave_executor::ExecutorEvent) -> String {
+    match ev {
+        pave_executor::ExecutorEvent::Finished { key, .. }
+        | pave_executor::ExecutorEvent::Lost { key, .. }
+        | pave_executor::ExecutorEvent::Disrupted { key, .. } => key.task_id.to_string(),
+    }
+}
+
+/// Admission offers only the head of what waits (in admission order) once
+/// nothing is freshly scheduled; the order stays Airflow's: with far more
+/// task instances waiting than the head holds, they still start by
+/// priority weight, highest first, one after another as room is made.
+#[tokio::test]
+async fn a_wide_run_starts_what_waits_by_priority_through_the_head() {
+    const WIDTH: i64 = 300;
+    let mut d = Dag::new("by_priority");
+    d.max_active_tasks = Some(10_000);
+    d.tasks = (0..WIDTH)
+        .map(|i| {
+            let mut t = command(&format!("t{i:03}"), &[], 0);
+            t.priority_weight = (i * 7) % WIDTH; // not in task id order
+            t
+        })
+        .collect();
+    let weight: HashMap<String, i64> = d
+        .tasks
+        .iter()
+        .map(|t| (t.task_id.to_string(), t.priority_weight))
+        .collect();
+    let HeldReports {
+        store,
+        mut s,
+        tx,
+        mut ended,
+        ..
+    } = held_reports(&d, 3).await;
+    let run = s
+        .trigger(&d.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+    // Each step ends the oldest attempt in flight, so one starts per step.
+    let mut order = Vec::new();
+    let mut held = std::collections::VecDeque::new();
+    for _ in 0..(WIDTH * 3) {
+        if s.step()
+            .await
+            .expect("step")
+            .finished_runs
+            .contains(&run.key)
+        {
+            break;
+        }
+        while let Ok(ev) = ended.try_recv() {
+            order.push(event_task(&ev));
+            held.push_back(ev);
+        }
+        if let Some(ev) = held.pop_front() {
+            tx.send(ev).expect("scheduler listens");
+        }
+        s.drain_events().await.expect("events");
+    }
+    assert_eq!(
+        store.get_run(run.key).await.expect("run").state,
+        RunState::Success
+    );
+    // Always the heaviest of those still waiting.
+    let weights: Vec<i64> = order.iter().map(|t| weight[t]).collect();
+    let mut expected: Vec<i64> = (0..WIDTH).collect();
+    expected.sort_by(|a, b| b.cmp(a));
+    assert_eq!(weights.len(), expected.len());
+    assert_eq!(weights, expected);
+}
+
+/// When the head of what waits cannot take the room there is (here every
+/// one of them waits for a pool's only slot), admission offers everything
+/// that waits: a task instance behind the head, in another pool, starts at
+/// once instead of waiting for the pool.
+#[tokio::test]
+async fn room_the_head_cannot_take_goes_to_what_waits_behind_it() {
+    let mut d = Dag::new("behind");
+    d.max_active_tasks = Some(10_000);
+    d.tasks = (0..100)
+        .map(|i| {
+            let mut t = command(&format!("p{i:03}"), &[], 0);
+            t.pool = "narrow".into();
+            t.priority_weight = 10;
+            t
+        })
+        .chain((0..3).map(|i| command(&format!("q{i}"), &[], 0)))
+        .collect();
+    let HeldReports {
+        store,
+        mut s,
+        tx,
+        mut ended,
+        ..
+    } = held_reports(&d, 3).await;
+    store
+        .put_pool(pave_store::PoolRecord {
+            name: "narrow".into(),
+            slots: 1,
+            description: None,
+            include_deferred: false,
+        })
+        .await
+        .expect("pool");
+    let run = s
+        .trigger(&d.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+    // Three executor slots: the pool's one task, then q0 and q1; q2 waits
+    // for the executor, behind the 99 that wait for the pool.
+    assert_eq!(s.step().await.expect("step").started, 3);
+    let mut running: Vec<_> = std::iter::from_fn(|| ended.try_recv().ok()).collect();
+    let names: Vec<String> = running.iter().map(event_task).collect();
+    assert_eq!(names, ["p000", "q0", "q1"]);
+    // q0 ends; p000 still holds the pool.
+    let q0 = running.remove(1);
+    tx.send(q0).expect("scheduler listens");
+    s.drain_events().await.expect("events");
+    assert_eq!(s.step().await.expect("step").started, 1);
+    let next: Vec<String> = std::iter::from_fn(|| ended.try_recv().ok())
+        .map(|ev| event_task(&ev))
+        .collect();
+    assert_eq!(next, ["q2"]);
+    let tis = store.run_tis(run.key).await.expect("tis");
+    let p001 = tis
+        .iter()
+        .find(|t| t.key.task_id.as_str() == "p001")
+        .expect("p001");
+    assert_eq!(p001.state, TaskState::Scheduled);
+    assert!(
+        p001.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("narrow"),
+        "{:?}",
+        p001.reason
+    );
+}

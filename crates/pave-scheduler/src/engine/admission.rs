@@ -51,7 +51,20 @@ struct Admitted {
     waiting: Vec<Admissible>,
 }
 
+/// How many of the waiting task instances (in admission order) an admission
+/// offers at least when nothing was freshly scheduled (see
+/// `Scheduler::admit_and_start`); four per free executor slot if that is more.
+const ADMISSION_HEAD: usize = 64;
+
 impl Scheduler {
+    /// Executor slots not taken by attempts in flight.
+    fn free_slots(&self) -> usize {
+        self.executor
+            .capacity()
+            .parallelism
+            .saturating_sub(self.inflight.len())
+    }
+
     /// Admits scheduled task instances and starts them, in chunks of
     /// `admit_chunk`: each chunk is committed as queued (one transaction)
     /// before any of its processes starts, then started; their `running`
@@ -61,9 +74,22 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<usize, SchedulerError> {
         let fresh = std::mem::take(&mut self.fresh);
+        // Behind the head of what waits (in admission order), the rest is
+        // not offered this time: only the head can take the room there is,
+        // and offering every waiting task instance each time attempts end
+        // costs a wide run (thousands waiting) quadratic time.
+        let mut behind = Vec::new();
         let stored: Vec<Admissible> = match (self.stored_scheduled, self.waiting.take()) {
             (false, _) => Vec::new(),
-            (true, Some(waiting)) => waiting,
+            (true, Some(mut waiting)) => {
+                if fresh.is_empty() {
+                    let head = ADMISSION_HEAD.max(self.free_slots().saturating_mul(4));
+                    if waiting.len() > head {
+                        behind = waiting.split_off(head);
+                    }
+                }
+                waiting
+            }
             (true, None) => self
                 .store
                 .active_run_tis(&[TaskState::Scheduled])
@@ -80,9 +106,26 @@ impl Scheduler {
         self.stored_scheduled = true;
         let fresh_runs: BTreeSet<RunKey> = fresh.iter().map(|a| a.key.run).collect();
         let scheduled: Vec<Admissible> = stored.into_iter().chain(fresh).collect();
+        let free_before = self.free_slots();
         match self.admit_candidates(scheduled, now).await {
-            Ok(Some(admitted)) => {
-                self.stored_scheduled = admitted.left_scheduled;
+            Ok(Some(mut admitted)) => {
+                if !behind.is_empty() && admitted.started < free_before {
+                    // The head could not take all the room (pools, limits,
+                    // resources): offer everything that waits.
+                    let mut rest = std::mem::take(&mut admitted.waiting);
+                    rest.append(&mut behind);
+                    let started = admitted.started;
+                    return match self.admit_candidates(rest, now).await? {
+                        Some(all) => {
+                            self.stored_scheduled = all.left_scheduled;
+                            self.waiting = Some(all.waiting);
+                            Ok(started + all.started)
+                        }
+                        None => Ok(started),
+                    };
+                }
+                self.stored_scheduled = admitted.left_scheduled || !behind.is_empty();
+                admitted.waiting.append(&mut behind);
                 self.waiting = Some(admitted.waiting);
                 Ok(admitted.started)
             }
@@ -198,6 +241,8 @@ impl Scheduler {
             }
         }
         drop((queued, waiting));
+        // What waits, in admission order (the next admission offers its head).
+        let wait_order: Vec<admit::TiKey> = admission.wait.into_iter().map(|(k, _)| k).collect();
 
         let mut started = 0;
         let mut xcom_cache: HashMap<RunKey, XcomMap> = HashMap::new();
@@ -277,14 +322,18 @@ impl Scheduler {
             started += self.start_prepared(prepared, now).await?;
         }
         // What is left was neither queued nor failed: it is `scheduled` in
-        // the store now, fresh or not.
-        let waiting = by_key
-            .into_values()
-            .map(|(mut ti, _)| {
+        // the store now, fresh or not; what waits comes first, in order.
+        let mut waiting = Vec::with_capacity(by_key.len());
+        for key in &wait_order {
+            if let Some((mut ti, _)) = by_key.remove(key) {
                 ti.stored = TaskState::Scheduled;
-                ti
-            })
-            .collect();
+                waiting.push(ti);
+            }
+        }
+        waiting.extend(by_key.into_values().map(|(mut ti, _)| {
+            ti.stored = TaskState::Scheduled;
+            ti
+        }));
         Ok(Some(Admitted {
             started,
             left_scheduled,

@@ -93,7 +93,8 @@ pub struct Scheduler {
     /// admission does not read the store for them.
     stored_scheduled: bool,
     /// The `scheduled` task instances the last admission left waiting, as
-    /// it wrote them: while this is known, admission takes them from here
+    /// it wrote them, in admission order: while this is known, admission
+    /// takes them (their head, see `Scheduler::admit_and_start`) from here
     /// instead of reading every scheduled task instance again (in a wide
     /// run, each step would read hundreds to admit the few a finished
     /// attempt made room for). Forgotten wherever the store may have
