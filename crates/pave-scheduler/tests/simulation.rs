@@ -925,3 +925,59 @@ async fn room_the_head_cannot_take_goes_to_what_waits_behind_it() {
         p001.reason
     );
 }
+
+/// The attempts of a wide run often end together, a whole batch at once,
+/// leaving nothing in flight for a moment; while admission still holds
+/// task instances of the run waiting, those ends cannot finish the run
+/// either, so the run is not read again for them.
+#[tokio::test]
+async fn a_wide_run_is_not_read_again_when_a_whole_batch_ends_together() {
+    const WIDTH: usize = 100;
+    let mut d = Dag::new("batches");
+    d.max_active_tasks = Some(10_000);
+    d.tasks = (0..WIDTH)
+        .map(|i| command(&format!("t{i:03}"), &[], 0))
+        .collect();
+    let HeldReports {
+        timed,
+        store,
+        mut s,
+        tx,
+        mut ended,
+    } = held_reports(&d, 10).await;
+    let run = s
+        .trigger(&d.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+    let before = timed.snapshot();
+
+    let mut finished = false;
+    for _ in 0..(WIDTH * 3) {
+        let report = s.step().await.expect("step");
+        if report.finished_runs.contains(&run.key) {
+            finished = true;
+            break;
+        }
+        // Every attempt in flight ends at once.
+        let mut any = false;
+        while let Ok(ev) = ended.try_recv() {
+            tx.send(ev).expect("scheduler listens");
+            any = true;
+        }
+        if !any {
+            break;
+        }
+        s.drain_events().await.expect("events");
+    }
+    assert!(finished, "the run did not finish");
+    let tis = store.run_tis(run.key).await.expect("tis");
+    assert!(tis.iter().all(|t| t.state == TaskState::Success), "{tis:?}");
+    let after = timed.snapshot();
+    let calls = |m: &str| after.get(m).map_or(0, |c| c.0) - before.get(m).map_or(0, |c| c.0);
+    // Ten batches of ten: decided when the run starts and at its last end.
+    assert!(
+        calls("run_ti_views") <= 3,
+        "run_ti_views: {}",
+        calls("run_ti_views")
+    );
+}

@@ -167,13 +167,23 @@ impl Scheduler {
         if endings.is_empty() {
             return Ok(());
         }
+        let mut busy: HashMap<RunKey, bool> = HashMap::new();
         for e in &endings {
-            // The end of a leaf whose run still has an attempt in flight
-            // schedules nothing and cannot finish the run: deciding it
-            // again (a read of every task instance of the run) would find
-            // nothing to do. The run's last end, or any end that can make
-            // a downstream task runnable, is decided as always.
-            let run_busy = self.inflight.values().any(|f| f.ti.run == e.run);
+            // The end of a leaf whose run still has an attempt in flight,
+            // or task instances admission left waiting, schedules nothing
+            // and cannot finish the run: deciding it again (a read of
+            // every task instance of the run) would find nothing to do.
+            // In a wide run the attempts of a batch often all end
+            // together, so "in flight" alone would decide the run at every
+            // batch. The run's last end, or any end that can make a
+            // downstream task runnable, is decided as always.
+            let run_busy = *busy.entry(e.run).or_insert_with(|| {
+                self.inflight.values().any(|f| f.ti.run == e.run)
+                    || self
+                        .waiting
+                        .as_ref()
+                        .is_some_and(|w| w.iter().any(|a| a.key.run == e.run))
+            });
             if e.needs_decide || !run_busy {
                 self.dirty.insert(e.run);
             }
