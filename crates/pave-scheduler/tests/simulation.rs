@@ -722,21 +722,18 @@ async fn scheduled_runs_before_a_task_start_date_do_without_it() {
     );
 }
 
-/// In a wide run, the end of one leaf among many in flight makes no task
-/// runnable and cannot end the run, so it is not decided again, and the
-/// task instances left waiting are known from the last admission: the
-/// store is read a bounded number of times, not once or twice per task
-/// instance (the fan-out of 1000 read 1000 task instances per ending).
-#[tokio::test]
-async fn a_wide_run_is_not_read_again_for_every_leaf_that_ends() {
+/// A run of 100 independent tasks on 10 slots, the attempts' reports handed
+/// to the scheduler one at a time (`whole_batches` false: attempts that end
+/// one after another) or all those in flight at once (true: a batch that
+/// ends together). Returns how often the store read the run's task
+/// instances (`run_ti_views`) and the waiting ones (`active_run_tis`).
+async fn wide_run_reads(whole_batches: bool) -> (u64, u64) {
     const WIDTH: usize = 100;
     let mut d = Dag::new("wide");
     d.max_active_tasks = Some(10_000);
     d.tasks = (0..WIDTH)
         .map(|i| command(&format!("t{i:03}"), &[], 0))
         .collect();
-    // The test hands the reports to the scheduler one at a time, as
-    // attempts that end one after another.
     let HeldReports {
         timed,
         store,
@@ -757,8 +754,17 @@ async fn a_wide_run_is_not_read_again_for_every_leaf_that_ends() {
             finished = true;
             break;
         }
-        let Ok(ev) = ended.try_recv() else { break };
-        tx.send(ev).expect("scheduler listens");
+        let mut handed = 0;
+        while let Ok(ev) = ended.try_recv() {
+            tx.send(ev).expect("scheduler listens");
+            handed += 1;
+            if !whole_batches {
+                break;
+            }
+        }
+        if handed == 0 {
+            break;
+        }
         s.drain_events().await.expect("events");
     }
     assert!(finished, "the run did not finish");
@@ -770,18 +776,33 @@ async fn a_wide_run_is_not_read_again_for_every_leaf_that_ends() {
 
     let after = timed.snapshot();
     let calls = |m: &str| after.get(m).map_or(0, |c| c.0) - before.get(m).map_or(0, |c| c.0);
+    (calls("run_ti_views"), calls("active_run_tis"))
+}
+
+/// In a wide run, the end of one leaf among many in flight makes no task
+/// runnable and cannot end the run, so it is not decided again, and the
+/// task instances left waiting are known from the last admission: the
+/// store is read a bounded number of times, not once or twice per task
+/// instance (the fan-out of 1000 read 1000 task instances per ending).
+#[tokio::test]
+async fn a_wide_run_is_not_read_again_for_every_leaf_that_ends() {
+    let (views, waiting) = wide_run_reads(false).await;
     // Decided when the run starts and when its last attempt ends.
-    assert!(
-        calls("run_ti_views") <= 3,
-        "run_ti_views: {}",
-        calls("run_ti_views")
-    );
+    assert!(views <= 3, "run_ti_views: {views}");
     // The waiting ones read once, at the first step's poll.
-    assert!(
-        calls("active_run_tis") <= 2,
-        "active_run_tis: {}",
-        calls("active_run_tis")
-    );
+    assert!(waiting <= 2, "active_run_tis: {waiting}");
+}
+
+/// The attempts of a wide run often end together, a whole batch at once,
+/// leaving nothing in flight for a moment; while admission still holds
+/// task instances of the run waiting, those ends cannot finish the run
+/// either, so the run is not read again for them (ten batches of ten read
+/// it eleven times before).
+#[tokio::test]
+async fn a_wide_run_is_not_read_again_when_a_whole_batch_ends_together() {
+    let (views, waiting) = wide_run_reads(true).await;
+    assert!(views <= 3, "run_ti_views: {views}");
+    assert!(waiting <= 2, "active_run_tis: {waiting}");
 }
 
 /// The attempt an executor event is about.
@@ -923,61 +944,5 @@ async fn room_the_head_cannot_take_goes_to_what_waits_behind_it() {
             .contains("narrow"),
         "{:?}",
         p001.reason
-    );
-}
-
-/// The attempts of a wide run often end together, a whole batch at once,
-/// leaving nothing in flight for a moment; while admission still holds
-/// task instances of the run waiting, those ends cannot finish the run
-/// either, so the run is not read again for them.
-#[tokio::test]
-async fn a_wide_run_is_not_read_again_when_a_whole_batch_ends_together() {
-    const WIDTH: usize = 100;
-    let mut d = Dag::new("batches");
-    d.max_active_tasks = Some(10_000);
-    d.tasks = (0..WIDTH)
-        .map(|i| command(&format!("t{i:03}"), &[], 0))
-        .collect();
-    let HeldReports {
-        timed,
-        store,
-        mut s,
-        tx,
-        mut ended,
-    } = held_reports(&d, 10).await;
-    let run = s
-        .trigger(&d.dag_id, TriggerRequest::default())
-        .await
-        .expect("trigger");
-    let before = timed.snapshot();
-
-    let mut finished = false;
-    for _ in 0..(WIDTH * 3) {
-        let report = s.step().await.expect("step");
-        if report.finished_runs.contains(&run.key) {
-            finished = true;
-            break;
-        }
-        // Every attempt in flight ends at once.
-        let mut any = false;
-        while let Ok(ev) = ended.try_recv() {
-            tx.send(ev).expect("scheduler listens");
-            any = true;
-        }
-        if !any {
-            break;
-        }
-        s.drain_events().await.expect("events");
-    }
-    assert!(finished, "the run did not finish");
-    let tis = store.run_tis(run.key).await.expect("tis");
-    assert!(tis.iter().all(|t| t.state == TaskState::Success), "{tis:?}");
-    let after = timed.snapshot();
-    let calls = |m: &str| after.get(m).map_or(0, |c| c.0) - before.get(m).map_or(0, |c| c.0);
-    // Ten batches of ten: decided when the run starts and at its last end.
-    assert!(
-        calls("run_ti_views") <= 3,
-        "run_ti_views: {}",
-        calls("run_ti_views")
     );
 }
