@@ -52,9 +52,10 @@ PAVE_HOME="$work/home" perf record -q -a -e "$events" -o "$work/perf.data" -- \
 perf script -i "$work/perf.data" -F comm,pid,tid,time,event,trace > "$work/events.txt" 2>/dev/null
 dag_id="$(sed -n 's/^pave standalone: triggered \(.*\) run .*/\1/p' "$work/pave.log" | head -n 1)"
 PAVE_HOME="$work/home" "$bin" dags runs "$dag_id" --json > "$work/runs.json"
+PAVE_HOME="$work/home" "$bin" tasks list "$dag_id" --json > "$work/tis.json"
 
 python3 - "$work" "$bucket" "$from" "$lines" <<'EOF'
-import collections, datetime, json, os, sqlite3, sys
+import collections, datetime, json, os, sys
 
 work, bucket, start_ms, lines = sys.argv[1], float(sys.argv[2]) / 1000, float(sys.argv[3]), int(sys.argv[4])
 run = json.load(open(os.path.join(work, "runs.json")))[0]
@@ -62,9 +63,9 @@ when = datetime.datetime.fromisoformat
 print(f"run {run['state']}: {(when(run['end_date']) - when(run['start_date'])).total_seconds():.3f} s")
 
 # Batches: task instances whose start (end) times lie within 3 ms of the previous one.
-db = sqlite3.connect(os.path.join(work, "home", "pave.db"))
-rows = [(s / 1e6, e / 1e6) for s, e in db.execute(
-    "SELECT start_date, end_date FROM task_instance WHERE start_date IS NOT NULL AND end_date IS NOT NULL")]
+tis = json.load(open(os.path.join(work, "tis.json")))["task_instances"]
+rows = [(when(t["start_date"]).timestamp(), when(t["end_date"]).timestamp())
+        for t in tis if t.get("start_date") and t.get("end_date")]
 if rows:
     t0 = min(s for s, _ in rows)
     for name, times in (("starts", sorted(s - t0 for s, _ in rows)), ("ends", sorted(e - t0 for _, e in rows))):
