@@ -769,8 +769,6 @@ def collapse_heap(maps: str = "/proc/self/maps") -> int:
     huge pages turned off) refuses every range and nothing changes; a
     range it cannot collapse (a mapping marked not to, no free huge page
     now) stays as it was."""
-    import ctypes
-
     libc = _libc()
     try:
         madvise, mincore = libc.madvise, libc.mincore
@@ -778,6 +776,7 @@ def collapse_heap(maps: str = "/proc/self/maps") -> int:
             lines = fh.read().splitlines()
     except (OSError, AttributeError):  # no libc (None), or no such function
         return 0
+    import ctypes  # present: `_libc` loaded the C library through it
     madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     madvise.restype = ctypes.c_int
     mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
@@ -817,7 +816,6 @@ def huge_page_ranges(maps_lines: list[str]) -> list[int]:
     return starts
 
 
-
 #: ``sched_setattr`` by machine (``os.uname().machine``); elsewhere nothing is asked.
 _SCHED_SETATTR = {"x86_64": 314, "aarch64": 274, "riscv64": 274, "ppc64le": 355, "s390x": 345}
 #: ``sched_attr.sched_flags``: children start with the default scheduling.
@@ -850,11 +848,10 @@ def ask_for_short_slices(slice_ns: int = ZYGOTE_SLICE_NS) -> bool:
         nice = os.getpriority(os.PRIO_PROCESS, 0)
         if nice < 0:
             return False  # reset on fork would give the children nice 0
-        import ctypes
-
         syscall = _libc().syscall
     except (OSError, AttributeError):  # AttributeError: no libc (None)
         return False
+    import ctypes  # present: `_libc` loaded the C library through it
     # struct sched_attr (its first version, 48 bytes): size, policy, flags,
     # nice, priority, runtime, deadline, period.
     attr = ctypes.create_string_buffer(
