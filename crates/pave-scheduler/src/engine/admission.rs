@@ -79,11 +79,12 @@ impl Scheduler {
         // and offering every waiting task instance each time attempts end
         // costs a wide run (thousands waiting) quadratic time.
         let mut behind = Vec::new();
+        let free_before = self.free_slots();
         let stored: Vec<Admissible> = match (self.stored_scheduled, self.waiting.take()) {
             (false, _) => Vec::new(),
             (true, Some(mut waiting)) => {
                 if fresh.is_empty() {
-                    let head = ADMISSION_HEAD.max(self.free_slots().saturating_mul(4));
+                    let head = ADMISSION_HEAD.max(free_before.saturating_mul(4));
                     if waiting.len() > head {
                         behind = waiting.split_off(head);
                     }
@@ -106,7 +107,6 @@ impl Scheduler {
         self.stored_scheduled = true;
         let fresh_runs: BTreeSet<RunKey> = fresh.iter().map(|a| a.key.run).collect();
         let scheduled: Vec<Admissible> = stored.into_iter().chain(fresh).collect();
-        let free_before = self.free_slots();
         match self.admit_candidates(scheduled, now).await {
             Ok(Some(mut admitted)) => {
                 if !behind.is_empty() && admitted.started < free_before {
