@@ -222,11 +222,26 @@ def _gpu_device_open() -> bool:
 
 
 def _tell_conn(conn: _Conn, message: dict[str, Any]) -> bool:
-    """One JSON line to a supervisor (blocking, at most 5 s); False if it is gone."""
+    """One JSON line to a supervisor (at most 5 s); False if it is gone.
+
+    A line fits the empty buffer of the supervisor's socket, so on a
+    non-blocking socket it goes in one ``send``; only what that could not
+    send waits, blocking with a timeout (two mode switches and a ``poll``
+    per line otherwise, twice per attempt). The socket is left blocking
+    with the timeout only when it had to wait."""
+    data = json.dumps(message).encode() + b"\n"
+    sock = conn.sock
     try:
-        conn.sock.setblocking(True)
-        conn.sock.settimeout(5.0)
-        conn.sock.sendall(json.dumps(message).encode() + b"\n")
+        if sock.gettimeout() == 0.0:
+            try:
+                sent = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            if sent == len(data):
+                return True
+            data = data[sent:]
+        sock.settimeout(5.0)
+        sock.sendall(data)
         return True
     except OSError:
         return False
@@ -1365,7 +1380,8 @@ class Zygote:
             # started, as if the supervisor had died a moment later).
             _kill_session(pid, signal.SIGKILL)
         if conn.sock.fileno() >= 0:
-            conn.sock.setblocking(False)
+            if conn.sock.gettimeout() != 0.0:
+                conn.sock.setblocking(False)
             self.selector.register(conn.sock, selectors.EVENT_READ, conn)
 
     def _end_setup(self, conn: _Conn) -> None:
@@ -1491,8 +1507,9 @@ class Zygote:
         except OSError:
             pass
         try:
-            with open(f"/proc/self/task/{self.pid}/children", "rb") as f:
-                pids = [int(p) for p in f.read().split()]
+            # Unbuffered: `open` would also stat, ask isatty and seek.
+            fd = os.open(f"/proc/self/task/{self.pid}/children", os.O_RDONLY | os.O_CLOEXEC)
+            pids = [int(p) for p in _read_all(fd).split()]
         except (OSError, ValueError):
             return
         for pid in pids:
