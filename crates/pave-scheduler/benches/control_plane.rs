@@ -9,6 +9,10 @@
 //! leak into the next. Each case is repeated `PAVE_BENCH_REPS` times
 //! (default 3; the 100k case `PAVE_BENCH_REPS_100K`, default 1) and the
 //! median is reported. `PAVE_BENCH_CASES=a,b` picks cases by name.
+//! `PAVE_BENCH_PARALLELISM=32` gives the executor that many slots (default:
+//! practically unlimited), so that a wide run goes through in batches as
+//! it does through `pave standalone --parallelism 32`: the scheduler's own
+//! cost per batch of ends and starts, without the tasks' processes.
 //!
 //! Besides wall time it reports where the time went: the driver's `step`
 //! (decide + admit + start) versus `wait` (handling executor completions,
@@ -39,20 +43,40 @@ struct Case {
     /// Slots of `default_pool` (Airflow's default, and pave's, is 128; the
     /// throughput cases widen it so that the pool is not what limits a step).
     pool_slots: u32,
-    /// One task mapped over `tasks` literal values instead of `tasks` tasks.
-    mapped: bool,
+    shape: Shape,
+}
+
+/// How the `tasks` of a case's DAG relate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// `tasks` independent tasks.
+    Independent,
+    /// One task mapped over `tasks` literal values.
+    Mapped,
+    /// `tasks` tasks one after the other: the scheduler's turn-around per
+    /// hop (an end written, the run decided, the next task admitted and
+    /// started), which is what a chain of short tasks waits for.
+    Chain,
 }
 
 const WIDE: u32 = 1_000_000;
 
 const CASES: &[Case] = &[
     Case {
+        name: "100:1x100-chain",
+        runs: 1,
+        tasks: 100,
+        concurrent: false,
+        pool_slots: WIDE,
+        shape: Shape::Chain,
+    },
+    Case {
         name: "1k:1x1000-mapped",
         runs: 1,
         tasks: 1000,
         concurrent: false,
         pool_slots: WIDE,
-        mapped: true,
+        shape: Shape::Mapped,
     },
     Case {
         name: "10k:1x10000-mapped",
@@ -60,7 +84,7 @@ const CASES: &[Case] = &[
         tasks: 10_000,
         concurrent: false,
         pool_slots: WIDE,
-        mapped: true,
+        shape: Shape::Mapped,
     },
     Case {
         name: "1k:1x1000",
@@ -68,7 +92,7 @@ const CASES: &[Case] = &[
         tasks: 1000,
         concurrent: false,
         pool_slots: WIDE,
-        mapped: false,
+        shape: Shape::Independent,
     },
     Case {
         name: "10k:10x1000",
@@ -76,7 +100,7 @@ const CASES: &[Case] = &[
         tasks: 1000,
         concurrent: false,
         pool_slots: WIDE,
-        mapped: false,
+        shape: Shape::Independent,
     },
     Case {
         name: "10k:10x1000-concurrent",
@@ -84,7 +108,7 @@ const CASES: &[Case] = &[
         tasks: 1000,
         concurrent: true,
         pool_slots: WIDE,
-        mapped: false,
+        shape: Shape::Independent,
     },
     Case {
         name: "10k:1x10000",
@@ -92,7 +116,7 @@ const CASES: &[Case] = &[
         tasks: 10_000,
         concurrent: false,
         pool_slots: WIDE,
-        mapped: false,
+        shape: Shape::Independent,
     },
     Case {
         name: "10k:10x1000-pool128",
@@ -100,7 +124,7 @@ const CASES: &[Case] = &[
         tasks: 1000,
         concurrent: false,
         pool_slots: 128,
-        mapped: false,
+        shape: Shape::Independent,
     },
     Case {
         name: "100k:100x1000",
@@ -108,7 +132,7 @@ const CASES: &[Case] = &[
         tasks: 1000,
         concurrent: false,
         pool_slots: WIDE,
-        mapped: false,
+        shape: Shape::Independent,
     },
 ];
 
@@ -143,7 +167,7 @@ fn vm_hwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn bench_dag(tasks: usize, mapped: bool) -> Dag {
+fn bench_dag(tasks: usize, shape: Shape) -> Dag {
     let mut dag = Dag::new("bench_fanout");
     dag.max_active_runs = Some(10_000);
     dag.max_active_tasks = Some(1_000_000);
@@ -158,19 +182,29 @@ fn bench_dag(tasks: usize, mapped: bool) -> Dag {
             },
         )
     };
-    dag.tasks = if mapped {
-        let mut t = task("mapped".to_owned());
-        t.mapping = Some(Mapping::Expand {
-            args: BTreeMap::from([(
-                "x".to_owned(),
-                MapSource::Literal {
-                    values: (0..tasks).map(serde_json::Value::from).collect(),
-                },
-            )]),
-        });
-        vec![t]
-    } else {
-        (0..tasks).map(|i| task(format!("t{i:05}"))).collect()
+    dag.tasks = match shape {
+        Shape::Mapped => {
+            let mut t = task("mapped".to_owned());
+            t.mapping = Some(Mapping::Expand {
+                args: BTreeMap::from([(
+                    "x".to_owned(),
+                    MapSource::Literal {
+                        values: (0..tasks).map(serde_json::Value::from).collect(),
+                    },
+                )]),
+            });
+            vec![t]
+        }
+        Shape::Independent => (0..tasks).map(|i| task(format!("t{i:05}"))).collect(),
+        Shape::Chain => (0..tasks)
+            .map(|i| {
+                let mut t = task(format!("t{i:05}"));
+                if i > 0 {
+                    t.upstream = vec![format!("t{:05}", i - 1).into()];
+                }
+                t
+            })
+            .collect(),
     };
     dag
 }
@@ -194,7 +228,7 @@ async fn run_case(case: Case) -> Measured {
         .await
         .expect("default pool");
 
-    let dag = bench_dag(case.tasks, case.mapped);
+    let dag = bench_dag(case.tasks, case.shape);
     store
         .upsert_dag(ParsedDag {
             dag_id: dag.dag_id.clone(),
@@ -208,7 +242,7 @@ async fn run_case(case: Case) -> Measured {
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<ExecutorEvent>();
     let executor = NoopExecutor::new(tx).with_capacity(Capacity {
-        parallelism: 1_000_000,
+        parallelism: env_usize("PAVE_BENCH_PARALLELISM", 1_000_000).max(1),
         cpu_millis: u64::MAX / 4,
         memory_bytes: u64::MAX / 4,
         gpus: Vec::new(),

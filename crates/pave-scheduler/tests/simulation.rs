@@ -406,10 +406,11 @@ async fn decided_task_instances_are_written_once_by_admission() {
     }
 }
 
-/// A started attempt's `running` write goes with the next transaction the
-/// scheduler makes: the one that ends it when its end is already waiting
-/// (one write from queued to success), else at the end of the step, or of
-/// the handling of the events that waited after it.
+/// With no `running_write_delay`, a started attempt's `running` write goes
+/// with the next transaction the scheduler makes: the one that ends it
+/// when its end is already waiting (one write from queued to success),
+/// else at the end of the step, or of the handling of the events that
+/// waited after it.
 #[tokio::test]
 async fn a_started_attempt_is_written_running_with_the_next_transaction() {
     let mut d = Dag::new("starting");
@@ -420,7 +421,7 @@ async fn a_started_attempt_is_written_running_with_the_next_transaction() {
         mut s,
         tx,
         mut ended,
-    } = held_reports(&d, usize::MAX).await;
+    } = held_reports_writing_running_after(&d, usize::MAX, Duration::ZERO).await;
     let state_of = |tis: &[pave_store::TiRecord], task: &str| {
         tis.iter()
             .find(|t| t.key.task_id.as_str() == task)
@@ -498,6 +499,109 @@ async fn a_started_attempt_is_written_running_with_the_next_transaction() {
     assert_eq!(calls("apply[running]"), 1, "{after:?}");
 }
 
+/// Within `running_write_delay` of its start, an attempt's `running` write
+/// waits for its own end (one write from queued to its end) and is not
+/// carried by the transactions of other attempts' ends; a stop writes
+/// every one left.
+#[tokio::test]
+async fn a_short_attempt_goes_from_queued_to_its_end_in_one_write() {
+    let mut d = Dag::new("short");
+    d.tasks = vec![command("a", &[], 0), command("b", &[], 0)];
+    let HeldReports {
+        timed,
+        store,
+        mut s,
+        tx,
+        mut ended,
+    } = held_reports_writing_running_after(&d, usize::MAX, Duration::from_secs(3600)).await;
+    let state_of = |tis: &[pave_store::TiRecord], task: &str| {
+        tis.iter()
+            .find(|t| t.key.task_id.as_str() == task)
+            .map(|t| (t.state, t.executor_handle.is_some(), t.start_date.is_some()))
+    };
+    let run = s
+        .trigger(&d.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+    assert_eq!(s.step().await.expect("step").started, 2);
+    // Nothing waits in the channel, but neither write is due.
+    let tis = store.run_tis(run.key).await.expect("tis");
+    for task in ["a", "b"] {
+        assert_eq!(
+            state_of(&tis, task),
+            Some((TaskState::Queued, false, false))
+        );
+    }
+    // a ends: its end carries what its running write would have stored;
+    // b's write, not due, waits (its own end may carry it too).
+    let mut reports: Vec<_> = std::iter::from_fn(|| ended.try_recv().ok()).collect();
+    let b_at = reports
+        .iter()
+        .position(|ev| matches!(ev, pave_executor::ExecutorEvent::Finished { key, .. } if key.task_id.as_str() == "b"))
+        .expect("b's report");
+    let b_report = reports.remove(b_at);
+    for ev in reports {
+        tx.send(ev).expect("scheduler listens");
+    }
+    s.drain_events().await.expect("events");
+    let tis = store.run_tis(run.key).await.expect("tis");
+    let a = tis
+        .iter()
+        .find(|t| t.key.task_id.as_str() == "a")
+        .expect("a");
+    assert_eq!(a.state, TaskState::Success);
+    assert!(a.start_date.is_some() && a.hostname.is_some(), "{a:?}");
+    assert_eq!(state_of(&tis, "b"), Some((TaskState::Queued, false, false)));
+    // A stop writes what is left: b is running, with the handle a restart
+    // adopts it from.
+    s.write_starting().await.expect("running writes");
+    let tis = store.run_tis(run.key).await.expect("tis");
+    assert_eq!(state_of(&tis, "b"), Some((TaskState::Running, true, true)));
+    tx.send(b_report).expect("scheduler listens");
+    s.drain_events().await.expect("events");
+    s.step().await.expect("step");
+    assert_eq!(
+        store.get_run(run.key).await.expect("run").state,
+        RunState::Success
+    );
+    let calls = timed.snapshot();
+    assert_eq!(
+        calls.get("apply[running]").map(|c| c.0),
+        Some(1),
+        "{calls:?}"
+    );
+}
+
+/// An attempt that outlasts `running_write_delay` is written running when
+/// the write is due: the scheduler wakes up for it (here no event comes and
+/// the next poll is an hour away).
+#[tokio::test]
+async fn a_long_attempt_is_written_running_when_its_write_is_due() {
+    let mut d = Dag::new("long");
+    d.tasks = vec![command("a", &[], 0)];
+    let HeldReports {
+        store,
+        mut s,
+        // Held open, as an executor holds it: a closed channel would wake
+        // the scheduler at once.
+        tx: _tx,
+        ..
+    } = held_reports_writing_running_after(&d, usize::MAX, Duration::from_millis(50)).await;
+    let run = s
+        .trigger(&d.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+    assert_eq!(s.step().await.expect("step").started, 1);
+    tokio::time::timeout(Duration::from_secs(60), s.wait())
+        .await
+        .expect("the scheduler wakes up for the due write")
+        .expect("wait");
+    s.step().await.expect("step");
+    let tis = store.run_tis(run.key).await.expect("tis");
+    assert_eq!(tis[0].state, TaskState::Running, "{tis:?}");
+    assert!(tis[0].executor_handle.is_some() && tis[0].start_date.is_some());
+}
+
 /// A scheduler over a fresh in-memory store holding `d`, with a manual
 /// clock at `now` and a no-op executor whose attempts all succeed.
 async fn scheduler_for(
@@ -540,6 +644,16 @@ struct HeldReports {
 }
 
 async fn held_reports(d: &Dag, parallelism: usize) -> HeldReports {
+    let delay = SchedulerConfig::new("unused").running_write_delay;
+    held_reports_writing_running_after(d, parallelism, delay).await
+}
+
+/// [`held_reports`] with the scheduler's `running_write_delay` given.
+async fn held_reports_writing_running_after(
+    d: &Dag,
+    parallelism: usize,
+    running_write_delay: Duration,
+) -> HeldReports {
     let sqlite = SqliteStore::open_in_memory().await.expect("store");
     sqlite.migrate().await.expect("migrate");
     let timed = Arc::new(pave_store::TimedStore::new(Arc::new(sqlite)));
@@ -560,6 +674,7 @@ async fn held_reports(d: &Dag, parallelism: usize) -> HeldReports {
     let mut cfg = SchedulerConfig::new(std::env::temp_dir().join("pave-sim-logs"));
     cfg.create_scheduled_runs = false;
     cfg.poll_interval = Duration::from_secs(3600);
+    cfg.running_write_delay = running_write_delay;
     let s = Scheduler::new(store.clone(), Arc::new(executor), rx, clock, cfg);
     HeldReports {
         timed,

@@ -384,7 +384,10 @@ impl Scheduler {
                             // completed when the try ends, with the handle)
                             // goes with the next transaction (see
                             // `Scheduler::starting`).
-                            self.starting.insert(akey.clone());
+                            self.starting.insert(
+                                akey.clone(),
+                                tokio::time::Instant::now() + self.cfg.running_write_delay,
+                            );
                             self.inflight.insert(akey, Inflight { ti, handle });
                         }
                         Err(e) => {

@@ -97,7 +97,7 @@ impl Scheduler {
             // An attempt that ends before its `running` write was made
             // goes from queued to its end in one write, which carries what
             // the running write would have.
-            let running = self.starting.remove(&key);
+            let running = self.starting.remove(&key).is_some();
             let expected = if running {
                 TaskState::Queued
             } else {
@@ -120,13 +120,14 @@ impl Scheduler {
                 endings.push(ending);
             }
         }
-        // The other deferred running writes go in the same transaction,
-        // unless more events wait: their endings may carry them.
+        // The other deferred running writes that are due go in the same
+        // transaction, unless more events wait: their endings may carry
+        // them. Those not due yet wait for their own attempt's end.
         let now = self.clock.now();
         let leftover = if self.events.is_empty() {
-            std::mem::take(&mut self.starting)
+            self.take_due_starting()
         } else {
-            Default::default()
+            Vec::new()
         };
         for key in leftover {
             let Some(change) = self.running_change(&key) else {

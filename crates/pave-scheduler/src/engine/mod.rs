@@ -103,14 +103,15 @@ pub struct Scheduler {
     /// admission that conflicted.
     waiting: Option<Vec<Admissible>>,
     /// The `running` writes of attempts started but not yet recorded as
-    /// running, by attempt: written with the next transaction the
-    /// scheduler makes anyway (the endings of attempts, merged into the
-    /// attempt's own ending when it has already ended), or on their own
-    /// at the end of a step when no executor event is waiting. The store
-    /// holds those task instances `queued` with the try number meanwhile,
-    /// which a restart reconciles from the attempt's claim. No write waits
-    /// longer than the handling of the events waiting after its step.
-    starting: std::collections::HashSet<AttemptKey>,
+    /// running, by attempt, with when each is due: written with the next
+    /// transaction the scheduler makes anyway (the endings of attempts,
+    /// merged into the attempt's own ending when it has already ended), or
+    /// on their own once due (`running_write_delay` after the start), at
+    /// the end of a step or of the handling of events when no executor
+    /// event is waiting. The store holds those task instances `queued`
+    /// with the try number meanwhile, which a restart reconciles from the
+    /// attempt's claim. So a short attempt costs one write, not two.
+    starting: HashMap<AttemptKey, tokio::time::Instant>,
     /// The executor has no GPU and GPU requests fall back to CPU.
     cpu_only: bool,
 }
@@ -141,7 +142,7 @@ impl Scheduler {
             fresh: Vec::new(),
             stored_scheduled: true,
             waiting: None,
-            starting: std::collections::HashSet::new(),
+            starting: HashMap::new(),
         }
     }
 
@@ -243,6 +244,9 @@ impl Scheduler {
         if let Some(last) = self.last_poll {
             sleep_for = sleep_for.min(self.cfg.poll_interval.saturating_sub(last.elapsed()));
         }
+        if let Some(due) = self.starting.values().min() {
+            sleep_for = sleep_for.min(due.saturating_duration_since(tokio::time::Instant::now()));
+        }
         tokio::select! {
             ev = self.events.recv() => ev,
             _ = tokio::time::sleep(sleep_for) => None,
@@ -282,8 +286,8 @@ impl Scheduler {
             self.on_events(std::mem::take(&mut events)).await?;
             if !full {
                 // Events that came meanwhile wait for the next round; the
-                // running writes the ended attempts did not carry do not.
-                return self.write_starting().await;
+                // due running writes the ended attempts did not carry do not.
+                return self.write_due_starting().await;
             }
         }
     }
@@ -318,9 +322,9 @@ impl Scheduler {
         report.started = self.admit_and_start(now).await?;
         // While events wait, the next `wait` handles them, and its
         // transactions carry the `running` writes; otherwise nothing
-        // would carry them soon.
+        // would carry the due ones soon.
         if self.events.is_empty() {
-            self.write_starting().await?;
+            self.write_due_starting().await?;
         }
         Ok(report)
     }
@@ -329,10 +333,36 @@ impl Scheduler {
     /// also before a stop, so that a restart finds handles, not claims.
     pub async fn write_starting(&mut self) -> Result<(), SchedulerError> {
         let changes = std::mem::take(&mut self.starting)
-            .into_iter()
+            .into_keys()
             .filter_map(|key| self.running_change(&key))
             .collect();
         self.write_running(changes).await
+    }
+
+    /// Makes the deferred `running` writes that are due now.
+    async fn write_due_starting(&mut self) -> Result<(), SchedulerError> {
+        let changes = self
+            .take_due_starting()
+            .iter()
+            .filter_map(|key| self.running_change(key))
+            .collect();
+        self.write_running(changes).await
+    }
+
+    /// Takes the deferred `running` writes that are due now out of
+    /// `Scheduler::starting`.
+    fn take_due_starting(&mut self) -> Vec<AttemptKey> {
+        let now = tokio::time::Instant::now();
+        let due: Vec<AttemptKey> = self
+            .starting
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &due {
+            self.starting.remove(key);
+        }
+        due
     }
 
     /// The `running` write of an attempt this scheduler watches.
