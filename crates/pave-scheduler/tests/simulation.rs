@@ -921,6 +921,57 @@ async fn a_wide_run_is_not_read_again_when_a_whole_batch_ends_together() {
 }
 
 /// The attempt an executor event is about.
+/// Admission reads the pools once per poll, not at every admission; a
+/// change made in the store (as the CLI makes it) counts from the next
+/// poll, which a poke (what the REST API does after a change) brings on.
+#[tokio::test]
+async fn pools_are_read_once_per_poll_and_a_poke_sees_a_change() {
+    let mut d = Dag::new("pooled");
+    d.tasks = (0..4)
+        .map(|i| {
+            let mut t = command(&format!("p{i}"), &[], 0);
+            t.pool = "narrow".into();
+            t
+        })
+        .collect();
+    let HeldReports {
+        timed,
+        store,
+        mut s,
+        tx,
+        mut ended,
+    } = held_reports(&d, usize::MAX).await;
+    let narrow = |slots: u32| pave_store::PoolRecord {
+        name: "narrow".into(),
+        slots,
+        description: None,
+        include_deferred: false,
+    };
+    store.put_pool(narrow(1)).await.expect("pool");
+    s.trigger(&d.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+    let list_pools = || timed.snapshot().get("list_pools").map_or(0, |c| c.0);
+    assert_eq!(s.step().await.expect("step").started, 1);
+    let mut end_one = async |s: &mut Scheduler| {
+        let ev = ended.try_recv().expect("a report");
+        tx.send(ev).expect("scheduler listens");
+        s.drain_events().await.expect("events");
+    };
+    end_one(&mut s).await;
+    assert_eq!(s.step().await.expect("step").started, 1);
+    assert_eq!(list_pools(), 1, "one read for two admissions");
+    // Widened as the CLI does it: no poke, so the pool read at the poll stands.
+    store.put_pool(narrow(4)).await.expect("pool");
+    end_one(&mut s).await;
+    assert_eq!(s.step().await.expect("step").started, 1);
+    // p2 runs and holds the one slot the old size had; after a poke the
+    // new size lets p3 start beside it.
+    s.poke();
+    assert_eq!(s.step().await.expect("step").started, 1);
+    assert_eq!(list_pools(), 2);
+}
+
 fn event_task(ev: &pave_executor::ExecutorEvent) -> String {
     match ev {
         pave_executor::ExecutorEvent::Finished { key, .. }

@@ -112,6 +112,11 @@ pub struct Scheduler {
     /// with the try number meanwhile, which a restart reconciles from the
     /// attempt's claim. So a short attempt costs one write, not two.
     starting: HashMap<AttemptKey, tokio::time::Instant>,
+    /// The pools, read by the first admission after a poll and kept until
+    /// the next poll: they change through the REST API (which pokes the
+    /// scheduler, so its next step polls) or the CLI (seen at the next
+    /// poll, within `poll_interval`), not from one admission to the next.
+    pools: Option<Vec<pave_store::PoolRecord>>,
     /// The executor has no GPU and GPU requests fall back to CPU.
     cpu_only: bool,
 }
@@ -143,6 +148,7 @@ impl Scheduler {
             stored_scheduled: true,
             waiting: None,
             starting: HashMap::new(),
+            pools: None,
         }
     }
 
@@ -307,6 +313,7 @@ impl Scheduler {
             self.last_poll = Some(tokio::time::Instant::now());
             self.stored_scheduled = true;
             self.waiting = None;
+            self.pools = None;
             report.runs_created = self.poll(now).await?;
             report.killed = self.kill_superseded().await?;
         }
@@ -524,10 +531,13 @@ impl Scheduler {
     }
 
     /// What admission may hand out now.
-    async fn capacity(&self) -> Result<admit::Capacity, SchedulerError> {
+    async fn capacity(&mut self) -> Result<admit::Capacity, SchedulerError> {
         let exec = self.executor.capacity();
         let occupancy = self.store.occupancy().await?;
-        let pools = self.store.list_pools().await?;
+        if self.pools.is_none() {
+            self.pools = Some(self.store.list_pools().await?);
+        }
+        let pools = self.pools.as_deref().unwrap_or_default();
         let mut cap = admit::Capacity {
             executor_slots_free: u32::try_from(
                 exec.parallelism.saturating_sub(self.inflight.len()),
