@@ -5,9 +5,11 @@
 //! JSON (`argv`, `env`, `cwd`, and for a supervised attempt `supervise`:
 //! `claim`, `result`, `timeout_ms`, `grace_ms`, `gpu_ids`), with the
 //! attempt's log file passed as `SCM_RIGHTS`; and answer with JSON lines:
-//! `{"pid": N}` once the task runs (or `{"claimed": true}`, `{"not_run":
-//! true}`, `{"refused": WHY, "retry": BOOL}`), then `{"exit": .., "maxrss_kib":
-//! ..}` when it ended and its result file is written. A zygote's request
+//! `{"pid": N, "start_ticks": T}` once the task runs (T, the supervisor's
+//! own start time, may be missing from an older one; or `{"claimed":
+//! true}`, `{"not_run": true}`, `{"refused": WHY, "retry": BOOL}`), then
+//! `{"exit": .., "maxrss_kib": ..}` when it ended and its result file is
+//! written. A zygote's request
 //! carries only the attempt's own variables in `env` and the digest of the
 //! rest ([`env_digest`]) in `base_env_sha1`.
 
@@ -93,6 +95,8 @@ pub(crate) struct Supervised {
     pub task_pid: u32,
     /// The shared supervisor (the claim's), from `SO_PEERCRED`.
     pub supervisor_pid: u32,
+    /// Its start time in clock ticks, when it said so with the pid.
+    pub supervisor_start_ticks: Option<u64>,
     /// How messages name it ("its zygote", "the supervision server").
     pub who: &'static str,
 }
@@ -147,6 +151,10 @@ pub(crate) fn peer_pid(stream: &UnixStream) -> u32 {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Answer {
     pub pid: Option<i32>,
+    /// With the pid: the answering supervisor's own start time (field 22
+    /// of its `/proc/PID/stat`), so the executor need not read it for every
+    /// attempt to tell it from a later process with the same pid.
+    pub start_ticks: Option<u64>,
     pub refused: Option<String>,
     #[serde(default)]
     pub retry: bool,
@@ -341,11 +349,11 @@ mod tests {
     #[test]
     fn answers_are_read_line_by_line_across_chunks() {
         let mut lines = Lines::default();
-        lines
-            .buf
-            .extend_from_slice(b"{\"pid\": 12}\nnot json\n{\"exit\": {\"type\": \"co");
+        lines.buf.extend_from_slice(
+            b"{\"pid\": 12, \"start_ticks\": 345}\nnot json\n{\"exit\": {\"type\": \"co",
+        );
         let first = lines.next_answer().expect("pid");
-        assert_eq!(first.pid, Some(12));
+        assert_eq!((first.pid, first.start_ticks), (Some(12), Some(345)));
         assert!(lines.next_answer().is_none());
         lines
             .buf

@@ -793,8 +793,9 @@ impl Inner {
             Handed::Running(attempt) => {
                 let process = LocalProcess {
                     supervisor_pid: attempt.supervisor_pid,
-                    supervisor_start_ticks: host::proc_stat(attempt.supervisor_pid)
-                        .map(|s| s.start_ticks),
+                    supervisor_start_ticks: attempt
+                        .supervisor_start_ticks
+                        .or_else(|| host::proc_stat(attempt.supervisor_pid).map(|s| s.start_ticks)),
                     shared: Some(SharedTask {
                         pid: Some(attempt.task_pid),
                         start_ticks: host::proc_stat(attempt.task_pid).map(|s| s.start_ticks),

@@ -542,7 +542,10 @@ impl Server {
             }
         };
         let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-        answer(&mut stream, &serde_json::json!({"pid": pid.as_raw()}));
+        answer(
+            &mut stream,
+            &serde_json::json!({"pid": pid.as_raw(), "start_ticks": self.my_ticks}),
+        );
         let id = self.next_task;
         self.next_task += 1;
         let stdout = child
@@ -990,6 +993,7 @@ pub(crate) fn hand_over(files: &ServerFiles, h: &Handover<'_>) -> Handed {
                     lines,
                     task_pid: 0,
                     supervisor_pid,
+                    supervisor_start_ticks: None,
                     who: WHO,
                 });
             }
@@ -1005,6 +1009,7 @@ pub(crate) fn hand_over(files: &ServerFiles, h: &Handover<'_>) -> Handed {
                 lines,
                 task_pid: u32::try_from(pid).unwrap_or(0),
                 supervisor_pid,
+                supervisor_start_ticks: answer.start_ticks,
                 who: WHO,
             });
         }

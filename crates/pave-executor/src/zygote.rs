@@ -228,6 +228,7 @@ pub(crate) fn hand_over(h: &Handover<'_>) -> Handed {
         Ok(Asked::Forked(task)) => Handed::Running(Supervised {
             task_pid: u32::try_from(task.pid.as_raw()).unwrap_or(0),
             supervisor_pid: peer_pid(&task.stream),
+            supervisor_start_ticks: task.zygote_start_ticks,
             who: WHO,
             stream: task.stream,
             lines: task.lines,
@@ -236,6 +237,7 @@ pub(crate) fn hand_over(h: &Handover<'_>) -> Handed {
         Ok(Asked::NotRun) => Handed::NotRun,
         Ok(Asked::Silent(task)) => Handed::Silent(Supervised {
             supervisor_pid: peer_pid(&task.stream),
+            supervisor_start_ticks: None,
             task_pid: 0,
             who: WHO,
             stream: task.stream,
@@ -412,6 +414,8 @@ struct Task {
     stream: UnixStream,
     lines: Lines,
     pid: Pid,
+    /// The zygote's start time, as it answered it.
+    zygote_start_ticks: Option<u64>,
 }
 
 /// The zygote an attempt needs and the request it sends it.
@@ -602,6 +606,7 @@ impl Plan {
                         stream,
                         lines,
                         pid: Pid::from_raw(0),
+                        zygote_start_ticks: None,
                     }));
                 }
                 Err(e) => {
@@ -615,6 +620,7 @@ impl Plan {
                     stream,
                     lines,
                     pid: Pid::from_raw(pid),
+                    zygote_start_ticks: answer.start_ticks,
                 }));
             }
             if answer.claimed == Some(true) {

@@ -1367,7 +1367,12 @@ class Zygote:
         """Tell the supervisor its task's pid, then watch the connection
         (its end kills the task). A supervised attempt's timeout starts to
         count down; its sender's end is no lease."""
-        told = _tell_conn(conn, {"pid": pid})
+        if self.start_ticks is False:
+            self.start_ticks = _start_ticks()
+        # Its own start time with the pid: the supervisor's side records it
+        # (to tell this zygote from a later process with its pid) without
+        # reading /proc for every attempt.
+        told = _tell_conn(conn, {"pid": pid, "start_ticks": self.start_ticks})
         sup = conn.supervise
         if sup is not None:
             if sup.timeout_ms is not None:

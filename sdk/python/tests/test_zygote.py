@@ -305,6 +305,15 @@ class ZygoteCase(unittest.TestCase):
 
 
 class ZygoteRunsTasksTest(ZygoteCase):
+    def test_the_pid_answer_carries_the_zygotes_own_start_time(self) -> None:
+        ready = self.start()
+        attempt = self.send("env")
+        with open(f"/proc/{ready['pid']}/stat", "rb") as f:
+            stat = f.read()
+        ticks = int(stat[stat.rindex(b")") + 1:].split()[19])
+        self.assertEqual(attempt.first.get("start_ticks"), ticks, attempt.first)
+        self.finish(attempt)
+
     def test_each_attempt_is_a_forked_child_that_does_not_see_the_previous_ones_state(self) -> None:
         ready = self.start()
         self.assertEqual(ready.get("ready"), True, ready)
@@ -1020,7 +1029,7 @@ class ChildSetUpTest(unittest.TestCase):
         os.write(sync_w, b"k")
         os.close(sync_w)
         self.assertTrue(self.z._setup_done(conn))
-        self.assertEqual(self.answer(theirs), {"pid": child.pid})
+        self.assertEqual(self.answer(theirs), {"pid": child.pid, "start_ticks": self.zygote_mod._start_ticks()})
         self.assertEqual(conn.setup_fd, -1)
         self.assertIn(child.pid, self.z.children)
         self.assertIsNone(child.poll(), "a child that set up must keep running")
@@ -1081,7 +1090,7 @@ class ChildSetUpTest(unittest.TestCase):
         os.write(sync_w, b"k")
         os.close(sync_w)
         self.assertTrue(self.z._setup_done(conn))
-        self.assertEqual(self.answer(theirs), {"pid": child.pid})
+        self.assertEqual(self.answer(theirs), {"pid": child.pid, "start_ticks": self.zygote_mod._start_ticks()})
         self.assertEqual([d[3] for d in self.z.deadlines], ["term"])
         self.z._expire_deadlines()
         self.assertEqual(child.wait(timeout=5), -signal.SIGTERM)
