@@ -77,10 +77,11 @@ pub struct SchedulerConfig {
     /// at once does not hold 10,000 prepared attempts (and one huge batch)
     /// in memory. Executor completions are written in chunks of this size too.
     pub admit_chunk: usize,
-    /// How long a started attempt's `running` write may wait for a
-    /// transaction the scheduler makes anyway (its own end's, or other
-    /// attempts'), before it is made on its own. An attempt shorter than
-    /// this goes from queued to its end in one write; meanwhile the store
+    /// How long a started attempt's `running` write waits for the
+    /// attempt's own end, which then carries it; once due, it goes with the
+    /// next transaction the scheduler makes (other attempts' ends) or on
+    /// its own. An attempt shorter than this goes from queued to its end
+    /// in one write; meanwhile the store
     /// holds it `queued` with its try number and its claim names its
     /// supervisor, which is all a restart needs to adopt it. Zero writes it
     /// at the end of the step that started it, unless an event waits.

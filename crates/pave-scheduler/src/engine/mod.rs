@@ -103,12 +103,11 @@ pub struct Scheduler {
     /// admission that conflicted.
     waiting: Option<Vec<Admissible>>,
     /// The `running` writes of attempts started but not yet recorded as
-    /// running, by attempt, with when each is due: written with the next
-    /// transaction the scheduler makes anyway (the endings of attempts,
-    /// merged into the attempt's own ending when it has already ended), or
-    /// on their own once due (`running_write_delay` after the start), at
-    /// the end of a step or of the handling of events when no executor
-    /// event is waiting. The store holds those task instances `queued`
+    /// running, by attempt, with when each is due (`running_write_delay`
+    /// after the start): merged into the attempt's own ending when it ends
+    /// first; once due, written with the next endings the scheduler writes,
+    /// or on their own at the end of a step or of the handling of events
+    /// when no executor event is waiting. The store holds those task instances `queued`
     /// with the try number meanwhile, which a restart reconciles from the
     /// attempt's claim. So a short attempt costs one write, not two.
     starting: HashMap<AttemptKey, tokio::time::Instant>,
