@@ -406,6 +406,14 @@ async fn decided_task_instances_are_written_once_by_admission() {
     }
 }
 
+/// A task instance's state, and whether it has the handle and the start
+/// date a `running` write (or an end that carried it) stores.
+fn state_of(tis: &[pave_store::TiRecord], task: &str) -> Option<(TaskState, bool, bool)> {
+    tis.iter()
+        .find(|t| t.key.task_id.as_str() == task)
+        .map(|t| (t.state, t.executor_handle.is_some(), t.start_date.is_some()))
+}
+
 /// With no `running_write_delay`, a started attempt's `running` write goes
 /// with the next transaction the scheduler makes: the one that ends it
 /// when its end is already waiting (one write from queued to success),
@@ -422,11 +430,6 @@ async fn a_started_attempt_is_written_running_with_the_next_transaction() {
         tx,
         mut ended,
     } = held_reports_writing_running_after(&d, usize::MAX, Duration::ZERO).await;
-    let state_of = |tis: &[pave_store::TiRecord], task: &str| {
-        tis.iter()
-            .find(|t| t.key.task_id.as_str() == task)
-            .map(|t| (t.state, t.executor_handle.is_some(), t.start_date.is_some()))
-    };
 
     // 1. Nothing waits in the channel at the end of the step: the running
     //    writes are made then, with the handles a restart adopts from.
@@ -514,11 +517,6 @@ async fn a_short_attempt_goes_from_queued_to_its_end_in_one_write() {
         tx,
         mut ended,
     } = held_reports_writing_running_after(&d, usize::MAX, Duration::from_secs(3600)).await;
-    let state_of = |tis: &[pave_store::TiRecord], task: &str| {
-        tis.iter()
-            .find(|t| t.key.task_id.as_str() == task)
-            .map(|t| (t.state, t.executor_handle.is_some(), t.start_date.is_some()))
-    };
     let run = s
         .trigger(&d.dag_id, TriggerRequest::default())
         .await
