@@ -1367,12 +1367,10 @@ class Zygote:
         """Tell the supervisor its task's pid, then watch the connection
         (its end kills the task). A supervised attempt's timeout starts to
         count down; its sender's end is no lease."""
-        if self.start_ticks is False:
-            self.start_ticks = _start_ticks()
         # Its own start time with the pid: the supervisor's side records it
         # (to tell this zygote from a later process with its pid) without
         # reading /proc for every attempt.
-        told = _tell_conn(conn, {"pid": pid, "start_ticks": self.start_ticks})
+        told = _tell_conn(conn, {"pid": pid, "start_ticks": self._own_start_ticks()})
         sup = conn.supervise
         if sup is not None:
             if sup.timeout_ms is not None:
@@ -1554,9 +1552,7 @@ class Zygote:
         """Take the attempt's claim for this zygote; if that fails, answer
         (``claimed``: someone else holds it; else a refusal) and drop the
         connection. True when the claim is ours."""
-        if self.start_ticks is False:
-            self.start_ticks = _start_ticks()
-        claim = {"claimed_by": "supervisor", "pid": self.pid, "start_ticks": self.start_ticks,
+        claim = {"claimed_by": "supervisor", "pid": self.pid, "start_ticks": self._own_start_ticks(),
                  "started_at": _rfc3339(time.time()), "gpu_ids": sup.gpu_ids, "zygote": True}
         try:
             _create_exclusive(sup.claim, json.dumps(claim).encode())
@@ -1567,6 +1563,13 @@ class Zygote:
             _tell_conn(conn, {"refused": f"cannot take the claim {sup.claim}: {e}", "retry": False})
         self._drop(conn)
         return False
+
+    def _own_start_ticks(self) -> int | None:
+        """This zygote's start time in clock ticks (read once), for its claims
+        and pid answers."""
+        if self.start_ticks is False:
+            self.start_ticks = _start_ticks()
+        return self.start_ticks  # type: ignore[return-value]
 
     @staticmethod
     def _started(sup: _Supervision) -> None:
