@@ -10,11 +10,15 @@ one run, alternating the systems' order every round:
   dag-processor; LocalExecutor) against ``pave standalone``, from the REST
   trigger to the run's end as the system recorded it;
 * the physical floor: the same work as bare ``python -c`` process spawns at
-  the same parallelism, with no orchestrator.
+  the same parallelism, with no orchestrator;
+* the fork floor: the same work as children forked by one bare interpreter
+  at the same parallelism (the least a process per task costs once an
+  interpreter is running, as pave's pre-forked one is).
 
 Memory is the whole system: every process below this driver (which makes
 itself a child subreaper, so daemonized children such as pave's pre-forked
-interpreter stay counted), sampled every ``SAMPLE_S`` seconds; the peak of
+interpreter stay counted), sampled every ``SAMPLE_S`` seconds or less often
+(the sampler keeps to about 2% of a core: ``Sampler``); the peak of
 the summed PSS (proportional set size: pages shared by forked processes are
 split among them, so a fork is not counted twice) and of the summed RSS.
 
@@ -52,6 +56,7 @@ from typing import Any, Callable
 HERE = Path(__file__).resolve().parent
 DAGS = HERE / "dags"
 SAMPLE_S = 0.25
+SAMPLE_DUTY = 50  # wait at least 50x what a sample took (Sampler)
 POLL_S = 0.2  # how often a run's state is asked for (its end comes from the system's own record)
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -158,18 +163,29 @@ def memory_kib(pid: int) -> tuple[int, int]:
 
 
 class Sampler:
-    """Peak summed PSS/RSS and process count of everything below this process."""
+    """Peak summed PSS/RSS and process count of everything below this process.
+
+    A sample reads every process's ``smaps_rollup``, which walks its page
+    tables: below Airflow's services (some 70 processes, 10 GiB of summed
+    RSS) one took about 0.1 s, and sampling every ``SAMPLE_S`` used 20 to
+    50% of a core, taken from the system it measured. So the sampler waits
+    ``SAMPLE_DUTY`` times as long as its last sample took, if that is longer
+    than ``SAMPLE_S``: it keeps to about 2% of a core, and a system whose
+    processes cost more to sample (Airflow's) is sampled less often."""
 
     def __init__(self) -> None:
         self.me = os.getpid()
         self.peak_pss = self.peak_rss = self.peak_procs = 0
+        self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            t0 = time.monotonic()
             self.sample()
-            self._stop.wait(SAMPLE_S)
+            self.samples += 1
+            self._stop.wait(max(SAMPLE_S, SAMPLE_DUTY * (time.monotonic() - t0)))
 
     def sample(self) -> None:
         pids = descendants(self.me)
@@ -191,7 +207,8 @@ class Sampler:
         self._thread.join()
 
     def result(self) -> dict[str, int]:
-        return {"peak_pss_kib": self.peak_pss, "peak_rss_kib": self.peak_rss, "peak_procs": self.peak_procs}
+        return {"peak_pss_kib": self.peak_pss, "peak_rss_kib": self.peak_rss, "peak_procs": self.peak_procs,
+                "memory_samples": self.samples}
 
 
 def reap() -> None:
@@ -710,6 +727,59 @@ def floor_run(case: Case, env: Env) -> dict[str, Any]:
     return {"wall_s": wall, "exit_code": 0, "run_state": "success", **sampler.result()}
 
 
+# The floor of a process per task when the interpreter is already running:
+# one bare interpreter forks a child per task (at most PAR at a time, level
+# by level), the child runs the task's body and leaves with `os._exit`. No
+# orchestrator, no SDK, no log files: what neither system can go below while
+# it gives every task a process of its own (pave forks its tasks from a
+# pre-forked interpreter; Airflow's LocalExecutor forks a supervisor and a
+# task runner per task). The wall is timed inside, from the first fork to
+# the last reap: the interpreter's own start is not the work's.
+FORK_FLOOR = """
+import json, os, sys, time
+levels, par = json.load(sys.stdin), int(sys.argv[1])
+codes = {c: compile(c, "<task>", "exec") for level in levels for c in level}
+failed = 0
+def reap():
+    global failed
+    _, status = os.wait()
+    failed += status != 0
+t0 = time.monotonic()
+for level in levels:
+    running = 0
+    for code in level:
+        if running >= par:
+            reap()
+            running -= 1
+        pid = os.fork()
+        if pid == 0:
+            try:
+                exec(codes[code], {"__name__": "__task__"})
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        running += 1
+    for _ in range(running):
+        reap()
+print(time.monotonic() - t0)
+sys.exit(1 if failed else 0)
+"""
+
+
+def fork_floor_run(case: Case, env: Env) -> dict[str, Any]:
+    with Sampler() as sampler:
+        done = subprocess.run(
+            [env.python, "-c", FORK_FLOOR, str(env.par)],
+            input=json.dumps(case.floor),
+            capture_output=True,
+            text=True,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"the fork floor of {case.name} failed: {done.stderr.strip()[-500:]}")
+    wall = float(done.stdout.split()[-1])
+    return {"wall_s": wall, "exit_code": 0, "run_state": "success", **sampler.result()}
+
+
 # --------------------------------------------------------------------------
 # Driver
 
@@ -815,14 +885,18 @@ def main() -> int:
                 homes[c.name] = home
             for rnd in range(args.runs):
                 for c in cases:
-                    order = ["airflow", "pave", "floor"] if rnd % 2 == 0 else ["floor", "pave", "airflow"]
+                    order = ["airflow", "pave", "floor", "fork_floor"]
+                    if rnd % 2:
+                        order.reverse()
                     for system in order:
                         if system == "airflow":
                             m = airflow_dags_test(c, env, homes[c.name], logs / f"airflow-test-{c.name}.log")
                         elif system == "pave":
                             m = pave_dags_test(c, env, logs / f"pave-test-{c.name}.log")
-                        else:
+                        elif system == "floor":
                             m = floor_run(c, env)
+                        else:
+                            m = fork_floor_run(c, env)
                         settle(f"{system} {c.name}")
                         record("test", system, c, rnd, m)
                         print(
@@ -846,6 +920,7 @@ def main() -> int:
                 if "test" not in modes:
                     for c in cases:
                         record("service", "floor", c, rnd, floor_run(c, env))
+                        record("service", "fork_floor", c, rnd, fork_floor_run(c, env))
     finally:
         results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         results["load_after"] = os.getloadavg()
