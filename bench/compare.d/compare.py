@@ -323,6 +323,11 @@ def airflow_env(home: Path, dags: Path, env: Env, port: int | None = None, db_ur
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__API_AUTH__JWT_SECRET": "pave-bench-compare-not-a-secret",
             "AIRFLOW__API__SECRET_KEY": "pave-bench-compare-not-a-secret",
+            # Airflow's remedy for task runners that time out on a loaded
+            # API server ("Increase this value if you experience timeout
+            # errors under high load"; default 5 s): on two busy cores its
+            # wide rounds lost tasks to `httpx.ReadTimeout` (session 15).
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
