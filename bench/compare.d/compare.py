@@ -737,8 +737,8 @@ def floor_run(case: Case, env: Env) -> dict[str, Any]:
 # by level), the child runs the task's body and leaves with `os._exit`. No
 # orchestrator, no SDK, no log files: what neither system can go below while
 # it gives every task a process of its own (pave forks its tasks from a
-# pre-forked interpreter; Airflow's LocalExecutor forks a supervisor and a
-# task runner per task). The wall is timed inside, from the first fork to
+# pre-forked interpreter; each of Airflow's LocalExecutor workers, one per
+# slot and long-lived, supervises a task runner it forks per task). The wall is timed inside, from the first fork to
 # the last reap: the interpreter's own start is not the work's.
 FORK_FLOOR = """
 import json, os, sys, time
