@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Any
 
 from .exceptions import AirflowException, AirflowSkipException
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def run_bash(command: str, *, env: dict[str, Any] | None, cwd: str | None,

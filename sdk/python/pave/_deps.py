@@ -4,7 +4,10 @@ XComArgs and task groups (Airflow's ``DependencyMixin``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class DependencyMixin:

@@ -6,8 +6,12 @@ for the way DAG files use it (``pendulum.datetime(2025, 1, 1, tz="UTC")``,
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
 from zoneinfo import ZoneInfo
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
+
 
 DateTime = _dt.datetime
 Date = _dt.date

@@ -7,9 +7,13 @@ import math
 import os
 import re
 import sys
-from typing import Any
 
 from .exceptions import PaveSpecError
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
+
 
 _PAVE_DIR = os.path.dirname(os.path.abspath(__file__))
 _ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")

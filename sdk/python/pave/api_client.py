@@ -15,7 +15,11 @@ import json
 import socket
 import time
 import urllib.parse
-from typing import Any
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
+
 
 #: Longest response head (status line and headers) read, in bytes.
 MAX_HEAD = 64 * 1024

@@ -7,7 +7,9 @@ The JSON spec v1 has no field for assets, so they are recorded on the task
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class BaseAsset:

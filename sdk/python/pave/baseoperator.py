@@ -35,7 +35,6 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-from typing import Any, Callable
 
 from ._deps import DependencyMixin
 from ._util import caller_line, check_id, duration_seconds, task_date
@@ -43,6 +42,11 @@ from . import placement
 from .exceptions import AirflowException, PaveSpecError, unsupported
 from .trigger_rule import TriggerRule, check_trigger_rule
 from .xcom_arg import XComArg, iter_xcom_args, resolve_value
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
 
 IGNORED_TASK_ARGS = {
     "owner", "email", "email_on_failure", "email_on_retry", "queue", "task_display_name",

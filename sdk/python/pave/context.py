@@ -21,9 +21,12 @@ raises a ``KeyError`` saying so.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterable
 
 from .exceptions import AirflowException, PaveUnsupportedError
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable
 
 #: Names a task function may declare to receive from the context (Airflow 3's
 #: ``KNOWN_CONTEXT_KEYS``, plus ``run_after`` and ``start_date``).

@@ -29,13 +29,17 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import inspect
-from typing import Any, Callable
 
 from ._util import NOTSET, caller_line, check_id, duration_seconds, timezone_name
 from .assets import BaseAsset
 from .exceptions import DuplicateTaskIdFound, unsupported
 from .params import ParamsDict
 from .xcom_arg import DagParamRef
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
 
 _PRESETS = {
     "@once": "@once",

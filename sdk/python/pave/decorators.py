@@ -24,7 +24,7 @@ import functools
 import inspect
 import re
 import types
-from typing import Any, Callable, Mapping
+from collections.abc import Mapping
 
 from ._util import callable_name
 from .context import KNOWN_CONTEXT_KEYS
@@ -32,6 +32,10 @@ from .exceptions import AirflowException, unsupported
 from .mapped import make_expand_input
 from .operators import BranchPythonOperator, PythonOperator, ShortCircuitOperator, context_merge, determine_kwargs, spec_args
 from .xcom_arg import XComArg, resolve_value
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 class _DecoratedMixin:
@@ -144,15 +148,27 @@ def get_unique_task_id(task_id: str, dag: Any, group: Any) -> str:
 
 
 def _infer_multiple_outputs(func: Callable[..., Any]) -> bool:
-    """Airflow's rule: a return annotation that is a Mapping type means multiple outputs."""
-    if "return" not in getattr(func, "__annotations__", {}):
-        return False
-    try:
-        import typing
+    """Airflow's rule: a return annotation that is a Mapping type means multiple outputs.
 
-        ret = typing.get_type_hints(func).get("return", Any)
-    except Exception:
+    A postponed annotation (a string, under ``from __future__ import
+    annotations``) is evaluated in the function's globals, as
+    ``typing.get_type_hints`` would; ``typing`` itself is imported only for
+    what that cannot read (``-> None`` and ``-> int`` are read without it:
+    importing ``typing`` costs each task's interpreter start-up and memory)."""
+    annotations = getattr(func, "__annotations__", None) or {}
+    if "return" not in annotations:
         return False
+    ret = annotations["return"]
+    if isinstance(ret, str):
+        try:
+            ret = eval(ret, getattr(func, "__globals__", {}))  # noqa: S307 -- as get_type_hints does
+        except Exception:
+            try:
+                import typing
+
+                ret = typing.get_type_hints(func).get("return")
+            except Exception:
+                return False
     origin = getattr(ret, "__origin__", ret)
     return isinstance(origin, type) and issubclass(origin, Mapping)
 

@@ -7,9 +7,12 @@ left upstream of every task on its right) and drops the text.
 
 from __future__ import annotations
 
-from typing import Any
 
 from ._deps import DependencyMixin, _link
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class EdgeModifier(DependencyMixin):

@@ -7,7 +7,9 @@ short aliases (``TaskSkipped``, ``TaskFailed``) are the same classes.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class AirflowException(Exception):

@@ -15,9 +15,13 @@ import os
 import re
 import sys
 import types
-from typing import Any
 
 from .dag import DAG, take_registered
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
+
 
 try:
     # The one hash the loader needs, without `hashlib`'s OpenSSL (3.6 MiB

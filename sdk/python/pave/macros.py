@@ -14,7 +14,10 @@ import importlib
 import json  # noqa: F401
 import time  # noqa: F401
 from datetime import datetime, timedelta
-from typing import Any
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def ds_add(ds: str, days: int) -> str:

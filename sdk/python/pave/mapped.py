@@ -12,12 +12,15 @@ arguments plus the map index's ``mapped_args`` (Airflow's unmapping).
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
 
 from ._util import callable_name, json_problem
 from .baseoperator import BaseOperator, _init_arg_names
 from .exceptions import PaveSpecError, unsupported
 from .xcom_arg import XComArg, iter_xcom_args, resolve_value
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 #: Placeholder for a constructor argument whose value comes from the mapping.
 MAPPED: Any = type("Mapped", (), {"__repr__": lambda self: "MAPPED"})()

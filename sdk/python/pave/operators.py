@@ -22,13 +22,16 @@ import inspect
 import os
 import weakref
 from collections.abc import Sequence
-from typing import Any, Callable
 
 from ._util import callable_name, is_json
 from .baseoperator import BaseOperator
 from .context import check_context_parameters
 from .exceptions import AirflowException, PaveSpecError, unsupported
 from .xcom_arg import XComArg
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 __all__ = [
     "BaseOperator", "EmptyOperator", "BashOperator", "PythonOperator", "BranchPythonOperator",

@@ -9,10 +9,14 @@ pave would not enforce it.
 
 from __future__ import annotations
 
-from typing import Any
 
 from ._util import NOTSET
 from .exceptions import ParamValidationError, unsupported
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
+
 
 _SCHEMA_KEYS = ("type", "enum", "minimum", "maximum")
 _UI_ONLY = ("title", "description_md", "section", "values_display", "examples", "const_display")

@@ -12,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def parse_file(path: str) -> dict[str, Any]:

@@ -7,9 +7,12 @@ leaving a pod that never starts. Mirrors pave-spec's checks (docs/dag-spec.md).
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from .exceptions import PaveSpecError
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
 
 EXECUTORS = ("local", "kubernetes")
 SPOT_POLICIES = ("never", "allow", "prefer")

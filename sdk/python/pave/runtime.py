@@ -18,13 +18,17 @@ import json
 import os
 import sys
 import time
-from typing import Any
 
 from ._util import type_name
 from .api_client import ApiError, ExecutionApi
 from .context import Context, set_current_context
 from .exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from .serde import XComSerdeError, deserialize, serialize
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
+
 
 EXIT_SUCCESS = 0
 EXIT_FAILED = 1

@@ -50,7 +50,11 @@ import math
 import os
 import re
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
+
 
 CLASSNAME = "__classname__"
 VERSION = "__version__"

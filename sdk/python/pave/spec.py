@@ -10,7 +10,6 @@ DAG file fails in ``pave.parse`` with the cycle printed (``a -> b -> a``).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
 
 from ._util import date_text, duration_seconds, json_problem
 from .baseoperator import BaseOperator
@@ -19,6 +18,11 @@ from .mapped import expand_input_spec
 from .task_group import TaskGroup
 from .trigger_rule import TriggerRule
 from .xcom_arg import XComArg
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any, Iterable
+
 
 SPEC_VERSION = 1
 

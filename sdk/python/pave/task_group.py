@@ -12,11 +12,15 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from typing import Any, Callable
 
 from ._deps import DependencyMixin
 from ._util import caller_line, check_id
 from .exceptions import DuplicateTaskIdFound, unsupported
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
 
 _IGNORED_GROUP_ARGS = {"ui_color", "ui_fgcolor", "group_display_name"}
 

@@ -7,12 +7,13 @@ Airflow. At run time the runtime replaces it by the pulled value.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
-
 from ._deps import DependencyMixin
 from .exceptions import XComNotFound, unsupported
 
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Iterator
+
     from .operators import BaseOperator
 
 XCOM_RETURN_KEY = "return_value"

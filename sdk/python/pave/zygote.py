@@ -105,13 +105,17 @@ import sys
 import sysconfig
 import threading
 import time
-from typing import Any
 
 # `macros` is imported by the runtime lazily: importing it here once saves
 # every child the time. (The runtime's API client speaks HTTP over a plain
 # socket, so no `http.client` is needed.)
 from . import macros, runtime  # noqa: F401
 from .loader import load_dag_file
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
+
 
 #: How long the zygote waits for a new child to set itself up.
 CHILD_SETUP_TIMEOUT = 10.0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import typing
 import unittest
+from collections.abc import Mapping
 
 from pave import (
     DAG, Asset, BashOperator, Dataset, EmptyOperator, Param, PaveUnsupportedError, PythonOperator,
@@ -118,6 +120,37 @@ class TaskFlowTest(unittest.TestCase):
 
         with DAG("mo"):
             self.assertTrue(f().operator.multiple_outputs)
+
+    def test_multiple_outputs_from_postponed_return_annotations(self) -> None:
+        # This module's annotations are strings (`from __future__ import
+        # annotations`): each is evaluated in the function's globals, as
+        # Airflow does with its return annotation alone.
+        @task
+        def mapping() -> Mapping[str, int]:
+            return {}
+
+        @task
+        def typing_dict() -> typing.Dict[str, int]:
+            return {}
+
+        @task
+        def number() -> int:
+            return 1
+
+        @task
+        def unknown(x: NoSuchParameterType) -> NoSuchReturnType:  # noqa: F821
+            return x
+
+        @task
+        def only_a_parameter_unknown(x: NoSuchParameterType) -> dict:  # noqa: F821
+            return {}
+
+        with DAG("mo_postponed"):
+            self.assertTrue(mapping().operator.multiple_outputs)
+            self.assertTrue(typing_dict().operator.multiple_outputs)
+            self.assertFalse(number().operator.multiple_outputs)
+            self.assertFalse(unknown(1).operator.multiple_outputs)
+            self.assertTrue(only_a_parameter_unknown(1).operator.multiple_outputs)
 
     def test_dag_decorator_params_and_docstring(self) -> None:
         @dag(schedule=dt.timedelta(minutes=30))

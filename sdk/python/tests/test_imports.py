@@ -22,9 +22,11 @@ HEAVY = (
     "uuid", "platform", "random",  # pave.macros
     "dataclasses",  # pave.serde
     "traceback", "textwrap",  # error reports
+    "typing",  # annotations (under TYPE_CHECKING now) and a task's return annotation
 )
 
-DAG_SOURCE = """
+DAG_SOURCE = """from __future__ import annotations
+
 from datetime import datetime
 
 from airflow.sdk import chain, dag, task

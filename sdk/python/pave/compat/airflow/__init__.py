@@ -11,7 +11,11 @@ from __future__ import annotations
 import importlib.machinery
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __version__ = "3.0.0"
 _ROOT = os.path.dirname(os.path.abspath(__file__))

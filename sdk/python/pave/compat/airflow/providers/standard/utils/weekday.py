@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import Any
+
+TYPE_CHECKING = False  # no `typing` at run time: every task interpreter would import it
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @enum.unique
