@@ -738,8 +738,9 @@ def floor_run(case: Case, env: Env) -> dict[str, Any]:
 # orchestrator, no SDK, no log files: what neither system can go below while
 # it gives every task a process of its own (pave forks its tasks from a
 # pre-forked interpreter; each of Airflow's LocalExecutor workers, one per
-# slot and long-lived, supervises a task runner it forks per task). The wall is timed inside, from the first fork to
-# the last reap: the interpreter's own start is not the work's.
+# slot and long-lived, supervises a task runner it forks per task). The
+# wall is timed inside, from the first fork to the last reap: the
+# interpreter's own start is not the work's.
 FORK_FLOOR = """
 import json, os, sys, time
 levels, par = json.load(sys.stdin), int(sys.argv[1])

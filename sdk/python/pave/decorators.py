@@ -150,11 +150,11 @@ def get_unique_task_id(task_id: str, dag: Any, group: Any) -> str:
 def _infer_multiple_outputs(func: Callable[..., Any]) -> bool:
     """Airflow's rule: a return annotation that is a Mapping type means multiple outputs.
 
-    A postponed annotation (a string, under ``from __future__ import
-    annotations``) is evaluated in the function's globals, as
-    ``typing.get_type_hints`` would; ``typing`` itself is imported only for
-    what that cannot read (``-> None`` and ``-> int`` are read without it:
-    importing ``typing`` costs each task's interpreter start-up and memory)."""
+    Only the return annotation counts, as in Airflow. A postponed one (a
+    string, under ``from __future__ import annotations``) is evaluated in
+    the function's globals, as ``typing.get_type_hints`` would, without
+    importing ``typing`` (which would cost every task's interpreter its
+    start-up and memory); one that cannot be evaluated means no."""
     annotations = getattr(func, "__annotations__", None) or {}
     if "return" not in annotations:
         return False
@@ -163,12 +163,7 @@ def _infer_multiple_outputs(func: Callable[..., Any]) -> bool:
         try:
             ret = eval(ret, getattr(func, "__globals__", {}))  # noqa: S307 -- as get_type_hints does
         except Exception:
-            try:
-                import typing
-
-                ret = typing.get_type_hints(func).get("return")
-            except Exception:
-                return False
+            return False
     origin = getattr(ret, "__origin__", ret)
     return isinstance(origin, type) and issubclass(origin, Mapping)
 
