@@ -48,6 +48,26 @@ def ratio(p: float | None, a: float | None) -> str:
     return f"{p / a:.4f} ({a / p:.0f}x)" if a / p >= 10 else f"{p / a:.3f} ({a / p:.1f}x)"
 
 
+def round_ratios(samples: list[dict[str, Any]], mode: str, case: str) -> str:
+    """How many times faster pave was than Airflow round by round (both ran
+    in the same round, one after the other), as ``"A to B"``: Airflow's
+    own wall moves a lot between rounds (101 to 210 s for the same 1000
+    mapped tasks on one machine), so the median ratio alone hides how far
+    a single comparison can land from it. Empty with fewer than two rounds
+    in which both succeeded."""
+    walls: dict[tuple[str, int], float] = {}
+    for s in samples:
+        if s["mode"] == mode and s["case"] == case and s["system"] in ("airflow", "pave") \
+                and s.get("run_state") == "success" and s.get("wall_s"):
+            walls[(s["system"], s["round"])] = s["wall_s"]
+    xs = sorted(walls[("airflow", r)] / walls[("pave", r)]
+                for (system, r) in walls if system == "pave" and ("airflow", r) in walls)
+    if len(xs) < 2:
+        return ""
+    digits = 0 if xs[0] >= 10 else 1
+    return f"{xs[0]:.{digits}f}x to {xs[-1]:.{digits}f}x"
+
+
 def pick(samples: list[dict[str, Any]], mode: str, system: str, case: str, key: str) -> list[float]:
     return [s[key] for s in samples if s["mode"] == mode and s["system"] == system and s["case"] == case and s.get(key) is not None]
 
@@ -101,9 +121,9 @@ def report(res: dict[str, Any]) -> str:
         out += [f"### {title}", ""]
         out.append(
             "| case | tasks | Airflow wall | pave wall | floor (bare spawns) | floor (forks) | pave / Airflow"
-            " | pave above the bare spawns |"
+            " | round by round | pave above the bare spawns |"
         )
-        out.append("|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for name, c in cases.items():
             a_all = pick(samples, mode, "airflow", name, "wall_s")
             p_all = pick(samples, mode, "pave", name, "wall_s")
@@ -117,7 +137,7 @@ def report(res: dict[str, Any]) -> str:
             above = "-" if pm is None or fl is None else f"{pm - fl:+.2f} s ({pm / fl:.2f}x)"
             out.append(
                 f"| {name} | {c['tasks']} | {wall_cell(a_all, a)} | {wall_cell(p_all, p)} | {fmt(fl)} | {fmt(ff)}"
-                f" | {ratio(pm, med(a))} | {above} |"
+                f" | {ratio(pm, med(a))} | {round_ratios(samples, mode, name) or '-'} | {above} |"
             )
         out += ["", "| case | first task start, Airflow / pave | hop (end to next start), Airflow / pave | overhead per task above the forks, Airflow / pave |", "|---|---|---|---|"]
         for name, c in cases.items():
