@@ -91,10 +91,21 @@ class RuntimeTaskInstance:
         self.try_number: int = ctx.get("try_number", 1)
         self.task = task
         self.logical_date = parse_date(ctx.get("logical_date"))
-        self.hostname = os.uname().nodename if hasattr(os, "uname") else ""
+        self._hostname: str | None = None
 
     def __repr__(self) -> str:
         return f"<TaskInstance {self.dag_id}.{self.task_id} {self.run_id} map_index={self.map_index}>"
+
+    @property
+    def hostname(self) -> str:
+        """The machine's name, read when first asked (few tasks ask)."""
+        if self._hostname is None:
+            self._hostname = os.uname().nodename if hasattr(os, "uname") else ""
+        return self._hostname
+
+    @hostname.setter
+    def hostname(self, value: str) -> None:
+        self._hostname = value
 
     def xcom_push(self, key: str, value: Any) -> None:
         """Store an XCom of this task instance (Airflow's serde: JSON values, datetimes, tuples, ...)."""
@@ -187,10 +198,19 @@ def build_context(ctx: dict[str, Any], dag: Any, task: Any, api: ExecutionApi) -
     return context
 
 
-def _macros() -> Any:
-    from . import macros
+_MACROS: Any = None
 
-    return macros
+
+def _macros() -> Any:
+    """``pave.macros``, imported on first use and kept: a forked task would
+    otherwise run importlib's ``from . import`` machinery for a module its
+    zygote has loaded (each object that touches is a page it copies)."""
+    global _MACROS
+    if _MACROS is None:
+        from . import macros
+
+        _MACROS = macros
+    return _MACROS
 
 
 def push_result(op: Any, ti: RuntimeTaskInstance, result: Any) -> None:
@@ -367,10 +387,15 @@ def given_context(env: dict[str, str]) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        ctx = json.loads(raw)
+        ctx = _decode_json(raw)
     except ValueError:
         return None
     return ctx if isinstance(ctx, dict) else None
+
+
+#: What ``json.loads`` of a ``str`` comes down to, called directly: a forked
+#: task then touches (and so copies) fewer of its zygote's objects.
+_decode_json = json.JSONDecoder().decode
 
 
 def run(env: dict[str, str] | None = None, dags: list[Any] | None = None, *, disposable: bool = False) -> int:

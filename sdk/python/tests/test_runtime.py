@@ -133,7 +133,7 @@ class RuntimeXComTest(unittest.TestCase):
         self.assertEqual(r.pushed["return_value"], {
             "ds": "2025-01-01", "ts_nodash": "20250101T000000", "run_id": "manual__2025-01-01T00:00:00+00:00",
             "task_id": "ctx", "try_number": 2, "map_index": -1, "conf": {"c": 1}, "params": {"x": 5},
-            "logical_date_type": "datetime", "same_ti": True,
+            "logical_date_type": "datetime", "same_ti": True, "hostname": True, "tomorrow": "2025-01-02",
         })
 
     def test_a_context_sent_in_the_environment_is_used_without_asking_the_api(self) -> None:

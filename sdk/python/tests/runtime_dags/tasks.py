@@ -1,6 +1,7 @@
 """Tasks run by test_runtime.py through `python -m pave.runtime` and a fake execution API."""
 import dataclasses
 import decimal
+import os
 from datetime import date, datetime, timedelta, timezone
 
 from airflow.exceptions import AirflowFailException, AirflowSkipException
@@ -91,6 +92,7 @@ def rt():
             "try_number": ti.try_number, "map_index": ti.map_index, "conf": c["dag_run"].conf,
             "params": c["params"], "logical_date_type": type(c["logical_date"]).__name__,
             "same_ti": c["ti"] is ti and "ti" not in context,
+            "hostname": ti.hostname == os.uname().nodename, "tomorrow": c["macros"].ds_add(c["ds"], 1),
         }
 
     @task
