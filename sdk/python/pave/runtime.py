@@ -374,16 +374,19 @@ CONTEXT_ENV = "PAVE_TASK_CONTEXT"
 
 
 #: The variables ``run`` reads.
-_RUN_VARS = ("PAVE_API_URL", "PAVE_TASK_TOKEN", "PAVE_DAG_FILE", "PAVE_DAG_ID", "PAVE_TASK_ID", "PAVE_TRY_NUMBER",
+RUN_VARS = ("PAVE_API_URL", "PAVE_TASK_TOKEN", "PAVE_DAG_FILE", "PAVE_DAG_ID", "PAVE_TASK_ID", "PAVE_TRY_NUMBER",
              CONTEXT_ENV)
 
 
-def given_context(env: dict[str, str]) -> dict[str, Any] | None:
+def given_context(env: dict[str, str], from_environ: bool = True) -> dict[str, Any] | None:
     """The context in ``PAVE_TASK_CONTEXT``, if the scheduler sent one (a
-    malformed one is ignored: the API is asked instead). It is taken out of
-    ``os.environ``, so the task's own subprocesses do not inherit it."""
+    malformed one is ignored: the API is asked instead). ``from_environ``:
+    ``env`` was read from ``os.environ``, which the context is then taken
+    out of, so that the task's own subprocesses do not inherit it (a caller
+    that passes the attempt's variables keeps it out of ``os.environ``)."""
     raw = env.get(CONTEXT_ENV)
-    os.environ.pop(CONTEXT_ENV, None)
+    if from_environ:
+        os.environ.pop(CONTEXT_ENV, None)
     if not raw:
         return None
     try:
@@ -399,7 +402,9 @@ _decode_json = json.JSONDecoder().decode
 
 
 def run(env: dict[str, str] | None = None, dags: list[Any] | None = None, *, disposable: bool = False) -> int:
-    """Run the attempt described by ``env`` (default: ``os.environ``); the exit status.
+    """Run the attempt described by ``env`` (default: ``os.environ``, which
+    the context is then taken out of; a caller that passes ``env`` keeps it
+    out of ``os.environ`` itself); the exit status.
 
     ``dags`` are the DAGs of ``PAVE_DAG_FILE`` when this process imported it
     already: a child of the pre-forked interpreter (``pave.zygote``) passes
@@ -410,7 +415,7 @@ def run(env: dict[str, str] | None = None, dags: list[Any] | None = None, *, dis
     source = os.environ if env is None else env
     # Only what the runtime reads: copying all of os.environ decodes every
     # variable (new objects a forked task would allocate for nothing).
-    env = {name: source.get(name) or "" for name in _RUN_VARS}
+    env = {name: source.get(name) or "" for name in RUN_VARS}
     missing = [k for k in ("PAVE_API_URL", "PAVE_TASK_TOKEN", "PAVE_DAG_FILE", "PAVE_DAG_ID", "PAVE_TASK_ID") if not env.get(k)]
     if missing:
         print(f"pave.runtime: missing environment variables: {', '.join(missing)}", file=sys.stderr)
@@ -428,7 +433,7 @@ def run(env: dict[str, str] | None = None, dags: list[Any] | None = None, *, dis
         if task_id not in dag.task_dict:
             raise AirflowException(f"DAG `{dag.dag_id}` has no task `{task_id}`")
         task = dag.task_dict[task_id]
-        ctx = given_context(env) or get_context_once_started(api, env.get("PAVE_TRY_NUMBER", ""))
+        ctx = given_context(env, from_environ=source is os.environ) or get_context_once_started(api, env.get("PAVE_TRY_NUMBER", ""))
         context = build_context(ctx, dag, task, api)
         render = make_renderer(api)
         mapped_args = dict(ctx.get("mapped_args") or {})

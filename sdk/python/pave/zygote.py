@@ -501,7 +501,10 @@ class _EnvPlan:
     name to value, ``None`` for removed) already holds in the zygote. So a
     child sets the request's per-attempt variables that the zygote lacks or
     has otherwise, and removes the ones (``held``) the zygote has and the
-    request does not."""
+    request does not. The attempt's context (``PAVE_TASK_CONTEXT``) is never
+    set: the runtime takes it from the request (``run_env``) and would only
+    take it out of ``os.environ`` again, so that the task's subprocesses do
+    not inherit it."""
 
     def __init__(self, base_env: dict[str, str], changes: list[tuple[dict[str, str], list[str]]],
                  environ: dict[str, str]) -> None:
@@ -513,19 +516,42 @@ class _EnvPlan:
         self.fixed = fixed
         self.held = {k: v for k, v in environ.items() if k not in base_env and k not in fixed}
         self.last: dict[str, Any] = {}
+        #: The variables ``runtime.run`` reads that a request cannot change
+        #: (with their values in the attempt's environment), and those it sets.
+        self.run_fixed: dict[str, str] = {}
+        self.run_from_request: list[str] = []
+        for name in runtime.RUN_VARS:
+            if name in fixed:
+                self.run_fixed[name] = fixed[name] or ""
+            elif name in base_env:
+                self.run_fixed[name] = base_env[name]
+            else:
+                self.run_from_request.append(name)
 
     def apply(self, env: dict[str, Any]) -> None:
         """Make ``os.environ`` the attempt's, whose request environment is ``env``."""
         current = os.environ
         base, fixed, held = self.base_env, self.fixed, self.held
         for name, value in env.items():
-            if name in base or name in fixed:
-                continue  # as in the zygote
+            if name in base or name in fixed or name == runtime.CONTEXT_ENV:
+                continue  # as in the zygote; the context goes to the runtime only
             if held.get(name) != value:
                 current[str(name)] = str(value)
         for name in held:
-            if name not in env:
+            if name not in env or name == runtime.CONTEXT_ENV:
                 current.pop(name, None)
+
+    def run_env(self, env: dict[str, Any]) -> dict[str, str]:
+        """What ``runtime.run`` reads, as the attempt's environment has it
+        (``os.environ`` less the context, once ``apply`` made it the
+        attempt's): read from the request rather than back from
+        ``os.environ``, whose machinery a task would otherwise run (and
+        whose objects' pages it would copy) for nothing."""
+        out = dict(self.run_fixed)
+        for name in self.run_from_request:
+            value = env.get(name)
+            out[name] = "" if value is None else str(value)
+        return out
 
     def keep(self, env: dict[str, Any]) -> None:
         """In the zygote, once the attempt whose request environment is
@@ -541,7 +567,8 @@ class _EnvPlan:
         last, self.last = self.last, env
         base, fixed, held = self.base_env, self.fixed, self.held
         for name, value in env.items():
-            if name in base or name in fixed or held.get(name) == value or last.get(name) != value:
+            if name in base or name in fixed or held.get(name) == value or last.get(name) != value \
+                    or name == runtime.CONTEXT_ENV:
                 continue
             os.environ[str(name)] = str(value)
             held[name] = value
@@ -562,7 +589,8 @@ class Child:
         importing the DAG file printed (a plain ``python -m pave.runtime``
         prints it in every attempt's log), and run the attempt."""
         req = self.request
-        self.env_plan.apply(req.get("env") or {})
+        env = req.get("env") or {}
+        self.env_plan.apply(env)
         cwd = req.get("cwd")
         if cwd:
             os.chdir(cwd)
@@ -572,7 +600,7 @@ class Child:
             os.write(1, out)
         if err:
             os.write(2, err)
-        return runtime.run(dags=self.dags, disposable=True)
+        return runtime.run(self.env_plan.run_env(env), dags=self.dags, disposable=True)
 
     def exit(self, code: int) -> None:
         """End the child as the interpreter would at exit, as far as a task

@@ -23,7 +23,8 @@ from unittest import mock
 from .fake_api import FakeExecutionApi
 from .util import sdk_env, write_file
 
-ATTEMPT_VARS = ("PAVE_TASK_TOKEN,PAVE_API_URL,PAVE_DAG_ID,PAVE_TASK_ID,PAVE_RUN_ID,PAVE_TRY_NUMBER,"
+# As crates/pave-executor/src/zygote.rs lists them (ATTEMPT_VARS).
+ATTEMPT_VARS = ("PAVE_TASK_TOKEN,PAVE_TASK_CONTEXT,PAVE_API_URL,PAVE_DAG_ID,PAVE_TASK_ID,PAVE_RUN_ID,PAVE_TRY_NUMBER,"
                 "PAVE_MAP_INDEX,PAVE_LOGICAL_DATE,PAVE_GPU_FALLBACK,CUDA_VISIBLE_DEVICES,"
                 "NVIDIA_VISIBLE_DEVICES,AIRFLOW_CTX_*")
 
@@ -32,7 +33,7 @@ import os
 import random
 import time
 
-from pave import dag, task
+from pave import dag, get_current_context, task
 
 STATE = []
 print("imported the DAG file")
@@ -53,7 +54,9 @@ def z():
     def env():
         return {"task": os.environ["PAVE_TASK_ID"], "at_import": os.environ.get("SET_AT_IMPORT"),
                 "extra": os.environ.get("EXTRA"), "pid": os.getpid(), "sid": os.getsid(0),
-                "pgid": os.getpgid(0), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
+                "pgid": os.getpgid(0), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "context_in_environ": "PAVE_TASK_CONTEXT" in os.environ,
+                "try_number": get_current_context()["ti"].try_number}
 
     @task
     def fds():
@@ -301,6 +304,7 @@ class ZygoteCase(unittest.TestCase):
         report = attempt.finish()
         report["pid"] = attempt.pid
         report["pushed"] = attempt.api.pushed  # type: ignore[attr-defined]
+        report["requests"] = list(attempt.api.requests)  # type: ignore[attr-defined]
         return report
 
 
@@ -351,6 +355,26 @@ class ZygoteRunsTasksTest(ZygoteCase):
             self.assertEqual(r["pushed"]["return_value"]["task"], "env")
         self.assertIsNone(without["pushed"]["return_value"]["cuda"])
         self.assertEqual(with_one["pushed"]["return_value"]["cuda"], "1")
+
+    def test_a_context_sent_with_the_request_is_used_and_not_left_in_the_tasks_environment(self) -> None:
+        # The scheduler sends the attempt's context as PAVE_TASK_CONTEXT: the
+        # task must not ask the API for it, and its own subprocesses must not
+        # inherit it (it is not in the task's os.environ), alike attempts or not.
+        self.start()
+        runs = []
+        for n in (1, 1, 2):
+            given = {"dag_id": "z", "run_id": "r", "task_id": "env", "map_index": -1, "try_number": n,
+                     "logical_date": None, "params": {}, "conf": {}, "mapped_args": {}}
+            runs.append(self.run_task("env", extra_env={"PAVE_TASK_CONTEXT": json.dumps(given)}))
+        for r in runs:
+            self.assertEqual(r["exit"], {"type": "code", "code": 0}, r["stderr"])
+            self.assertFalse(r["pushed"]["return_value"]["context_in_environ"])
+            self.assertFalse([p for _, p in r["requests"] if p.endswith("/ti/context")], r["requests"])
+        self.assertEqual([r["pushed"]["return_value"]["try_number"] for r in runs], [1, 1, 2])
+        asked = self.run_task("env")  # without one, the task asks the API
+        self.assertEqual(asked["exit"], {"type": "code", "code": 0}, asked["stderr"])
+        self.assertFalse(asked["pushed"]["return_value"]["context_in_environ"])
+        self.assertTrue([p for _, p in asked["requests"] if p.endswith("/ti/context")], asked["requests"])
 
     def test_values_the_zygote_keeps_from_attempts_alike_leave_each_childs_environment_its_own(self) -> None:
         # After two attempts with CUDA_VISIBLE_DEVICES=1 the zygote holds it
