@@ -246,6 +246,23 @@ def determine_kwargs(func: Callable[..., Any], args: Sequence[Any], kwargs: dict
 _PARAMS: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], bool]] = weakref.WeakKeyDictionary()
 
 
+#: ``callable_params`` of the tasks' callables, learned by a pre-forked
+#: interpreter before it forks (``learn_callable_params``): a plain dict,
+#: which a forked task reads without the weak dictionary's Python-level
+#: lookup (whose objects' pages it would copy). It holds the callables of
+#: the zygote's DAG file, which live as long as the zygote anyway.
+_LEARNED: dict[Any, tuple[tuple[str, ...], bool]] = {}
+
+
+def learn_callable_params(func: Callable[..., Any]) -> None:
+    """Work out ``callable_params(func)`` now and keep it in ``_LEARNED``."""
+    found = callable_params(func)
+    try:
+        _LEARNED[func] = found
+    except TypeError:  # not hashable
+        pass
+
+
 def callable_params(func: Callable[..., Any]) -> tuple[tuple[str, ...], bool]:
     """The parameter names of ``func`` (``inspect.signature`` order) and
     whether it takes ``**kwargs``; remembered per callable. A pre-forked
@@ -253,6 +270,10 @@ def callable_params(func: Callable[..., Any]) -> tuple[tuple[str, ...], bool]:
     forks, so that a task's process reads them instead of building a
     signature (about 60 pages of the interpreter's memory it would
     otherwise write, and so copy)."""
+    try:
+        return _LEARNED[func]
+    except (KeyError, TypeError):  # TypeError: not hashable
+        pass
     try:
         return _PARAMS[func]
     except (KeyError, TypeError):  # TypeError: not weakly referenceable (or hashable)

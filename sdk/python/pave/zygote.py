@@ -607,10 +607,15 @@ class Child:
         can tell: wait for its non-daemon threads, run the atexit handlers,
         flush stdio; but skip the teardown of every module, which in a
         forked child would touch (and so copy) most shared pages."""
-        try:
-            threading._shutdown()  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 -- as the interpreter, go on exiting
-            pass
+        # Only when a non-daemon thread was started (each adds its lock to
+        # `_shutdown_locks`; CPython 3.13 has no such set: always then): on
+        # the way out of a task that started none it would only touch, and
+        # so copy, a dozen pages of `threading`.
+        if getattr(threading, "_shutdown_locks", True):
+            try:
+                threading._shutdown()  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 -- as the interpreter, go on exiting
+                pass
         atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -687,7 +692,7 @@ def _warm_runtime() -> int:
 def _learn_callables(dags: list[Any]) -> None:
     """Work out the parameters of every task's callable now (see
     ``operators.callable_params``), so that no forked task builds them."""
-    from .operators import callable_params
+    from .operators import learn_callable_params
 
     for dag in dags:
         for task in list(getattr(dag, "task_dict", {}).values()):
@@ -697,7 +702,7 @@ def _learn_callables(dags: list[Any]) -> None:
             if not callable(fn):
                 continue
             try:
-                callable_params(fn)
+                learn_callable_params(fn)
             except (TypeError, ValueError):  # no signature: the task's own attempt says so
                 continue
 
