@@ -375,7 +375,7 @@ CONTEXT_ENV = "PAVE_TASK_CONTEXT"
 
 #: The variables ``run`` reads.
 RUN_VARS = ("PAVE_API_URL", "PAVE_TASK_TOKEN", "PAVE_DAG_FILE", "PAVE_DAG_ID", "PAVE_TASK_ID", "PAVE_TRY_NUMBER",
-             CONTEXT_ENV)
+            CONTEXT_ENV)
 
 
 def given_context(env: dict[str, str], from_environ: bool = True) -> dict[str, Any] | None:
