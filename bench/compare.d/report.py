@@ -17,6 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+#: A round with fewer memory samples than this may have missed its peak (a
+#: run shorter than a few sampling intervals): its cell is marked and has
+#: no ratio.
+MIN_MEMORY_SAMPLES = 3
+
 MODES = {"test": "`airflow dags test` vs `pave dags test`", "service": "Airflow's services vs `pave standalone` (trigger to run end)"}
 
 
@@ -160,6 +165,7 @@ def report(res: dict[str, Any]) -> str:
             hops = f"{fmt(ha, 'ms', 1)} / {fmt(hp, 'ms', 1)}" if c["chain"] else "-"
             out.append(f"| {name} | {fmt(fa)} / {fmt(fp)} | {hops} | {per_task(a)} / {per_task(p)} |")
         out += ["", "| memory, whole system (peak, median over rounds) | Airflow | pave | pave / Airflow |", "|---|---|---|---|"]
+        thin_cells = False
         for key, label in (("peak_pss_kib", "sum of PSS"), ("peak_rss_kib", "sum of RSS"), ("peak_procs", "processes"),
                            ("memory_samples", "samples taken")):
             for name in cases:
@@ -167,14 +173,23 @@ def report(res: dict[str, Any]) -> str:
                 p = med(pick(samples, mode, "pave", name, key))
                 if a is None and p is None:
                     continue
-                unit = "MiB" if key.endswith("_kib") else ""
-                fa = fmt(a, unit) if unit else f"{a:.0f}"
-                fp = fmt(p, unit) if unit else f"{p:.0f}"
-                r = "-" if not a or not p or key == "memory_samples" else f"{p / a:.3f}"
+                cells, thin = [], False
+                for system, x in (("airflow", a), ("pave", p)):
+                    cell = "-" if x is None else (fmt(x, "MiB") if key.endswith("_kib") else f"{x:.0f}")
+                    taken = med(pick(samples, mode, system, name, "memory_samples"))
+                    if key != "memory_samples" and x is not None and taken is not None and taken < MIN_MEMORY_SAMPLES:
+                        cell += " (too few samples)"
+                        thin = True
+                    cells.append(cell)
+                thin_cells = thin_cells or thin
+                r = "-" if not a or not p or thin or key == "memory_samples" else f"{p / a:.3f}"
                 what = f"{label}, {name}" if mode == "test" else f"{label} (a round of every case)"
-                out.append(f"| {what} | {fa} | {fp} | {r} |")
+                out.append(f"| {what} | {cells[0]} | {cells[1]} | {r} |")
                 if mode == "service":
                     break
+        if thin_cells:
+            out += ["", f"A cell marked \"too few samples\" comes from rounds with fewer than {MIN_MEMORY_SAMPLES} memory "
+                    "samples (a run shorter than a few sampling intervals): it may have missed the peak, so it has no ratio."]
         if mode == "service":
             st_a = med([s["startup_s"] for s in samples if s["mode"] == mode and s["system"] == "airflow"])
             st_p = med([s["startup_s"] for s in samples if s["mode"] == mode and s["system"] == "pave"])
