@@ -13,9 +13,19 @@ parent's too (its fork and the pages it writes afterwards).
 
     python3 bench/zygote_fork.py [--n 1000] [--dag FILE] [--task ID]
                                  [--keep-threading-handler] [--bare-exit]
+                                 [--setup STEPS]
 
 ``--bare-exit``: the children exit at once (the cost of the fork itself);
-``--keep-threading-handler``: as before the zygote took it out. Run the
+``--keep-threading-handler``: as before the zygote took it out;
+``--setup STEPS``: each child first does the steps a zygote's child cannot
+do without, so that they can be priced one by one against a bare child
+(``--setup ''``): ``s`` its own session (``setsid``), ``p`` death with the
+parent (``prctl(PR_SET_PDEATHSIG)``, called once by the parent first, as a
+zygote does for ``PR_SET_CHILD_SUBREAPER``), ``r`` receive its request on
+a socket (the parent sends it before the fork), ``j`` decode it (JSON),
+``c`` close the descriptors above stdio (``close_range``), ``e`` set two
+per-attempt variables in ``os.environ``. ``--setup sprjce`` is the least a
+zygote's protocol can do; a real zygote's child does more. Run the
 variants one after another, several times: the machine is shared and the
 numbers move by 10% or more between runs; the fault counts do not.
 """
@@ -26,6 +36,7 @@ import argparse
 import json
 import os
 import resource
+import socket
 import sys
 import time
 
@@ -43,6 +54,8 @@ def main() -> int:
     ap.add_argument("--task", default="noop")
     ap.add_argument("--keep-threading-handler", action="store_true")
     ap.add_argument("--bare-exit", action="store_true")
+    ap.add_argument("--setup", default="", metavar="STEPS",
+                    help="steps of a child's set-up to do first, of s p r j c e (see the module's docs)")
     opts = ap.parse_args()
 
     _, dags = load_dag_file(opts.dag)
@@ -65,14 +78,45 @@ def main() -> int:
            "PAVE_DAG_FILE": opts.dag, "PAVE_DAG_ID": dag.dag_id, "PAVE_TASK_ID": opts.task,
            "PAVE_RUN_ID": f"manual__{when}", "PAVE_TRY_NUMBER": "1", runtime.CONTEXT_ENV: context}
     devnull = os.open(os.devnull, os.O_WRONLY)
+    steps = set(opts.setup)
+    if steps - set("sprjce"):
+        print(f"zygote_fork: unknown --setup steps {''.join(sorted(steps - set('sprjce')))} (of s p r j c e)",
+              file=sys.stderr)
+        return 2
+    prctl = None
+    if "p" in steps:
+        prctl = zygote._libc().prctl
+        prctl(36, 1)  # PR_SET_CHILD_SUBREAPER, as a zygote does: its children call prctl warm
+    request = json.dumps({"argv": [sys.executable, "-m", "pave.runtime"], "cwd": os.getcwd(),
+                          "env": dict(env, PAVE_MAP_INDEX="7"),
+                          "supervise": {"claim": "x.claim", "result": "x.result", "timeout_ms": None,
+                                        "grace_ms": 5000, "gpu_ids": []}}).encode()
+    ours, theirs = socket.socketpair()
     failed = 0
     self0, kids0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     for _ in range(opts.n):
+        if "r" in steps:
+            ours.send(request)
         pid = os.fork()
         if pid == 0:
             if opts.bare_exit:
                 os._exit(0)
+            got = request
+            if "s" in steps:
+                os.setsid()
+            if prctl is not None:
+                prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+            if "r" in steps:
+                got = theirs.recv(65536)
+            if "j" in steps:
+                got = json.loads(got)
+            if "c" in steps:
+                os.closerange(3, devnull)
+                os.closerange(devnull + 1, 1 << 16)
+            if "e" in steps:
+                os.environ["PAVE_MAP_INDEX"] = "7"
+                os.environ["PAVE_TASK_TOKEN"] = "bench"
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             code = runtime.run(env, dags, disposable=True)
@@ -88,7 +132,7 @@ def main() -> int:
 
     out = {
         "n": opts.n, "failed": failed, "python": sys.version.split()[0], "threading_handler_out": took_out,
-        "bare_exit": opts.bare_exit,
+        "bare_exit": opts.bare_exit, "setup": opts.setup,
         "wall_ms_per_child": round(wall / opts.n * 1000, 3),
         "child_cpu_ms": round(per(kids0.ru_utime + kids0.ru_stime, kids1.ru_utime + kids1.ru_stime) * 1000, 3),
         "child_minflt": round(per(kids0.ru_minflt, kids1.ru_minflt), 1),
