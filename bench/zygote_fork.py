@@ -79,14 +79,14 @@ def main() -> int:
            "PAVE_RUN_ID": f"manual__{when}", "PAVE_TRY_NUMBER": "1", runtime.CONTEXT_ENV: context}
     devnull = os.open(os.devnull, os.O_WRONLY)
     steps = set(opts.setup)
-    if steps - set("sprjce"):
-        print(f"zygote_fork: unknown --setup steps {''.join(sorted(steps - set('sprjce')))} (of s p r j c e)",
-              file=sys.stderr)
+    unknown = "".join(sorted(steps - set("sprjce")))
+    if unknown:
+        print(f"zygote_fork: unknown --setup steps {unknown} (of s p r j c e)", file=sys.stderr)
         return 2
     prctl = None
     if "p" in steps:
         prctl = zygote._libc().prctl
-        prctl(36, 1)  # PR_SET_CHILD_SUBREAPER, as a zygote does: its children call prctl warm
+        prctl(zygote._PR_SET_CHILD_SUBREAPER, 1)  # as a zygote does: its children call prctl warm
     request = json.dumps({"argv": [sys.executable, "-m", "pave.runtime"], "cwd": os.getcwd(),
                           "env": dict(env, PAVE_MAP_INDEX="7"),
                           "supervise": {"claim": "x.claim", "result": "x.result", "timeout_ms": None,
@@ -106,14 +106,14 @@ def main() -> int:
             if "s" in steps:
                 os.setsid()
             if prctl is not None:
-                prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+                prctl(zygote._PR_SET_PDEATHSIG, zygote._SIGKILL)
             if "r" in steps:
                 got = theirs.recv(65536)
             if "j" in steps:
                 got = json.loads(got)
             if "c" in steps:
                 os.closerange(3, devnull)
-                os.closerange(devnull + 1, 1 << 16)
+                os.closerange(devnull + 1, zygote._MAX_FD)
             if "e" in steps:
                 os.environ["PAVE_MAP_INDEX"] = "7"
                 os.environ["PAVE_TASK_TOKEN"] = "bench"
