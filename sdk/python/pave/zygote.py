@@ -51,7 +51,12 @@ Protocol on the socket, one connection per attempt:
 - answers, JSON lines: ``{"pid": N}`` once the child is in its own session
   (its pid is also its process group and session id), then
   ``{"exit": {"type": "code", "code": C} | {"type": "signal", "signal": S},
-  "maxrss_kib": K}`` when it has been reaped (``wait4``). Or, instead of
+  "maxrss_kib": K}`` when it has ended: as soon as a child that exits the
+  interpreter's way says so (its exit status and peak memory, on the pipe
+  or socket it set up on), so that the kernel's taking down of its address
+  space (a millisecond or more on a slow machine) is not on the way to the
+  next task; else, and always for an attempt with GPUs (a GPU is free once
+  its process is gone), when it has been reaped (``wait4``). Or, instead of
   ``pid``, ``{"refused": "why", "retry": bool}``: nothing was forked
   (``retry``: the DAG file or a module it imported changed, so this zygote
   stops accepting and a new one should be started).
@@ -81,7 +86,7 @@ The zygote is single-threaded (never fork from a process with threads): one
 ``selectors`` loop over the listening socket, the connections, the pipes
 on which new children say they are set up (the pid is reported then; the
 loop never blocks on one child, so launches overlap on a busy machine) and
-the SIGCHLD wake-up fd. It exits after ``--idle`` seconds without attempts, when
+later how they end, and the SIGCHLD wake-up fd. It exits after ``--idle`` seconds without attempts, when
 its socket path is removed or taken over, or once a change of its files
 made it stop accepting and its last child ended. Children die with it
 (``PR_SET_PDEATHSIG``), so an attempt never outlives both its supervisor
@@ -97,6 +102,7 @@ import gc
 import heapq
 import json
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -467,6 +473,11 @@ class _Conn:
         #: it says so (``b"k"``), and until when the zygote waits for that.
         self.setup_fd = -1
         self.setup_deadline = 0.0
+        #: Once it is set up: the read end of the channel on which the child
+        #: says how it ends (``Child.exit``), until it says so or is reaped.
+        self.end_fd = -1
+        #: The attempt has GPUs: its end is the reap, not the child's word.
+        self.gpus = False
         #: A supervised request's (see ``_Supervision``); ``None`` for a
         #: supervisor's request.
         self.supervise: _Supervision | None = None
@@ -486,6 +497,14 @@ class _Conn:
             except OSError:
                 pass
             self.setup_fd = -1
+
+    def close_end_fd(self) -> None:
+        if self.end_fd >= 0:
+            try:
+                os.close(self.end_fd)
+            except OSError:
+                pass
+            self.end_fd = -1
 
 
 class _EnvPlan:
@@ -578,11 +597,13 @@ class Child:
     """What a forked child runs once it is on its own: the attempt."""
 
     def __init__(self, request: dict[str, Any], dags: list[Any], replay: tuple[bytes, bytes],
-                 env_plan: _EnvPlan) -> None:
+                 env_plan: _EnvPlan, end_fd: int = -1) -> None:
         self.request = request
         self.dags = dags
         self.replay = replay
         self.env_plan = env_plan
+        #: Where the child tells the zygote its end (``exit``); -1: nowhere.
+        self.end_fd = end_fd
 
     def run(self) -> int:
         """Take the attempt's working directory and environment, replay what
@@ -623,7 +644,22 @@ class Child:
                     stream.flush()
             except (OSError, ValueError):
                 pass
+        self.tell_end(code)
         os._exit(code)
+
+    def tell_end(self, code: int) -> None:
+        """Tell the zygote this attempt's end before the exit (``e PID STATUS
+        MAXRSS_KIB``): nothing of the task runs any more, and the zygote need
+        not wait for the kernel to take the process down. Its peak memory
+        is what ``wait4`` would report: its own or its reaped children's."""
+        if self.end_fd < 0:
+            return
+        try:
+            peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                       resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+            os.write(self.end_fd, b"e %d %d %d\n" % (os.getpid(), code & 0xFF, peak))
+        except (OSError, ValueError):
+            pass
 
 
 class _Spare:
@@ -1122,8 +1158,11 @@ class Zygote:
                         self._accept()
                     elif key.data == "wake":
                         self._reap()
-                    elif isinstance(key.data, tuple):  # ("setup", conn)
-                        self._setup_done(key.data[1])
+                    elif isinstance(key.data, tuple):  # ("setup" | "end", conn)
+                        if key.data[0] == "setup":
+                            self._setup_done(key.data[1])
+                        else:
+                            self._end_told(key.data[1])
                     else:
                         self._readable(key.data)
                 if self.taken:
@@ -1237,6 +1276,9 @@ class Zygote:
             return
         if conn.supervise is not None and not self._claim(conn, conn.supervise):
             return
+        env = request["env"]
+        conn.gpus = bool((conn.supervise is not None and conn.supervise.gpu_ids)
+                         or env.get("CUDA_VISIBLE_DEVICES", self.base_env.get("CUDA_VISIBLE_DEVICES")))
         self.selector.unregister(conn.sock)
         if self._hand_to_spare(conn, raw):
             self.env_plan.keep(request["env"])
@@ -1275,7 +1317,7 @@ class Zygote:
             if pid == 0:
                 os.close(sync_r)
                 self._become_child(conn, sync_w)
-                raise _Forked(Child(request, self.dags, self.replay, self.env_plan))
+                raise _Forked(Child(request, self.dags, self.replay, self.env_plan, end_fd=sync_w))
             # Not inherited by the next children: this child's set-up pipe
             # closes when it exits or sets up.
             os.close(sync_w)
@@ -1316,15 +1358,16 @@ class Zygote:
             return
         if pid == 0:
             ours.close()
-            request = self._become_spare(theirs)
-            raise _Forked(Child(request, self.dags, self.replay, self.env_plan))
+            request, end_fd = self._become_spare(theirs)
+            raise _Forked(Child(request, self.dags, self.replay, self.env_plan, end_fd=end_fd))
         theirs.close()
         self.spare = _Spare(pid, ours)
 
-    def _become_spare(self, sock: socket.socket) -> dict[str, Any]:
+    def _become_spare(self, sock: socket.socket) -> tuple[dict[str, Any], int]:
         """In a new spare: leave the zygote's session, signal set-up and
         descriptors behind, then wait for the attempt (its request and
-        stdio); exit when the zygote lets the spare go (end of file)."""
+        stdio); exit when the zygote lets the spare go (end of file). The
+        request, and the socket's descriptor, on which the child tells its end."""
         try:
             self._own_session()
             self._close_zygote_fds(keep=sock.fileno())
@@ -1336,13 +1379,13 @@ class Zygote:
                 if not data:
                     os._exit(0)  # let go without an attempt
                 buf += data
-            sock.close()
+            end_fd = sock.detach()
             request = json.loads(bytes(buf[4:]))
             # A supervised request passes one fd, the log: stdout and stderr.
             if len(fds) != (SUPERVISED_FDS if request.get("supervise") is not None else PASSED_FDS):
                 os._exit(1)
             _take_stdio(fds[0], fds[-1])
-            return request
+            return request, end_fd
         except BaseException:
             os._exit(1)
 
@@ -1361,12 +1404,12 @@ class Zygote:
             spare.sock.close()
             _kill_spare(spare.pid)
             return False
-        spare.sock.close()
         if conn.supervise is not None:
             self._started(conn.supervise)
         conn.close_fds()
         conn.pid = spare.pid
         self.children[spare.pid] = conn
+        self._watch_end(conn, spare.sock.detach())
         self._report_pid(conn, spare.pid)
         return True
 
@@ -1387,7 +1430,13 @@ class Zygote:
             ready = os.read(conn.setup_fd, 1) == b"k"
         except OSError:
             ready = False
-        self._end_setup(conn)
+        if ready and conn.pid is not None:
+            # The pipe stays open: on it the child tells its end (the same
+            # registration, another key: no system call).
+            conn.end_fd, conn.setup_fd = conn.setup_fd, -1
+            self.selector.modify(conn.end_fd, selectors.EVENT_READ, ("end", conn))
+        else:
+            self._end_setup(conn)
         pid = conn.pid
         if pid is None:
             return False
@@ -1455,10 +1504,9 @@ class Zygote:
         try:
             self._own_session()
             os.write(sync_w, b"k")
-            os.close(sync_w)
             _take_stdio(conn.fds[0], conn.fds[-1])  # one fd (supervised): stdout and stderr
             conn.fds = []
-            self._close_zygote_fds()
+            self._close_zygote_fds(keep=sync_w)  # the pipe stays: the child tells its end on it
         except BaseException:
             os._exit(1)
 
@@ -1526,17 +1574,74 @@ class Zygote:
                 exit_ = {"type": "signal", "signal": os.WTERMSIG(status)}
             else:
                 exit_ = {"type": "code", "code": os.waitstatus_to_exitcode(status)}
-            line: dict[str, Any] = {"exit": exit_, "maxrss_kib": int(usage.ru_maxrss)}
-            if conn.supervise is not None:
-                # The result is in place before the line: its reader reads it then.
-                self._write_result(conn.supervise, pid, exit_, int(usage.ru_maxrss), line)
-                if conn.sock.fileno() >= 0:
-                    _tell_conn(conn, line)
-                if conn.supervise.timeout_ms is not None:
-                    self._forget_deadline()
-            else:
+            self._report_end(conn, pid, exit_, int(usage.ru_maxrss))
+
+    def _watch_end(self, conn: _Conn, fd: int) -> None:
+        """Read the end of the child of ``conn`` from ``fd`` (see ``_end_told``)."""
+        conn.end_fd = fd
+        try:
+            self.selector.register(fd, selectors.EVENT_READ, ("end", conn))
+        except (OSError, ValueError, KeyError):
+            conn.close_end_fd()  # its end is then its reap
+
+    def _end_told(self, conn: _Conn) -> None:
+        """The child of ``conn`` said how it ends (``Child.tell_end``), or its
+        channel closed. Said by the attempt's own process, of an attempt
+        without GPUs: its end is reported now, as the reap would (what is
+        left of its process group and session killed first); the reap of
+        the process, later, finds it no longer a child of an attempt. Else
+        (nothing said: it died some other way; said by a process it forked;
+        GPUs, which are free once the process is gone) the reap reports."""
+        fd = conn.end_fd
+        if fd < 0:
+            return  # a stale event: already reaped
+        try:
+            data = os.read(fd, 256)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        self._close_end(conn)
+        pid = conn.pid
+        if pid is None or self.children.get(pid) is not conn or conn.gpus:
+            return
+        words = data.split()
+        if len(words) != 4 or words[0] != b"e":
+            return
+        try:
+            sender, code, peak = (int(w) for w in words[1:])
+        except ValueError:
+            return
+        if sender != pid:
+            return
+        self.last_activity = time.monotonic()
+        self.children.pop(pid, None)
+        self._kill_leftovers(pid)
+        self._report_end(conn, pid, {"type": "code", "code": code}, peak)
+
+    def _report_end(self, conn: _Conn, pid: int, exit_: dict[str, Any], maxrss_kib: int) -> None:
+        """Report the end of the attempt of ``conn``, whose task ``pid`` ended
+        (a supervised one's result file first), and drop the connection."""
+        line: dict[str, Any] = {"exit": exit_, "maxrss_kib": maxrss_kib}
+        if conn.supervise is not None:
+            # The result is in place before the line: its reader reads it then.
+            self._write_result(conn.supervise, pid, exit_, maxrss_kib, line)
+            if conn.sock.fileno() >= 0:
                 _tell_conn(conn, line)
-            self._drop(conn)
+            if conn.supervise.timeout_ms is not None:
+                self._forget_deadline()
+        else:
+            _tell_conn(conn, line)
+        self._drop(conn)
+
+    def _close_end(self, conn: _Conn) -> None:
+        if conn.end_fd < 0:
+            return
+        try:
+            self.selector.unregister(conn.end_fd)
+        except (KeyError, ValueError):
+            pass
+        conn.close_end_fd()
 
     def _kill_leftovers(self, task: int) -> None:
         """After a task's main process ended: SIGKILL what is left of its
@@ -1683,6 +1788,7 @@ class Zygote:
 
     def _drop(self, conn: _Conn) -> None:
         conn.close_fds()
+        self._close_end(conn)
         try:
             self.selector.unregister(conn.sock)
         except (KeyError, ValueError):

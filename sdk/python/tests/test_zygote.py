@@ -499,6 +499,49 @@ class ZygoteRunsTasksTest(ZygoteCase):
         self.assertEqual(r["exit"], {"type": "signal", "signal": signal.SIGTERM})
 
 
+    def test_the_end_is_reported_before_the_kernel_takes_the_process_down(self) -> None:
+        # The test holds the tasks' processes at their exit (ptrace, before
+        # their address space is taken down and their parent told): the
+        # zygote has each end from the task itself, so the exit lines come
+        # all the same. Two attempts at once: when both arrive in one pass
+        # of its loop, one runs in the spare and the other in a child forked
+        # for it (which tell their end on a socket and on a pipe; the pipe's
+        # side of the zygote is ChildSetUpTest's).
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        ptrace = libc.ptrace
+        ptrace.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p)
+        ptrace.restype = ctypes.c_long
+        seize, detach, trace_exit, event_exit = 0x4206, 17, 0x40, 6
+        self.start()
+        answered = [self.post("nap"), self.post("nap")]
+        attempts = [a() for a in answered]
+        traced = []
+        try:
+            for attempt in attempts:
+                assert attempt.pid is not None, attempt.first
+                if ptrace(seize, attempt.pid, None, trace_exit) != 0:
+                    self.skipTest(f"cannot trace a task: {os.strerror(ctypes.get_errno())}")
+                traced.append(attempt.pid)
+            for attempt in attempts:
+                _, status = os.waitpid(attempt.pid, 0x40000000)  # __WALL: a tracee, not a child
+                self.assertTrue(os.WIFSTOPPED(status) and status >> 16 == event_exit, hex(status))
+                attempt.sock.settimeout(10)
+                line = json.loads(attempt.reader.readline() or "{}")
+                self.assertEqual(line.get("exit"), {"type": "code", "code": 4}, line)
+                self.assertGreater(line.get("maxrss_kib", 0), 1000, line)
+                self.assertTrue(_alive(attempt.pid), "reaped before its exit was let through")
+        finally:
+            for pid in traced:
+                ptrace(detach, pid, None, None)
+            for attempt in attempts:
+                attempt.reader.close()
+                attempt.sock.close()
+                os.close(attempt.out_r)
+        for pid in traced:
+            self.assertTrue(_wait_dead(pid))
+
 
 class DigestRequestTest(ZygoteCase):
     """pave's executor sends only an attempt's own variables, and the digest
@@ -1213,6 +1256,122 @@ class ChildSetUpTest(unittest.TestCase):
         self.assertEqual(os.environ.get("PZ_BATCH"), "same")
         for conn in (conns[0], conns[2]):
             z._end_setup(conn)
+
+    # -- the end a child tells before its exit ----------------------------------------
+    def set_up(self, conn: Any, theirs: socket.socket, sync_w: int, child: Any) -> None:
+        """The child of ``conn`` sets up; its pid is answered."""
+        os.write(sync_w, b"k")
+        self.assertTrue(self.z._setup_done(conn))
+        self.assertEqual(self.answer_line(theirs).get("pid"), child.pid)
+        self.assertGreaterEqual(conn.end_fd, 0, "the set-up pipe was not kept for the end")
+        self.assertEqual(self.z.selector.get_key(conn.end_fd).data, ("end", conn))
+
+    def answer_line(self, sock: socket.socket) -> dict[str, Any]:
+        """One answer line (``answer`` reads through a file that would keep the rest)."""
+        sock.settimeout(5)
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = sock.recv(1)
+            if not chunk:
+                break
+            line += chunk
+        return json.loads(line or b"{}")
+
+    def test_an_end_the_child_tells_is_reported_before_its_process_is_reaped(self) -> None:
+        conn, theirs, sync_w, child = self.pending()
+        self.set_up(conn, theirs, sync_w, child)
+        os.write(sync_w, b"e %d 3 4321\n" % child.pid)
+        os.close(sync_w)
+        end_fd = conn.end_fd
+        self.z._end_told(conn)
+        self.assertEqual(self.answer_line(theirs), {"exit": {"type": "code", "code": 3}, "maxrss_kib": 4321})
+        self.assertNotIn(child.pid, self.z.children, "the reap would report it a second time")
+        self.assertEqual(conn.end_fd, -1)
+        with self.assertRaises(KeyError):
+            self.z.selector.get_key(end_fd)
+        # What is left of the task's session is killed before the end is told.
+        self.assertEqual(child.wait(timeout=5), -signal.SIGKILL)
+        self.assertEqual(theirs.recv(1), b"", "the connection stays open after the end")
+
+    def test_a_supervised_end_the_child_tells_writes_the_result_first(self) -> None:
+        conn, theirs, sync_w, child = self.pending()
+        sup = self.supervised(conn)
+        sup.gpu_ids = []
+        self.set_up(conn, theirs, sync_w, child)
+        os.write(sync_w, b"e %d 0 2048\n" % child.pid)
+        self.z._end_told(conn)
+        self.assertEqual(self.answer_line(theirs), {"exit": {"type": "code", "code": 0}, "maxrss_kib": 2048})
+        result = _read_json(sup.result)
+        self.assertEqual((result["exit"], result["pid"], result["peak_rss_kib"]),
+                         ({"type": "code", "code": 0}, child.pid, 2048))
+        os.close(sync_w)
+
+    def test_an_end_not_told_by_the_attempts_process_waits_for_the_reap(self) -> None:
+        for said in (b"e 1 0 10\n", b"e %d zero 10\n", b"garbage\n", b""):
+            with self.subTest(said=said):
+                conn, theirs, sync_w, child = self.pending()
+                self.set_up(conn, theirs, sync_w, child)
+                if said:
+                    os.write(sync_w, said.replace(b"%d", b"%d" % child.pid))
+                os.close(sync_w)
+                self.z._end_told(conn)
+                self.assertIs(self.z.children.get(child.pid), conn, "ended on another's word")
+                self.assertEqual(conn.end_fd, -1, "the channel stays watched after its word")
+                self.assertIsNone(child.poll(), "killed before its end")
+                theirs.settimeout(0.2)
+                with self.assertRaises(socket.timeout):
+                    theirs.recv(1)
+                self.z.children.pop(child.pid)
+
+    def test_an_attempt_with_gpus_ends_when_its_process_is_reaped(self) -> None:
+        # A GPU is free once its process is gone, not once the task says it ends.
+        for gpus in ("supervised", "environment"):
+            with self.subTest(gpus=gpus):
+                conn, theirs, sync_w, child = self.pending()
+                if gpus == "supervised":
+                    self.supervised(conn)  # gpu_ids [2]
+                else:
+                    self.z.base_env = {"CUDA_VISIBLE_DEVICES": "0"}
+                conn.gpus = bool(conn.supervise and conn.supervise.gpu_ids) or gpus == "environment"
+                self.set_up(conn, theirs, sync_w, child)
+                os.write(sync_w, b"e %d 0 10\n" % child.pid)
+                os.close(sync_w)
+                self.z._end_told(conn)
+                self.assertIs(self.z.children.get(child.pid), conn)
+                self.assertIsNone(child.poll())
+                self.z.children.pop(child.pid)
+
+    def test_a_launch_marks_the_attempts_with_gpus(self) -> None:
+        # (supervise, the request's variables, the zygote's, the GPUs' variable per attempt, GPUs)
+        cases = [({"gpu_ids": [1]}, {}, {}, True, True), ({"gpu_ids": []}, {}, {}, True, False),
+                 (None, {"CUDA_VISIBLE_DEVICES": "0"}, {}, True, True),
+                 (None, {"CUDA_VISIBLE_DEVICES": ""}, {}, True, False),
+                 (None, {}, {"CUDA_VISIBLE_DEVICES": "1"}, False, True), (None, {}, {}, True, False)]
+        for supervise, env, base, per_attempt, gpus in cases:
+            with self.subTest(supervise=supervise, env=env, base=base):
+                z = self.zygote_mod.Zygote("/nonexistent.sock", "/nonexistent.lock", 30.0,
+                                           ["CUDA_VISIBLE_DEVICES"] if per_attempt else [])
+                self.addCleanup(z.selector.close)
+                z.base_env = dict(base)
+                z.base_digest = self.zygote_mod.env_digest(z.base_env)
+                ours, theirs = socket.socketpair()
+                self.socks += [ours, theirs]
+                conn = self.zygote_mod._Conn(ours)
+                z.conns[ours.fileno()] = conn
+                z.selector.register(ours, self.zygote_mod.selectors.EVENT_READ, conn)
+                request: dict[str, Any] = {"argv": [], "env": dict(env), "cwd": None,
+                                           "base_env_sha1": z.base_digest}
+                conn.fds = [os.open(os.devnull, os.O_WRONLY) for _ in range(1 if supervise else 2)]
+                if supervise is not None:
+                    folder = tempfile.TemporaryDirectory(prefix="pz-sup-")
+                    self.addCleanup(folder.cleanup)
+                    request["supervise"] = dict(supervise, claim=os.path.join(folder.name, "c.claim"),
+                                                result=os.path.join(folder.name, "c.result.json"),
+                                                timeout_ms=None, grace_ms=10)
+                z._launch(conn, request, b"")
+                self.assertEqual([c for c, _ in z.taken], [conn], self.answer(theirs) if not z.taken else "")
+                self.assertIs(conn.gpus, gpus)
+                conn.close_fds()
 
     def test_the_timeouts_of_ended_attempts_are_dropped(self) -> None:
         conn, theirs, sync_w, child = self.pending()
