@@ -490,21 +490,6 @@ class _Conn:
                 pass
         self.fds = []
 
-    def close_setup_fd(self) -> None:
-        if self.setup_fd >= 0:
-            try:
-                os.close(self.setup_fd)
-            except OSError:
-                pass
-            self.setup_fd = -1
-
-    def close_end_fd(self) -> None:
-        if self.end_fd >= 0:
-            try:
-                os.close(self.end_fd)
-            except OSError:
-                pass
-            self.end_fd = -1
 
 
 class _EnvPlan:
@@ -1474,13 +1459,20 @@ class Zygote:
             self.selector.register(conn.sock, selectors.EVENT_READ, conn)
 
     def _end_setup(self, conn: _Conn) -> None:
-        if conn.setup_fd < 0:
-            return
-        try:
-            self.selector.unregister(conn.setup_fd)
-        except (KeyError, ValueError):
-            pass
-        conn.close_setup_fd()
+        conn.setup_fd = self._unwatch(conn.setup_fd)
+
+    def _unwatch(self, fd: int) -> int:
+        """Stop watching ``fd`` and close it (none: -1); -1, for the field that held it."""
+        if fd >= 0:
+            try:
+                self.selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        return -1
 
     def _expire_setups(self) -> None:
         """Kill and refuse the children that did not set up in time."""
@@ -1582,7 +1574,7 @@ class Zygote:
         try:
             self.selector.register(fd, selectors.EVENT_READ, ("end", conn))
         except (OSError, ValueError, KeyError):
-            conn.close_end_fd()  # its end is then its reap
+            conn.end_fd = self._unwatch(fd)  # its end is then its reap
 
     def _end_told(self, conn: _Conn) -> None:
         """The child of ``conn`` said how it ends (``Child.tell_end``), or its
@@ -1635,13 +1627,7 @@ class Zygote:
         self._drop(conn)
 
     def _close_end(self, conn: _Conn) -> None:
-        if conn.end_fd < 0:
-            return
-        try:
-            self.selector.unregister(conn.end_fd)
-        except (KeyError, ValueError):
-            pass
-        conn.close_end_fd()
+        conn.end_fd = self._unwatch(conn.end_fd)
 
     def _kill_leftovers(self, task: int) -> None:
         """After a task's main process ended: SIGKILL what is left of its
