@@ -86,11 +86,11 @@ The zygote is single-threaded (never fork from a process with threads): one
 ``selectors`` loop over the listening socket, the connections, the pipes
 on which new children say they are set up (the pid is reported then; the
 loop never blocks on one child, so launches overlap on a busy machine) and
-later how they end, and the SIGCHLD wake-up fd. It exits after ``--idle`` seconds without attempts, when
-its socket path is removed or taken over, or once a change of its files
-made it stop accepting and its last child ended. Children die with it
-(``PR_SET_PDEATHSIG``), so an attempt never outlives both its supervisor
-and its zygote.
+later how they end, and the SIGCHLD wake-up fd. It exits after ``--idle``
+seconds without attempts, when its socket path is removed or taken over,
+or once a change of its files made it stop accepting and its last child
+ended. Children die with it (``PR_SET_PDEATHSIG``), so an attempt never
+outlives both its supervisor and its zygote.
 """
 
 from __future__ import annotations
@@ -489,7 +489,6 @@ class _Conn:
             except OSError:
                 pass
         self.fds = []
-
 
 
 class _EnvPlan:
@@ -1266,7 +1265,7 @@ class Zygote:
                          or env.get("CUDA_VISIBLE_DEVICES", self.base_env.get("CUDA_VISIBLE_DEVICES")))
         self.selector.unregister(conn.sock)
         if self._hand_to_spare(conn, raw):
-            self.env_plan.keep(request["env"])
+            self.env_plan.keep(env)
             return
         self.taken.append((conn, request))
 
@@ -1462,7 +1461,8 @@ class Zygote:
         conn.setup_fd = self._unwatch(conn.setup_fd)
 
     def _unwatch(self, fd: int) -> int:
-        """Stop watching ``fd`` and close it (none: -1); -1, for the field that held it."""
+        """Stop watching ``fd`` and close it (nothing when it is -1); returns -1,
+        for the field that held it."""
         if fd >= 0:
             try:
                 self.selector.unregister(fd)

@@ -1325,14 +1325,13 @@ class ChildSetUpTest(unittest.TestCase):
 
     def test_an_attempt_with_gpus_ends_when_its_process_is_reaped(self) -> None:
         # A GPU is free once its process is gone, not once the task says it ends.
-        for gpus in ("supervised", "environment"):
-            with self.subTest(gpus=gpus):
+        # (How `_launch` marks such an attempt: test_a_launch_marks_the_attempts_with_gpus.)
+        for supervised in (True, False):
+            with self.subTest(supervised=supervised):
                 conn, theirs, sync_w, child = self.pending()
-                if gpus == "supervised":
+                if supervised:
                     self.supervised(conn)  # gpu_ids [2]
-                else:
-                    self.z.base_env = {"CUDA_VISIBLE_DEVICES": "0"}
-                conn.gpus = bool(conn.supervise and conn.supervise.gpu_ids) or gpus == "environment"
+                conn.gpus = True
                 self.set_up(conn, theirs, sync_w, child)
                 os.write(sync_w, b"e %d 0 10\n" % child.pid)
                 os.close(sync_w)
