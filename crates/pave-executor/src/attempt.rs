@@ -202,6 +202,12 @@ pub struct AttemptResult {
     /// failed, a stray process kept stdout open).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// XComs that came with the end instead of through the execution API:
+    /// a Python task's return value, when its zygote supervised it
+    /// (`sdk/python/pave/zygote.py`); the scheduler checks and stores them
+    /// with the end, in one transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xcoms: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 /// Airflow's default exit code for "skip this task" in command tasks.
@@ -227,6 +233,7 @@ impl AttemptResult {
             last_line,
             error: None,
             notes: Vec::new(),
+            xcoms: None,
         }
     }
 

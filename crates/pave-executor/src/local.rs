@@ -1017,6 +1017,7 @@ impl Inner {
                     last_line: None,
                     error: None,
                     notes,
+                    xcoms: None,
                 }
             }
             Err(e) => {
@@ -1094,6 +1095,7 @@ impl Inner {
             last_line: None,
             error: None,
             notes: vec![reason],
+            xcoms: None,
         };
         ExecutorEvent::Finished { key, result }
     }

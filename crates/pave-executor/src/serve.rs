@@ -620,6 +620,7 @@ impl Server {
             last_line: None,
             error: Some(why),
             notes: Vec::new(),
+            xcoms: None,
         };
         match write_result(&req.supervise.result, &result) {
             Ok(()) => answer(&mut stream, &serde_json::json!({"not_run": true})),
@@ -811,6 +812,7 @@ impl Server {
             last_line: task.last_line.finish(),
             error: None,
             notes,
+            xcoms: None,
         };
         let written = write_result(&task.result, &result);
         if let Some(mut conn) = task.conn {

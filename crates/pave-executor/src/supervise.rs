@@ -285,6 +285,7 @@ pub fn supervise_main(args: SuperviseArgs) -> i32 {
         last_line: run.watch.last_line.finish(),
         error: run.error,
         notes: run.watch.notes,
+        xcoms: None,
     };
     match write_result(&args.result, &result) {
         Ok(()) => 0,

@@ -171,6 +171,7 @@ pub(crate) fn run_attempt(
         last_line: watch.last_line.finish(),
         error: None,
         notes: watch.notes,
+        xcoms: None,
     };
     Some(match write_result(&args.result, &result) {
         Ok(()) => 0,

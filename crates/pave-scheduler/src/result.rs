@@ -6,6 +6,7 @@
 
 use pave_core::model::{Flow, OutputFormat};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Why a result could not be turned into an XCom value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +30,50 @@ pub enum ResultError {
         line: String,
         error: String,
     },
+    #[error(
+        "the XCom `{key}` of task `{task_id}` is {size} bytes, over the limit of {cap} bytes; \
+         write the data to object storage (or a file) and push its URI instead, \
+         or raise the limit with PAVE_XCOM_MAX_BYTES"
+    )]
+    XcomTooLarge {
+        task_id: String,
+        key: String,
+        size: usize,
+        cap: usize,
+    },
+    #[error(
+        "the end of task `{task_id}` came with an XCom `{key}`; only `return_value` goes with \
+         a task's end (other keys are pushed through the execution API)"
+    )]
+    UnexpectedXcom { task_id: String, key: String },
+}
+
+/// Checks the XComs that came with a Python attempt's end (its result
+/// file's `xcoms`) as the execution API checks a push: only the return
+/// value goes that way, and no value may be over the XCom limit.
+pub fn check_ended_xcoms(
+    task_id: &str,
+    xcoms: &BTreeMap<String, Value>,
+    cap: usize,
+) -> Result<(), ResultError> {
+    for (key, value) in xcoms {
+        if key != "return_value" {
+            return Err(ResultError::UnexpectedXcom {
+                task_id: task_id.to_owned(),
+                key: key.clone(),
+            });
+        }
+        let size = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
+        if size > cap {
+            return Err(ResultError::XcomTooLarge {
+                task_id: task_id.to_owned(),
+                key: key.clone(),
+                size,
+                cap,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The XCom value of a command's last stdout line.
@@ -110,6 +155,34 @@ fn truncate(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_return_value_that_came_with_an_end_is_checked_as_a_push_is() {
+        let ok = BTreeMap::from([("return_value".to_owned(), json!({"a": [1, 2]}))]);
+        assert_eq!(check_ended_xcoms("t", &ok, 11), Ok(())); // {"a":[1,2]}
+        let err = check_ended_xcoms("t", &ok, 10).expect_err("over the limit");
+        assert_eq!(
+            err,
+            ResultError::XcomTooLarge {
+                task_id: "t".into(),
+                key: "return_value".into(),
+                size: 11,
+                cap: 10
+            }
+        );
+        assert!(err.to_string().contains("PAVE_XCOM_MAX_BYTES"), "{err}");
+        let other = BTreeMap::from([
+            ("return_value".to_owned(), json!(1)),
+            ("model".to_owned(), json!("s3://m")),
+        ]);
+        let err = check_ended_xcoms("t", &other, 100).expect_err("another key");
+        assert!(
+            err.to_string().contains("XCom `model`")
+                && err.to_string().contains("only `return_value`"),
+            "{err}"
+        );
+        assert_eq!(check_ended_xcoms("t", &BTreeMap::new(), 0), Ok(()));
+    }
 
     #[test]
     fn text_result_is_a_string() {

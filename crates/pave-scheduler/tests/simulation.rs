@@ -1110,3 +1110,133 @@ async fn room_the_head_cannot_take_goes_to_what_waits_behind_it() {
         p001.reason
     );
 }
+
+fn python_task(id: &str, upstream: &[&str]) -> Task {
+    let mut t = Task::new(
+        id,
+        TaskKind::Python {
+            callable: id.to_owned(),
+        },
+    );
+    t.upstream = upstream.iter().map(|u| (*u).into()).collect();
+    t
+}
+
+/// A Python task's return value can come with its end (a zygote's result
+/// file, `AttemptResult::xcoms`) instead of through the execution API: it
+/// is stored with the end, steers a branch, feeds a mapped task, and is
+/// checked as a push is (the limit, no other key).
+#[tokio::test]
+async fn a_return_value_that_comes_with_the_end_is_stored_and_read_with_it() {
+    let now = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("date");
+    let mut d = Dag::new("ended");
+    d.fileloc = Some("/dags/ended.py".into());
+    let mut choose = python_task("choose", &[]);
+    choose.flow = pave_core::model::Flow::Branch;
+    let mut each = python_task("each", &[]);
+    each.mapping = Some(Mapping::Expand {
+        args: [(
+            "x".to_owned(),
+            MapSource::Xcom(pave_core::model::XcomRef {
+                task_id: "src".into(),
+                key: "return_value".into(),
+            }),
+        )]
+        .into(),
+    });
+    d.tasks = vec![
+        choose,
+        python_task("left", &["choose"]),
+        python_task("right", &["choose"]),
+        python_task("src", &[]),
+        each,
+        python_task("plain", &[]),
+        python_task("big", &[]),
+        python_task("stray", &[]),
+    ];
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
+    store.migrate().await.expect("migrate");
+    store_dag(store.as_ref(), &d, now).await;
+    let clock = Arc::new(ManualClock::new(now));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec_clock = clock.clone();
+    let executor = NoopExecutor::new(tx)
+        .with_clock(move || pave_scheduler::Clock::now(exec_clock.as_ref()))
+        .with_outcome(|key, now| {
+            let value = match key.task_id.as_str() {
+                "choose" => Some(serde_json::json!(["left"])),
+                "src" => Some(serde_json::json!([10, 20, 30])),
+                "plain" => Some(serde_json::json!({"loss": 0.25})),
+                "big" => Some(serde_json::json!("x".repeat(200))),
+                _ => None,
+            };
+            let mut result = AttemptResult::success_at(now, None);
+            result.xcoms = value.map(|v| [("return_value".to_owned(), v)].into());
+            if key.task_id.as_str() == "stray" {
+                result.xcoms = Some([("model".to_owned(), serde_json::json!(1))].into());
+            }
+            NoopOutcome::Finished(result)
+        });
+    let mut cfg = SchedulerConfig::new(std::env::temp_dir().join("pave-sim-logs"));
+    cfg.poll_interval = Duration::ZERO;
+    cfg.xcom_max_bytes = 100;
+    cfg.python = Some(pave_scheduler::PythonTasks {
+        python: "python3".into(),
+        sdk_path: "/nonexistent".into(),
+        api_url: "http://127.0.0.1:9/execution/v1".into(),
+        issue_token: Arc::new(|_, _| "token".to_owned()),
+        zygote_dir: None,
+    });
+    let mut s = Scheduler::new(store.clone(), Arc::new(executor), rx, clock, cfg);
+    let run = s
+        .trigger(&d.dag_id, TriggerRequest::default())
+        .await
+        .expect("trigger");
+    settle(&mut s, 20).await;
+    let tis = store.run_tis(run.key).await.expect("tis");
+    let state = |id: &str| -> Vec<TaskState> {
+        tis.iter()
+            .filter(|t| t.key.task_id.as_str() == id)
+            .map(|t| t.state)
+            .collect()
+    };
+    assert_eq!(state("left"), [TaskState::Success]);
+    assert_eq!(state("right"), [TaskState::Skipped]);
+    assert_eq!(
+        state("each"),
+        [TaskState::Success; 3],
+        "expanded over src's value"
+    );
+    assert_eq!(state("plain"), [TaskState::Success]);
+    let plain = tis
+        .iter()
+        .find(|t| t.key.task_id.as_str() == "plain")
+        .expect("plain");
+    let stored = store
+        .get_xcom(&plain.key, "return_value")
+        .await
+        .expect("plain's value stored with its end");
+    assert_eq!(stored.value, serde_json::json!({"loss": 0.25}));
+    for (id, says) in [
+        ("big", "over the limit of 100 bytes"),
+        ("stray", "XCom `model`"),
+    ] {
+        let ti = tis
+            .iter()
+            .find(|t| t.key.task_id.as_str() == id)
+            .expect("task");
+        assert_eq!(ti.state, TaskState::Failed, "{id}");
+        assert!(
+            ti.reason.as_deref().is_some_and(|r| r.contains(says)),
+            "{id}: {:?}",
+            ti.reason
+        );
+        assert!(
+            store.get_xcom(&ti.key, "return_value").await.is_err(),
+            "{id}: a refused value was stored"
+        );
+    }
+}

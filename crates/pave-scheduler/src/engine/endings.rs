@@ -287,14 +287,28 @@ impl Scheduler {
         if let Some(forced) = forced {
             outcome = forced;
         }
-        let mut xcom = None;
+        let mut xcoms: Vec<(String, serde_json::Value)> = Vec::new();
         let mut flow = None;
         if outcome == AttemptOutcome::Success {
-            // A command's result is its last stdout line; a Python task
+            // A command's result is its last stdout line. A Python task
             // pushed its return value through the execution API, which the
-            // scheduler reads only when it decides something: a branch, a
-            // short circuit, or the source of a mapped task's expansion.
-            let value = if is_python && !return_value_decides(&loaded, task, &ti) {
+            // scheduler reads only when it decides something (a branch, a
+            // short circuit, or the source of a mapped task's expansion),
+            // or its zygote brought the value with the end: stored here,
+            // with the end.
+            let ended = if is_python {
+                result.xcoms.as_ref()
+            } else {
+                None
+            };
+            let value = if let Some(ended) = ended {
+                Ok(crate::result::check_ended_xcoms(
+                    ti.task_id.as_str(),
+                    ended,
+                    self.cfg.xcom_max_bytes,
+                )
+                .map(|()| ended.get("return_value").cloned()))
+            } else if is_python && !return_value_decides(&loaded, task, &ti) {
                 Ok(Ok(None))
             } else if is_python {
                 self.store
@@ -342,8 +356,13 @@ impl Scheduler {
                             reason,
                         };
                     }
-                    if task.do_xcom_push && !is_python {
-                        xcom = value;
+                    if let Some(ended) = ended {
+                        xcoms.extend(ended.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    } else if task.do_xcom_push
+                        && !is_python
+                        && let Some(value) = value
+                    {
+                        xcoms.push(("return_value".into(), value));
                     }
                 }
                 Err(e) => {
@@ -414,10 +433,12 @@ impl Scheduler {
         tr.reason = Some(res.reason);
         tr.executor_handle = handle.and_then(|h| serde_json::to_value(h).ok());
         batch.push(tr);
-        if let Some(value) = xcom {
+        // Stored even when the value then failed the attempt (a branch to no
+        // task, a mapped task's source that is no list), as a push is.
+        for (key, value) in xcoms {
             batch.push(NewXcom {
                 ti: ti.clone(),
-                key: "return_value".into(),
+                key,
                 value,
             });
         }
