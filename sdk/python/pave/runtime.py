@@ -213,6 +213,19 @@ def _macros() -> Any:
     return _MACROS
 
 
+#: Set (to a dict) in a child of the pre-forked interpreter whose attempt
+#: the zygote supervises (``pave.zygote.Child``): the return value then
+#: goes, as JSON text, with the attempt's end (its result file) instead of
+#: through the execution API, and the scheduler stores it with the end, in
+#: one transaction. Nothing runs in the task's process after the push (pave
+#: refuses callbacks), so nothing there can tell the difference. ``None``:
+#: pushed through the API.
+deferred_xcoms: dict[str, str] | None = None
+#: The longest return value (JSON, bytes) that goes with the end: its word
+#: to the zygote then fits in a pipe's buffer. Longer ones are pushed.
+DEFERRED_XCOM_MAX = 60_000
+
+
 def push_result(op: Any, ti: RuntimeTaskInstance, result: Any) -> None:
     """Push the return value (and each key with ``multiple_outputs``).
 
@@ -222,7 +235,8 @@ def push_result(op: Any, ti: RuntimeTaskInstance, result: Any) -> None:
     truthiness (``False`` is pushed when the encoded value would read
     otherwise, e.g. an empty set), and an XCom that a mapped task expands
     over stays a plain JSON list or dict at its top level (see
-    ``encode_xcom``)."""
+    ``encode_xcom``). A supervised child of the pre-forked interpreter
+    keeps the return value for its end instead (``deferred_xcoms``)."""
     is_branch = getattr(op, "_is_branch", False)
     is_short = getattr(op, "_is_short_circuit", False)
     if is_branch:
@@ -249,6 +263,11 @@ def push_result(op: Any, ti: RuntimeTaskInstance, result: Any) -> None:
     if getattr(op, "multiple_outputs", False):
         for key, value in result.items():
             ti._push(key, value, f"{what} a dict whose key `{key}` is")
+    if deferred_xcoms is not None:
+        text = json.dumps(encoded, allow_nan=False)  # ASCII: as many bytes as characters
+        if len(text) <= DEFERRED_XCOM_MAX:
+            deferred_xcoms["return_value"] = text
+            return
     ti._put("return_value", encoded)
 
 

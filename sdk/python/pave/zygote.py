@@ -407,6 +407,54 @@ def _log_to_task(pid: int, line: str) -> None:
         os.close(fd)
 
 
+#: The longest word a child says about its end: its line and its XComs.
+MAX_TOLD = 256 + runtime.DEFERRED_XCOM_MAX + 64
+
+
+def _told_complete(buf: bytes) -> bool:
+    """Whether ``buf`` holds a child's whole word about its end (or more than
+    any word, or something that is none: nothing more is read then)."""
+    if len(buf) > MAX_TOLD:
+        return True
+    line, nl, rest = buf.partition(b"\n")
+    if not nl:
+        return len(line) > 256
+    words = line.split()
+    if len(words) != 5:
+        return True
+    try:
+        size = int(words[4])
+    except ValueError:
+        return True
+    return len(rest) >= size or size > MAX_TOLD
+
+
+def _parse_told(buf: bytes) -> tuple[int, int, int, dict[str, Any] | None] | None:
+    """A child's word about its end (``Child.tell_end``): its pid, exit status,
+    peak memory (KiB) and the XComs that go with the end; None if ``buf`` is
+    not such a word."""
+    line, _, rest = buf.partition(b"\n")
+    words = line.split()
+    if len(words) not in (4, 5) or words[0] != b"e":
+        return None
+    try:
+        sender, code, peak = (int(w) for w in words[1:4])
+        size = int(words[4]) if len(words) == 5 else 0
+    except ValueError:
+        return None
+    if len(rest) != size:
+        return None
+    xcoms = None
+    if size:
+        try:
+            xcoms = json.loads(rest)
+        except ValueError:
+            return None
+        if not isinstance(xcoms, dict) or code != 0:
+            return None
+    return sender, code, peak, xcoms
+
+
 class _Supervision:
     """What a supervised request asks the zygote to do for its attempt (it
     holds the claim, enforces the timeout, writes the result), and how that
@@ -476,6 +524,11 @@ class _Conn:
         #: Once it is set up: the read end of the channel on which the child
         #: says how it ends (``Child.exit``), until it says so or is reaped.
         self.end_fd = -1
+        #: What has come of the child's word on ``end_fd`` so far.
+        self.end_buf = b""
+        #: The child's word, once read (``_parse_told``): status, peak
+        #: memory and the XComs that go with the end (or None).
+        self.told: tuple[int, int, dict[str, Any] | None] | None = None
         #: The attempt has GPUs: its end is the reap, not the child's word.
         self.gpus = False
         #: A supervised request's (see ``_Supervision``); ``None`` for a
@@ -605,6 +658,9 @@ class Child:
             os.write(1, out)
         if err:
             os.write(2, err)
+        if self.end_fd >= 0 and req.get("supervise") is not None:
+            # The zygote writes the result file: the return value goes in it.
+            runtime.deferred_xcoms = {}
         return runtime.run(self.env_plan.run_env(env), dags=self.dags, disposable=True)
 
     def exit(self, code: int) -> None:
@@ -635,13 +691,24 @@ class Child:
         """Tell the zygote this attempt's end before the exit (``e PID STATUS
         MAXRSS_KIB``): nothing of the task runs any more, and the zygote need
         not wait for the kernel to take the process down. Its peak memory
-        is what ``wait4`` would report: its own or its reaped children's."""
+        is what ``wait4`` would report: its own or its reaped children's.
+        After a success, the XComs that go with the end
+        (``runtime.deferred_xcoms``) follow: ``e PID 0 MAXRSS_KIB SIZE``,
+        then SIZE bytes of a JSON object, key to value."""
         if self.end_fd < 0:
             return
         try:
             peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-            os.write(self.end_fd, b"e %d %d %d\n" % (os.getpid(), code & 0xFF, peak))
+            word = b"e %d %d %d" % (os.getpid(), code & 0xFF, peak)
+            xcoms = runtime.deferred_xcoms
+            if code == 0 and xcoms:
+                payload = ("{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in xcoms.items()) + "}").encode()
+                word += b" %d\n" % len(payload) + payload
+                os.set_blocking(self.end_fd, True)  # the zygote's end of the pipe is the non-blocking one
+            else:
+                word += b"\n"
+            _write_all(self.end_fd, word)
         except (OSError, ValueError):
             pass
 
@@ -659,15 +726,67 @@ class _Spare:
 WARM_RUNS = 20
 
 
+class _WarmUpApi:
+    """A loopback stand-in for the execution API during the warm-up: a
+    thread that answers every request with 204, so that a warm-up task's
+    XCom push runs the client's whole path (encoding, the connection, the
+    HTTP exchange) before the zygote forks. Closed (its thread joined)
+    before anything forks."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/execution/v1"
+        self.answered = 0
+        self.thread = threading.Thread(target=self._serve, name="pave-warm-up-api", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed: the warm-up is over
+            with conn, conn.makefile("rb") as f:
+                while self._answer(conn, f):
+                    pass
+
+    def _answer(self, conn: socket.socket, f: Any) -> bool:
+        """Read one request (its head, then its Content-Length of body) and
+        answer 204; False once the client closed the connection."""
+        line = f.readline(65536)
+        if not line:
+            return False
+        length = 0
+        while line not in (b"\r\n", b"\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            line = f.readline(65536)
+        f.read(length)
+        conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.answered += 1
+        return True
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        self.thread.join(5)
+
+
 def _warm_runtime() -> int:
-    """Run a no-op task of pave's own through ``runtime.run`` a few times,
+    """Run two tasks of pave's own through ``runtime.run`` a few times each,
     so that the interpreter has specialised the runtime's code before the
     zygote forks: CPython (3.11+) rewrites a function's bytecode in place
     while it warms up, so a child running cold code writes to, and so
     copies, the pages of every code object it runs (measured: ~75 fewer
-    page faults and ~0.25 ms less CPU per child). Nothing of the DAG file
-    runs, nothing is sent (the context is given, the task returns None)
-    and nothing is printed. Returns the runs that succeeded; any failure
+    page faults and ~0.25 ms less CPU per child). One returns None; the
+    other returns a number, which it pushes as its XCom to a stand-in of
+    the API on loopback (``_WarmUpApi``), then keeps for its end as a
+    supervised child does (``runtime.deferred_xcoms``). Nothing of the DAG
+    file runs and nothing is printed. Returns the runs that succeeded; any failure
     only means a colder start."""
     from .dag import DAG, _registered
     from .decorators import task
@@ -679,7 +798,12 @@ def _warm_runtime() -> int:
             def noop() -> None:
                 return None
 
+            @task(task_id="value")
+            def value() -> int:
+                return 1
+
             noop()
+            value()
     except Exception:  # noqa: BLE001 -- an optimisation only
         return 0
     finally:
@@ -695,14 +819,28 @@ def _warm_runtime() -> int:
            "PAVE_RUN_ID": f"manual__{when}", "PAVE_TRY_NUMBER": "1"}
     ok = 0
     saved = dict(os.environ)
+    api: _WarmUpApi | None = None
     try:
         for _ in range(WARM_RUNS):
             if runtime.run({**env, runtime.CONTEXT_ENV: context}, [warm], disposable=True) != runtime.EXIT_SUCCESS:
                 break
             ok += 1
+        api = _WarmUpApi()
+        value_env = {**env, "PAVE_API_URL": api.url, "PAVE_TASK_ID": "value"}
+        value_context = context.replace('"task_id": "noop"', '"task_id": "value"')
+        for deferred in (None, {}):  # pushed, then kept for the end (``runtime.deferred_xcoms``)
+            runtime.deferred_xcoms = deferred
+            for _ in range(WARM_RUNS):
+                if runtime.run({**value_env, runtime.CONTEXT_ENV: value_context}, [warm],
+                               disposable=True) != runtime.EXIT_SUCCESS:
+                    break
+                ok += 1
     except Exception:  # noqa: BLE001 -- an optimisation only
         pass
     finally:
+        runtime.deferred_xcoms = None
+        if api is not None:
+            api.close()
         if dict(os.environ) != saved:
             os.environ.clear()
             os.environ.update(saved)
@@ -1288,7 +1426,9 @@ class Zygote:
         for conn, request in self.taken:
             sync_r = sync_w = -1
             try:
-                sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+                # Non-blocking: the zygote reads a child's word about its end
+                # until there is no more (``_read_end``), and it never waits.
+                sync_r, sync_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
                 if conn.supervise is not None:
                     self._started(conn.supervise)
                 pid = os.fork()
@@ -1562,16 +1702,22 @@ class Zygote:
                 continue  # it died before it set up: refused, no exit report
             self.children.pop(pid, None)
             self._kill_leftovers(pid)
+            if conn.end_fd >= 0 and conn.supervise is not None:
+                self._read_end(conn)  # all it said is in the channel now: its XComs
+            xcoms = None
             if os.WIFSIGNALED(status):
                 exit_ = {"type": "signal", "signal": os.WTERMSIG(status)}
             else:
                 exit_ = {"type": "code", "code": os.waitstatus_to_exitcode(status)}
-            self._report_end(conn, pid, exit_, int(usage.ru_maxrss))
+                if exit_["code"] == 0 and conn.told is not None and conn.told[0] == 0:
+                    xcoms = conn.told[2]
+            self._report_end(conn, pid, exit_, int(usage.ru_maxrss), xcoms)
 
     def _watch_end(self, conn: _Conn, fd: int) -> None:
         """Read the end of the child of ``conn`` from ``fd`` (see ``_end_told``)."""
         conn.end_fd = fd
         try:
+            os.set_blocking(fd, False)
             self.selector.register(fd, selectors.EVENT_READ, ("end", conn))
         except (OSError, ValueError, KeyError):
             conn.end_fd = self._unwatch(fd)  # its end is then its reap
@@ -1584,40 +1730,52 @@ class Zygote:
         the process, later, finds it no longer a child of an attempt. Else
         (nothing said: it died some other way; said by a process it forked;
         GPUs, which are free once the process is gone) the reap reports."""
-        fd = conn.end_fd
-        if fd < 0:
-            return  # a stale event: already reaped
-        try:
-            data = os.read(fd, 256)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        self._close_end(conn)
+        if conn.end_fd < 0 or not self._read_end(conn):
+            return  # a stale event (already reaped), or more of the word to come
         pid = conn.pid
-        if pid is None or self.children.get(pid) is not conn or conn.gpus:
-            return
-        words = data.split()
-        if len(words) != 4 or words[0] != b"e":
-            return
-        try:
-            sender, code, peak = (int(w) for w in words[1:])
-        except ValueError:
-            return
-        if sender != pid:
+        if pid is None or self.children.get(pid) is not conn or conn.gpus or conn.told is None:
             return
         self.last_activity = time.monotonic()
         self.children.pop(pid, None)
         self._kill_leftovers(pid)
-        self._report_end(conn, pid, {"type": "code", "code": code}, peak)
+        code, peak, xcoms = conn.told
+        self._report_end(conn, pid, {"type": "code", "code": code}, peak, xcoms)
 
-    def _report_end(self, conn: _Conn, pid: int, exit_: dict[str, Any], maxrss_kib: int) -> None:
+    def _read_end(self, conn: _Conn) -> bool:
+        """Read what the child of ``conn`` has said on its end channel; once it
+        said all (or the channel closed, or holds no more and the child is
+        gone), stop watching it and keep the word in ``conn.told`` if it is
+        one from the child itself. True then; False while more is to come."""
+        while True:
+            try:
+                data = os.read(conn.end_fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                if conn.pid is not None and self.children.get(conn.pid) is conn:
+                    return False
+                break  # reaped: no more will come
+            except OSError:
+                break
+            if not data:
+                break
+            conn.end_buf += data
+            if _told_complete(conn.end_buf):
+                break
+        told = _parse_told(conn.end_buf)
+        conn.end_buf = b""
+        self._close_end(conn)
+        if told is not None and told[0] == conn.pid:
+            conn.told = told[1:]
+        return True
+
+    def _report_end(self, conn: _Conn, pid: int, exit_: dict[str, Any], maxrss_kib: int,
+                    xcoms: dict[str, Any] | None = None) -> None:
         """Report the end of the attempt of ``conn``, whose task ``pid`` ended
-        (a supervised one's result file first), and drop the connection."""
+        (a supervised one's result file first, with the ``xcoms`` that go
+        with its end), and drop the connection."""
         line: dict[str, Any] = {"exit": exit_, "maxrss_kib": maxrss_kib}
         if conn.supervise is not None:
             # The result is in place before the line: its reader reads it then.
-            self._write_result(conn.supervise, pid, exit_, maxrss_kib, line)
+            self._write_result(conn.supervise, pid, exit_, maxrss_kib, line, xcoms)
             if conn.sock.fileno() >= 0:
                 _tell_conn(conn, line)
             if conn.supervise.timeout_ms is not None:
@@ -1747,15 +1905,18 @@ class Zygote:
                              "sent SIGKILL")
 
     def _write_result(self, sup: _Supervision, pid: int, exit_: dict[str, Any], maxrss_kib: int,
-                      line: dict[str, Any]) -> None:
-        """The result file of a supervised attempt whose task ``pid`` ended;
-        why it could not be written goes to ``line`` (``result_error``)."""
+                      line: dict[str, Any], xcoms: dict[str, Any] | None = None) -> None:
+        """The result file of a supervised attempt whose task ``pid`` ended,
+        with the XComs that go with its end; why it could not be written
+        goes to ``line`` (``result_error``)."""
         ended = time.time()
         duration_ms = max(0, int((time.monotonic() - sup.started_mono) * 1000))
         result = {"exit": exit_, "pid": pid, "timed_out": sup.timed_out, "cancelled": False,
                   "started_at": _rfc3339(sup.started_at), "ended_at": _rfc3339(ended),
                   "duration_ms": duration_ms, "peak_rss_kib": maxrss_kib, "last_line": None,
                   "error": None, "notes": sup.notes}
+        if xcoms:
+            result["xcoms"] = xcoms
         self._create_result(sup, result, line)
 
     @staticmethod

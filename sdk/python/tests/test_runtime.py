@@ -90,6 +90,57 @@ class RuntimeExitCodesTest(unittest.TestCase):
         self.assertIn("has no task `no_such_task`", r.stderr)
 
 
+DEFERRED_SCRIPT = """
+import json
+from pave import runtime
+runtime.deferred_xcoms = {}
+code = runtime.run()
+print("DEFERRED " + json.dumps({"code": code, "deferred": runtime.deferred_xcoms}))
+"""
+
+
+def run_deferred(task_id: str) -> tuple[RuntimeResult, dict[str, Any]]:
+    """``task_id`` run as a zygote's supervised child runs it: its return
+    value kept for the end (``runtime.deferred_xcoms``), not pushed."""
+    with FakeExecutionApi({"dag_id": "rt", "task_id": task_id, "params": {"x": 5}}, None,
+                          template_vars={"params": {"x": 5}}) as api:
+        env = sdk_env(PAVE_API_URL=api.url, PAVE_TASK_TOKEN=api.TOKEN, PAVE_DAG_FILE=DAG_FILE,
+                      PAVE_DAG_ID="rt", PAVE_TASK_ID=task_id, PAVE_RUN_ID="r", PAVE_MAP_INDEX="-1",
+                      PAVE_TRY_NUMBER="1")
+        proc = subprocess.run([sys.executable, "-c", DEFERRED_SCRIPT], capture_output=True, text=True,
+                              env=env, timeout=60)
+        r = RuntimeResult(proc, api)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("DEFERRED ")), "DEFERRED {}")
+    return r, json.loads(line[len("DEFERRED "):])
+
+
+class DeferredReturnValueTest(unittest.TestCase):
+    """A supervised child of the zygote keeps its return value for its end."""
+
+    def test_the_return_value_is_kept_as_json_text_not_pushed(self) -> None:
+        r, out = run_deferred("ret")
+        self.assertEqual(out, {"code": 0, "deferred": {"return_value": '{"a": 1}'}}, r.stderr)
+        self.assertEqual(r.pushed, {}, "pushed through the API as well")
+        # In Airflow's serde format, as a push would store it.
+        r, out = run_deferred("as_tuple")
+        self.assertEqual(json.loads(out["deferred"]["return_value"]),
+                         {"__classname__": "builtins.tuple", "__version__": 1, "__data__": [1, "a"]})
+
+    def test_other_keys_and_large_values_still_go_through_the_api(self) -> None:
+        r, out = run_deferred("mo")  # multiple_outputs: each key is pushed, the dict is kept
+        self.assertEqual(out["deferred"], {"return_value": '{"k": "v", "n": 2}'}, r.stderr)
+        self.assertEqual(r.pushed, {"k": "v", "n": 2})
+        r, out = run_deferred("big")  # over what goes with an end: pushed (and refused here: 413)
+        self.assertEqual((out["code"], out["deferred"]), (1, {}))
+        self.assertIn("put the data in object storage and pass its URI", r.stderr)
+
+    def test_nothing_is_kept_for_none_or_a_failure(self) -> None:
+        for task_id, code in (("nothing", 0), ("boom", 1), ("opaque", 1)):
+            with self.subTest(task_id=task_id):
+                r, out = run_deferred(task_id)
+                self.assertEqual(out, {"code": code, "deferred": {}}, r.stderr)
+
+
 class RuntimeXComTest(unittest.TestCase):
     xcoms = {
         ("ret", "return_value"): {"a": 1},

@@ -1078,7 +1078,8 @@ class ChildSetUpTest(unittest.TestCase):
         self.procs.append(child)
         conn = self.zygote_mod._Conn(ours)
         self.z.conns[ours.fileno()] = conn
-        sync_r, sync_w = os.pipe()
+        sync_r, sync_w = os.pipe2(os.O_NONBLOCK)  # as the zygote's (`_fork_taken`)
+        os.set_blocking(sync_w, True)
         conn.pid = child.pid
         self.z.children[child.pid] = conn
         conn.setup_fd = sync_r
@@ -1322,6 +1323,83 @@ class ChildSetUpTest(unittest.TestCase):
                 with self.assertRaises(socket.timeout):
                     theirs.recv(1)
                 self.z.children.pop(child.pid)
+
+    def test_a_told_end_brings_the_return_value_into_the_result_file(self) -> None:
+        conn, theirs, sync_w, child = self.pending()
+        sup = self.supervised(conn)
+        sup.gpu_ids = []
+        self.set_up(conn, theirs, sync_w, child)
+        payload = json.dumps({"return_value": {"loss": 0.25, "tags": ["a", "é"] * 300}}).encode()
+        word = b"e %d 0 2048 %d\n" % (child.pid, len(payload)) + payload
+        # In two pieces, as a large word may come: nothing is reported on half of it.
+        os.write(sync_w, word[:700])
+        self.z._end_told(conn)
+        self.assertIs(self.z.children.get(child.pid), conn, "ended on half a word")
+        self.assertGreaterEqual(conn.end_fd, 0, "stopped listening in the middle of the word")
+        os.write(sync_w, word[700:])
+        self.z._end_told(conn)
+        self.assertEqual(self.answer_line(theirs), {"exit": {"type": "code", "code": 0}, "maxrss_kib": 2048})
+        result = _read_json(sup.result)
+        self.assertEqual(result["xcoms"], {"return_value": {"loss": 0.25, "tags": ["a", "é"] * 300}})
+        self.assertEqual(result["exit"], {"type": "code", "code": 0})
+        os.close(sync_w)
+
+    def test_words_that_bring_no_xcoms(self) -> None:
+        parse, complete = self.zygote_mod._parse_told, self.zygote_mod._told_complete
+        self.assertEqual(parse(b"e 7 0 10\n"), (7, 0, 10, None))
+        self.assertEqual(parse(b'e 7 0 10 4\n{"a"'), None, "cut short")
+        self.assertEqual(parse(b'e 7 0 10 2\n{}'), (7, 0, 10, {}))
+        self.assertEqual(parse(b'e 7 0 10 7\n{"a": 1'), None, "not JSON")
+        self.assertEqual(parse(b'e 7 0 10 3\n[1]'), None, "not an object")
+        self.assertEqual(parse(b'e 7 1 10 8\n{"a": 1}'), None, "XComs of a failure")
+        self.assertEqual(parse(b'e 7 0 10 8\n{"a": 1}trailing'), None)
+        self.assertEqual(parse(b'e 7 0 10 x\n'), None)
+        self.assertFalse(complete(b"e 7 0 10 8\n{"), "the rest is to come")
+        self.assertFalse(complete(b"e 7 0 1"), "the line is to come")
+        self.assertTrue(complete(b"e 7 0 10\n"))
+        self.assertTrue(complete(b"e 7 0 10 8\n" + b"x" * 8))
+        self.assertTrue(complete(b"nonsense " * 40), "a line longer than any word")
+        self.assertTrue(complete(b"e 7 0 10 99999999\n"), "no more is read than any word holds")
+
+    def test_the_reap_reads_what_the_child_said_before_its_exit(self) -> None:
+        # Under load the zygote often reaps a child before it reads its word:
+        # the return value must not be lost then; nor for an attempt with GPUs,
+        # whose word is read first and whose end is its reap.
+        self.z.wake_r, wake_w = os.pipe2(os.O_NONBLOCK)
+        self.addCleanup(os.close, wake_w)
+        self.addCleanup(os.close, self.z.wake_r)
+        for gpus, code in ((False, 0), (True, 0), (False, 3)):
+            with self.subTest(gpus=gpus, code=code):
+                ours, theirs = socket.socketpair()
+                self.socks += [ours, theirs]
+                conn = self.zygote_mod._Conn(ours)
+                sup = self.supervised(conn)
+                conn.gpus = gpus
+                end_r, end_w = os.pipe2(os.O_NONBLOCK)
+                payload = b'{"return_value": [1, 2, 3]}'
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        os.write(end_w, b"e %d 0 99 %d\n" % (os.getpid(), len(payload)) + payload)
+                    finally:
+                        os._exit(code)
+                os.close(end_w)
+                conn.pid = pid
+                self.z.children[pid] = conn
+                self.z._watch_end(conn, end_r)
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+                if gpus:
+                    self.z._end_told(conn)
+                    self.assertIs(self.z.children.get(pid), conn, "an attempt with GPUs ended on its word")
+                self.z._reap()
+                self.assertNotIn(pid, self.z.children)
+                self.assertEqual(self.answer_line(theirs)["exit"], {"type": "code", "code": code})
+                result = _read_json(sup.result)
+                if code == 0:
+                    self.assertEqual(result["xcoms"], {"return_value": [1, 2, 3]})
+                else:  # its word said 0, its exit 3: the exit is what happened
+                    self.assertNotIn("xcoms", result)
+                self.assertEqual(conn.end_fd, -1)
 
     def test_an_attempt_with_gpus_ends_when_its_process_is_reaped(self) -> None:
         # A GPU is free once its process is gone, not once the task says it ends.
@@ -1581,17 +1659,43 @@ class WarmUpTest(unittest.TestCase):
             "from pave.dag import _registered\n"
             "before = dict(os.environ)\n"
             "out, sys.stdout = sys.stdout, io.StringIO()\n"
+            "import threading\n"
+            "fds = sorted(os.listdir('/proc/self/fd'))\n"
             "runs = zygote._warm_runtime()\n"
             "printed, sys.stdout = sys.stdout.getvalue(), out\n"
-            "print(runs == zygote.WARM_RUNS, len(_registered), dict(os.environ) == before, repr(printed))\n"
+            "print(runs == 3 * zygote.WARM_RUNS, len(_registered), dict(os.environ) == before, repr(printed),\n"
+            "      threading.active_count(), sorted(os.listdir('/proc/self/fd')) == fds,\n"
+            "      zygote.runtime.deferred_xcoms)\n"
         )
         out = subprocess.run([sys.executable, "-S", "-c", code], env=sdk_env(), capture_output=True,
                              text=True, timeout=60)
         self.assertEqual(out.returncode, 0, out.stderr)
-        # Every run succeeded without the API (nothing is sent), no DAG was left
-        # registered (it would pass for one of the file's), the environment is
-        # as it was and nothing was printed.
-        self.assertEqual(out.stdout.strip(), "True 0 True ''", out.stderr)
+        # Every run succeeded, those that push against the stand-in API too;
+        # no DAG was left registered (it would pass for one of the file's),
+        # the environment is as it was, nothing was printed, and the
+        # stand-in's thread and sockets are gone (a fork would inherit them).
+        self.assertEqual(out.stdout.strip(), "True 0 True '' 1 True None", out.stderr)
+
+    def test_the_stand_in_api_answers_every_push_then_goes_away(self) -> None:
+        code = (
+            "import threading\n"
+            "from pave import zygote\n"
+            "from pave.api_client import ExecutionApi\n"
+            "api = zygote._WarmUpApi()\n"
+            "client = ExecutionApi(api.url, 'warm-up')\n"
+            "client.put_xcom('return_value', 1)\n"
+            "client.put_xcom('other', {'a': [1, 2]})\n"  # the same kept-alive connection
+            "client.close()\n"
+            "second = ExecutionApi(api.url, 'warm-up')\n"
+            "second.put_xcom('return_value', 'x' * 100000)\n"  # a new connection, a large body
+            "second.close()\n"
+            "api.close()\n"
+            "print(api.answered, api.thread.is_alive(), threading.active_count())\n"
+        )
+        out = subprocess.run([sys.executable, "-S", "-c", code], env=sdk_env(), capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.strip(), "3 False 1", out.stderr)
 
 
 THREADING_AT_FORK_SCRIPT = """
