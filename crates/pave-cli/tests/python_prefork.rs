@@ -2,8 +2,9 @@
 //! docs/python-runtime.md), from the real binary: fan-out and chains run in
 //! forked children of one zygote, module state never leaks from one task to
 //! the next, a timeout kills a forked task, an edited DAG file is imported
-//! again, a zygote killed mid-run costs a retry, and `PAVE_PYTHON_PREFORK=0`
-//! (or a DAG file a zygote cannot serve) runs fresh interpreters.
+//! again, a zygote killed mid-run costs a retry, a forked task's return
+//! value goes with its end, and `PAVE_PYTHON_PREFORK=0` (or a DAG file a
+//! zygote cannot serve) runs fresh interpreters.
 //!
 //! Every task appends one JSON line to a record file: its pid, its parent,
 //! and whether it runs in a zygote's child (its parent runs `pave.zygote`).
@@ -928,4 +929,122 @@ stalled()
     let lines = records(&record);
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert_eq!(lines[0]["try"], 2, "{lines:#?}");
+}
+
+/// The result file of `task`'s first attempt in the only run of `dag_id`.
+fn first_result(pave: &Pave, dag_id: &str, task: &str) -> Value {
+    let logs = pave
+        .home_path()
+        .join("logs")
+        .join(format!("dag_id={dag_id}"));
+    let run_dir = std::fs::read_dir(&logs)
+        .expect("run folders")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .next()
+        .expect("a run folder");
+    let path = run_dir
+        .join(format!("task_id={task}"))
+        .join("attempt=1.result.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}: {text}"))
+}
+
+/// A forked task's return value goes with its end (docs/python-runtime.md):
+/// the zygote puts it in the result file and the scheduler stores it with
+/// the end, and the downstream tasks, a mapped task among them, read it as
+/// before. A value too long to go with the end is pushed through the API.
+#[test]
+fn a_forked_tasks_return_value_goes_with_its_end() {
+    let pave = Pave::new();
+    let dir = dags_dir();
+    let record = dir.path().join("record.jsonl");
+    let body = r#"
+@dag(dag_id="ended", schedule=None)
+def ended():
+    @task
+    def produce():
+        return {"loss": 0.25, "tags": ["a", "é"]}
+
+    @task
+    def consume(value):
+        record(value=value)
+
+    @task
+    def source():
+        return [1, 2, 3]
+
+    @task
+    def each(x):
+        record(x=x)
+
+    @task
+    def long():
+        return "x" * 61000
+
+    @task
+    def measure(text):
+        record(length=len(text))
+
+    consume(produce())
+    each.expand(x=source())
+    measure(long())
+
+ended()
+"#;
+    write_dag(dir.path(), "ended.py", &record, body);
+    let running = Running::spawn(pave.command(&[
+        "standalone",
+        "--dags",
+        dir.path().to_str().expect("utf-8"),
+        "--port",
+        "0",
+        "--trigger-all",
+        "--exit-when-idle",
+    ]));
+    let (status, lines) = running.wait(Duration::from_secs(120));
+    assert!(status.success(), "{}", lines.join("\n"));
+    let lines = records(&record);
+    assert!(
+        lines.iter().all(|l| l["forked"] == true),
+        "not every task ran in a zygote's child: {lines:?}"
+    );
+    let find = |task: &str| -> Vec<Value> {
+        lines
+            .iter()
+            .filter(|l| l["task"] == task)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        find("consume")[0]["value"],
+        serde_json::json!({"loss": 0.25, "tags": ["a", "é"]})
+    );
+    let mut xs: Vec<i64> = find("each")
+        .iter()
+        .filter_map(|l| l["x"].as_i64())
+        .collect();
+    xs.sort_unstable();
+    assert_eq!(xs, [1, 2, 3]);
+    assert_eq!(find("measure")[0]["length"], 61000);
+    // The values came with the ends, except the long one (pushed).
+    let produced = first_result(&pave, "ended", "produce");
+    assert_eq!(
+        produced["xcoms"],
+        serde_json::json!({"return_value": {"loss": 0.25, "tags": ["a", "é"]}}),
+        "{produced}"
+    );
+    let sourced = first_result(&pave, "ended", "source");
+    assert_eq!(
+        sourced["xcoms"],
+        serde_json::json!({"return_value": [1, 2, 3]}),
+        "{sourced}"
+    );
+    let long = first_result(&pave, "ended", "long");
+    assert!(long.get("xcoms").is_none(), "{long}");
+    let consumed = first_result(&pave, "ended", "consume");
+    assert!(
+        consumed.get("xcoms").is_none(),
+        "None goes nowhere: {consumed}"
+    );
 }
