@@ -993,17 +993,7 @@ def ended():
 ended()
 "#;
     write_dag(dir.path(), "ended.py", &record, body);
-    let running = Running::spawn(pave.command(&[
-        "standalone",
-        "--dags",
-        dir.path().to_str().expect("utf-8"),
-        "--port",
-        "0",
-        "--trigger-all",
-        "--exit-when-idle",
-    ]));
-    let (status, lines) = running.wait(Duration::from_secs(120));
-    assert!(status.success(), "{}", lines.join("\n"));
+    standalone_once(&pave, dir.path());
     let lines = records(&record);
     assert!(
         lines.iter().all(|l| l["forked"] == true),
