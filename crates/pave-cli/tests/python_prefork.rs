@@ -953,7 +953,7 @@ fn first_result(pave: &Pave, dag_id: &str, task: &str) -> Value {
 /// A forked task's return value goes with its end (docs/python-runtime.md):
 /// the zygote puts it in the result file and the scheduler stores it with
 /// the end, and the downstream tasks, a mapped task among them, read it as
-/// before. A value too long to go with the end is pushed through the API.
+/// before; so do the keys of `multiple_outputs`. A value too long to go with the end is pushed through the API.
 #[test]
 fn a_forked_tasks_return_value_goes_with_its_end() {
     let pave = Pave::new();
@@ -978,6 +978,14 @@ def ended():
     def each(x):
         record(x=x)
 
+    @task(multiple_outputs=True)
+    def split():
+        return {"a": 1, "b": "two"}
+
+    @task
+    def use_key(a):
+        record(a=a)
+
     @task
     def long():
         return "x" * 61000
@@ -987,6 +995,7 @@ def ended():
         record(length=len(text))
 
     consume(produce())
+    use_key(split()["a"])
     each.expand(x=source())
     measure(long())
 
@@ -1017,6 +1026,7 @@ ended()
     xs.sort_unstable();
     assert_eq!(xs, [1, 2, 3]);
     assert_eq!(find("measure")[0]["length"], 61000);
+    assert_eq!(find("use_key")[0]["a"], 1);
     // The values came with the ends, except the long one (pushed).
     let produced = first_result(&pave, "ended", "produce");
     assert_eq!(
@@ -1029,6 +1039,12 @@ ended()
         sourced["xcoms"],
         serde_json::json!({"return_value": [1, 2, 3]}),
         "{sourced}"
+    );
+    let split = first_result(&pave, "ended", "split");
+    assert_eq!(
+        split["xcoms"],
+        serde_json::json!({"a": 1, "b": "two", "return_value": {"a": 1, "b": "two"}}),
+        "{split}"
     );
     let long = first_result(&pave, "ended", "long");
     assert!(long.get("xcoms").is_none(), "{long}");

@@ -88,3 +88,26 @@ impl fmt::Display for TryNumber {
         write!(f, "{}", self.0)
     }
 }
+
+/// The longest XCom key (or task id in an execution API path), in bytes:
+/// Airflow's limit on XCom keys (the column is 512 characters).
+pub const MAX_XCOM_NAME_LEN: usize = 512;
+
+/// What is wrong with `name` as an XCom key (or a task id in an execution
+/// API path), if anything: it must be non-empty, hold no `/` and no control
+/// characters, and take at most [`MAX_XCOM_NAME_LEN`] bytes. The same rule
+/// for a push through the API and for a value that comes with an
+/// attempt's end.
+pub fn xcom_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("is empty".to_owned())
+    } else if name.contains('/') {
+        Some("contains `/`".to_owned())
+    } else if name.chars().any(char::is_control) {
+        Some("contains control characters".to_owned())
+    } else if name.len() > MAX_XCOM_NAME_LEN {
+        Some(format!("is longer than {MAX_XCOM_NAME_LEN} bytes"))
+    } else {
+        None
+    }
+}

@@ -42,25 +42,30 @@ pub enum ResultError {
         cap: usize,
     },
     #[error(
-        "the end of task `{task_id}` came with an XCom `{key}`; only `return_value` goes with \
-         a task's end (other keys are pushed through the execution API)"
+        "task `{task_id}` returned an XCom key `{key}` that {problem}; use a non-empty name without `/`"
     )]
-    UnexpectedXcom { task_id: String, key: String },
+    BadXcomKey {
+        task_id: String,
+        key: String,
+        problem: String,
+    },
 }
 
 /// Checks the XComs that came with a Python attempt's end (its result
-/// file's `xcoms`) as the execution API checks a push: only the return
-/// value goes that way, and no value may be over the XCom limit.
+/// file's `xcoms`: its return value and, with `multiple_outputs`, each key
+/// of it) as the execution API checks a push: a key it would take
+/// ([`pave_core::ids::xcom_name_problem`]), a value within the XCom limit.
 pub fn check_ended_xcoms(
     task_id: &str,
     xcoms: &BTreeMap<String, Value>,
     cap: usize,
 ) -> Result<(), ResultError> {
     for (key, value) in xcoms {
-        if key != "return_value" {
-            return Err(ResultError::UnexpectedXcom {
+        if let Some(problem) = pave_core::ids::xcom_name_problem(key) {
+            return Err(ResultError::BadXcomKey {
                 task_id: task_id.to_owned(),
-                key: key.clone(),
+                key: key.escape_debug().to_string(),
+                problem,
             });
         }
         let size = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
@@ -171,16 +176,20 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("PAVE_XCOM_MAX_BYTES"), "{err}");
-        let other = BTreeMap::from([
-            ("return_value".to_owned(), json!(1)),
+        let outputs = BTreeMap::from([
+            ("return_value".to_owned(), json!({"model": "s3://m"})),
             ("model".to_owned(), json!("s3://m")),
         ]);
-        let err = check_ended_xcoms("t", &other, 100).expect_err("another key");
-        assert!(
-            err.to_string().contains("XCom `model`")
-                && err.to_string().contains("only `return_value`"),
-            "{err}"
-        );
+        assert_eq!(check_ended_xcoms("t", &outputs, 100), Ok(()));
+        for (bad, says) in [
+            ("a/b", "contains `/`"),
+            ("", "is empty"),
+            ("a\nb", "control"),
+        ] {
+            let keys = BTreeMap::from([(bad.to_owned(), json!(1))]);
+            let err = check_ended_xcoms("t", &keys, 100).expect_err("a bad key");
+            assert!(err.to_string().contains(says), "{err}");
+        }
         assert_eq!(check_ended_xcoms("t", &BTreeMap::new(), 0), Ok(()));
     }
 

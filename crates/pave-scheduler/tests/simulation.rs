@@ -1124,8 +1124,9 @@ fn python_task(id: &str, upstream: &[&str]) -> Task {
 
 /// A Python task's return value can come with its end (a zygote's result
 /// file, `AttemptResult::xcoms`) instead of through the execution API: it
-/// is stored with the end, steers a branch, feeds a mapped task, and is
-/// checked as a push is (the limit, no other key).
+/// is stored with the end (with the keys of `multiple_outputs`), steers a
+/// branch, feeds a mapped task, and is checked as a push is (the limit, a
+/// key the API would take).
 #[tokio::test]
 async fn a_return_value_that_comes_with_the_end_is_stored_and_read_with_it() {
     let now = Utc
@@ -1175,8 +1176,14 @@ async fn a_return_value_that_comes_with_the_end_is_stored_and_read_with_it() {
             };
             let mut result = AttemptResult::success_at(now, None);
             result.xcoms = value.map(|v| [("return_value".to_owned(), v)].into());
+            if key.task_id.as_str() == "plain" {
+                // multiple_outputs: each key of the value, and the value.
+                if let Some(x) = result.xcoms.as_mut() {
+                    x.insert("loss".to_owned(), serde_json::json!(0.25));
+                }
+            }
             if key.task_id.as_str() == "stray" {
-                result.xcoms = Some([("model".to_owned(), serde_json::json!(1))].into());
+                result.xcoms = Some([("a/b".to_owned(), serde_json::json!(1))].into());
             }
             NoopOutcome::Finished(result)
         });
@@ -1220,9 +1227,14 @@ async fn a_return_value_that_comes_with_the_end_is_stored_and_read_with_it() {
         .await
         .expect("plain's value stored with its end");
     assert_eq!(stored.value, serde_json::json!({"loss": 0.25}));
+    let key = store
+        .get_xcom(&plain.key, "loss")
+        .await
+        .expect("a key of plain's value stored with its end");
+    assert_eq!(key.value, serde_json::json!(0.25));
     for (id, says) in [
         ("big", "over the limit of 100 bytes"),
-        ("stray", "XCom `model`"),
+        ("stray", "contains `/`"),
     ] {
         let ti = tis
             .iter()

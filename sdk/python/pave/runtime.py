@@ -112,14 +112,17 @@ class RuntimeTaskInstance:
         self._push(key, value, f"task `{self.task_id}`: XCom `{key}` is")
 
     def _push(self, key: str, value: Any, what: str) -> None:
+        self._put(key, self._encode(key, value, what))
+
+    def _encode(self, key: str, value: Any, what: str) -> Any:
+        """``value`` as the XCom ``key`` stores it; ``what`` starts the error."""
         try:
-            encoded = encode_xcom(value, self.task_id, key, self._mapping_uses().get(key),
-                                  mapped=self.map_index is not None and self.map_index >= 0)
+            return encode_xcom(value, self.task_id, key, self._mapping_uses().get(key),
+                               mapped=self.map_index is not None and self.map_index >= 0)
         except XComSerdeError as e:
             inner = f"a {type_name(value)} containing {e.what}" if e.nested else e.what
             raise TypeError(f"{what} {inner}, which cannot be stored as an XCom"
                             + (f"; {e.hint}" if e.hint else "")) from None
-        self._put(key, encoded)
 
     def _put(self, key: str, encoded: Any) -> None:
         try:
@@ -214,15 +217,16 @@ def _macros() -> Any:
 
 
 #: Set (to a dict) in a child of the pre-forked interpreter whose attempt
-#: the zygote supervises (``pave.zygote.Child``): the return value then
-#: goes, as JSON text, with the attempt's end (its result file) instead of
-#: through the execution API, and the scheduler stores it with the end, in
+#: the zygote supervises (``pave.zygote.Child``): the return value (and
+#: with ``multiple_outputs`` each key of it) then goes, as JSON text, with
+#: the attempt's end (its result file) instead of through the execution API, and the scheduler stores it with the end, in
 #: one transaction. Nothing runs in the task's process after the push (pave
 #: refuses callbacks), so nothing there can tell the difference. ``None``:
 #: pushed through the API.
 deferred_xcoms: dict[str, str] | None = None
-#: The longest return value (JSON, bytes) that goes with the end: its word
-#: to the zygote then fits in a pipe's buffer. Longer ones are pushed.
+#: The most bytes of JSON (the return value, with ``multiple_outputs`` each
+#: key of it too) that go with the end: the word to the zygote then fits in
+#: a pipe's buffer. More is pushed.
 DEFERRED_XCOM_MAX = 60_000
 
 
@@ -260,15 +264,19 @@ def push_result(op: Any, ti: RuntimeTaskInstance, result: Any) -> None:
         raise TypeError(f"{what} {inner}, which cannot be stored as an XCom" + (f"; {e.hint}" if e.hint else "")) from None
     if is_short and _json_truthy(encoded) != bool(result):
         encoded = bool(result)  # the scheduler reads the decision from this value's JSON truthiness
+    pushes = []
     if getattr(op, "multiple_outputs", False):
-        for key, value in result.items():
-            ti._push(key, value, f"{what} a dict whose key `{key}` is")
+        pushes = [(key, ti._encode(key, value, f"{what} a dict whose key `{key}` is"))
+                  for key, value in result.items()]
+    pushes.append(("return_value", encoded))
     if deferred_xcoms is not None:
-        text = json.dumps(encoded, allow_nan=False)  # ASCII: as many bytes as characters
-        if len(text) <= DEFERRED_XCOM_MAX:
-            deferred_xcoms["return_value"] = text
+        # JSON is ASCII here: as many bytes as characters.
+        texts = [(key, json.dumps(value, allow_nan=False)) for key, value in pushes]
+        if sum(len(json.dumps(key)) + len(text) + 2 for key, text in texts) <= DEFERRED_XCOM_MAX:
+            deferred_xcoms.update(texts)
             return
-    ti._put("return_value", encoded)
+    for key, value in pushes:
+        ti._put(key, value)
 
 
 def _json_truthy(value: Any) -> bool:

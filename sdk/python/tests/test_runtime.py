@@ -126,10 +126,13 @@ class DeferredReturnValueTest(unittest.TestCase):
         self.assertEqual(json.loads(out["deferred"]["return_value"]),
                          {"__classname__": "builtins.tuple", "__version__": 1, "__data__": [1, "a"]})
 
-    def test_other_keys_and_large_values_still_go_through_the_api(self) -> None:
-        r, out = run_deferred("mo")  # multiple_outputs: each key is pushed, the dict is kept
-        self.assertEqual(out["deferred"], {"return_value": '{"k": "v", "n": 2}'}, r.stderr)
-        self.assertEqual(r.pushed, {"k": "v", "n": 2})
+    def test_the_keys_of_multiple_outputs_go_with_the_end_too(self) -> None:
+        r, out = run_deferred("mo")
+        self.assertEqual(out["deferred"], {"k": '"v"', "n": "2", "return_value": '{"k": "v", "n": 2}'},
+                         r.stderr)
+        self.assertEqual(r.pushed, {})
+
+    def test_large_values_still_go_through_the_api(self) -> None:
         r, out = run_deferred("big")  # over what goes with an end: pushed (and refused here: 413)
         self.assertEqual((out["code"], out["deferred"]), (1, {}))
         self.assertIn("put the data in object storage and pass its URI", r.stderr)

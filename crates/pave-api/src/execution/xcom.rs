@@ -13,9 +13,6 @@ use pave_store::{Change, ChangeBatch, NewXcom, RunRecord, StoreError, TaskSelect
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// Airflow's limit on XCom keys (the column is 512 characters).
-const MAX_NAME_LEN: usize = 512;
-
 /// The default key, where a task's return value goes.
 const RETURN_VALUE: &str = "return_value";
 
@@ -187,18 +184,7 @@ fn valid_name(name: Result<Path<String>, PathRejection>, what: &str) -> Result<S
 }
 
 fn check_name(name: String, what: &str) -> Result<String, ApiError> {
-    let problem = if name.is_empty() {
-        Some("is empty".to_owned())
-    } else if name.contains('/') {
-        Some("contains `/`".to_owned())
-    } else if name.chars().any(char::is_control) {
-        Some("contains control characters".to_owned())
-    } else if name.len() > MAX_NAME_LEN {
-        Some(format!("is longer than {MAX_NAME_LEN} bytes"))
-    } else {
-        None
-    };
-    match problem {
+    match pave_core::ids::xcom_name_problem(&name) {
         Some(p) => Err(ApiError::BadRequest(format!(
             "the {what} `{}` {p}; use a non-empty name without `/`",
             name.escape_debug()
