@@ -219,10 +219,11 @@ def _macros() -> Any:
 #: Set (to a dict) in a child of the pre-forked interpreter whose attempt
 #: the zygote supervises (``pave.zygote.Child``): the return value (and
 #: with ``multiple_outputs`` each key of it) then goes, as JSON text, with
-#: the attempt's end (its result file) instead of through the execution API, and the scheduler stores it with the end, in
-#: one transaction. Nothing runs in the task's process after the push (pave
-#: refuses callbacks), so nothing there can tell the difference. ``None``:
-#: pushed through the API.
+#: the attempt's end (its result file) instead of through the execution
+#: API, and the scheduler stores it with the end, in one transaction.
+#: Nothing runs in the task's process after the push (pave refuses
+#: callbacks), so nothing there can tell the difference. ``None``: pushed
+#: through the API.
 deferred_xcoms: dict[str, str] | None = None
 #: The most bytes of JSON (the return value, with ``multiple_outputs`` each
 #: key of it too) that go with the end: the word to the zygote then fits in
@@ -240,7 +241,7 @@ def push_result(op: Any, ti: RuntimeTaskInstance, result: Any) -> None:
     otherwise, e.g. an empty set), and an XCom that a mapped task expands
     over stays a plain JSON list or dict at its top level (see
     ``encode_xcom``). A supervised child of the pre-forked interpreter
-    keeps the return value for its end instead (``deferred_xcoms``)."""
+    keeps them for its end instead (``deferred_xcoms``)."""
     is_branch = getattr(op, "_is_branch", False)
     is_short = getattr(op, "_is_short_circuit", False)
     if is_branch:
