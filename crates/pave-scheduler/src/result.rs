@@ -68,15 +68,27 @@ pub fn check_ended_xcoms(
                 problem,
             });
         }
-        let size = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
-        if size > cap {
-            return Err(ResultError::XcomTooLarge {
-                task_id: task_id.to_owned(),
-                key: key.clone(),
-                size,
-                cap,
-            });
-        }
+        check_xcom_size(task_id, key, value, cap)?;
+    }
+    Ok(())
+}
+
+/// Refuses an XCom whose JSON is over the limit (`PAVE_XCOM_MAX_BYTES`),
+/// pushed through the execution API or come with an attempt's end.
+pub fn check_xcom_size(
+    task_id: &str,
+    key: &str,
+    value: &Value,
+    cap: usize,
+) -> Result<(), ResultError> {
+    let size = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
+    if size > cap {
+        return Err(ResultError::XcomTooLarge {
+            task_id: task_id.to_owned(),
+            key: key.to_owned(),
+            size,
+            cap,
+        });
     }
     Ok(())
 }

@@ -108,18 +108,13 @@ pub(super) async fn put_xcom(
 ) -> Result<StatusCode, ApiError> {
     let key = valid_name(name, "XCom key")?;
     let value = envelope(&state, body, "value", "{\"value\": 42}")?;
-    let task_id = &attempt.scope.task_id;
-    let size = serde_json::to_vec(&value)
-        .map_err(|e| ApiError::Internal(format!("cannot serialize the XCom `{key}`: {e}")))?
-        .len();
-    let cap = state.limits().xcom_max_bytes;
-    if size > cap {
-        return Err(ApiError::TooLarge(format!(
-            "the XCom `{key}` of task `{task_id}` is {size} bytes, over the limit of {cap} bytes; \
-             write the data to object storage (or a file) and push its URI instead, \
-             or raise the limit with PAVE_XCOM_MAX_BYTES"
-        )));
-    }
+    pave_scheduler::result::check_xcom_size(
+        attempt.scope.task_id.as_str(),
+        &key,
+        &value,
+        state.limits().xcom_max_bytes,
+    )
+    .map_err(|e| ApiError::TooLarge(e.to_string()))?;
     if key == RETURN_VALUE && attempt.scope.map_index.is_unmapped() {
         check_mapping_source(&state, &attempt, &value).await?;
     }
