@@ -786,8 +786,8 @@ def _warm_runtime() -> int:
     other returns a number, which it pushes as its XCom to a stand-in of
     the API on loopback (``_WarmUpApi``), then keeps for its end as a
     supervised child does (``runtime.deferred_xcoms``). Nothing of the DAG
-    file runs and nothing is printed. Returns the runs that succeeded; any failure
-    only means a colder start."""
+    file runs and nothing is printed. Returns the runs that succeeded; any
+    failure only means a colder start."""
     from .dag import DAG, _registered
     from .decorators import task
 
@@ -1709,8 +1709,8 @@ class Zygote:
                 exit_ = {"type": "signal", "signal": os.WTERMSIG(status)}
             else:
                 exit_ = {"type": "code", "code": os.waitstatus_to_exitcode(status)}
-                if exit_["code"] == 0 and conn.told is not None and conn.told[0] == 0:
-                    xcoms = conn.told[2]
+                if exit_["code"] == 0 and conn.told is not None:
+                    xcoms = conn.told[2]  # only a word of a success brings XComs (``_parse_told``)
             self._report_end(conn, pid, exit_, int(usage.ru_maxrss), xcoms)
 
     def _watch_end(self, conn: _Conn, fd: int) -> None:
