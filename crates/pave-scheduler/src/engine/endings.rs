@@ -247,7 +247,7 @@ impl Scheduler {
         &mut self,
         key: AttemptKey,
         ti: TiKey,
-        result: AttemptResult,
+        mut result: AttemptResult,
         expected: TaskState,
         handle: Option<&AttemptHandle>,
         forced: Option<AttemptOutcome>,
@@ -296,12 +296,8 @@ impl Scheduler {
             // short circuit, or the source of a mapped task's expansion),
             // or its zygote brought the value with the end: stored here,
             // with the end.
-            let ended = if is_python {
-                result.xcoms.as_ref()
-            } else {
-                None
-            };
-            let value = if let Some(ended) = ended {
+            let ended = if is_python { result.xcoms.take() } else { None };
+            let value = if let Some(ended) = &ended {
                 Ok(crate::result::check_ended_xcoms(
                     ti.task_id.as_str(),
                     ended,
@@ -357,7 +353,7 @@ impl Scheduler {
                         };
                     }
                     if let Some(ended) = ended {
-                        xcoms.extend(ended.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        xcoms.extend(ended);
                     } else if task.do_xcom_push
                         && !is_python
                         && let Some(value) = value
